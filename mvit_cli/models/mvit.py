@@ -1,0 +1,103 @@
+"""The MViT networks: one class per generation over a shared multiscale trunk.
+
+MViT v1 (Fan et al. 2021) marks token positions with learnt absolute embeddings. MViTv2
+(Li et al. 2022) drops them for decomposed relative positions inside attention, adds the
+pooled query back to the attention output and widens inside attention; all of that is
+carried by the config, so the generations differ only in how tokens get their positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .config import MViTConfig, block_settings, conv_output_grid
+from .layers import Grid, MultiscaleBlock, PositionalEmbedding
+
+
+class MultiscaleTransformer(nn.Module):
+    """Patchify, class token, multiscale blocks, final norm and a linear classifier."""
+
+    def __init__(self, cfg: MViTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        settings = block_settings(cfg)
+        self.patch_embed = nn.Conv3d(3, cfg.embed_dim, cfg.patch_kernel, cfg.patch_stride,
+                                     cfg.patch_padding)
+        self.cls_token = nn.Parameter(torch.zeros(cfg.embed_dim)) if cfg.cls_token else None
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        # Stochastic depth grows linearly with depth (training only).
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(
+            MultiscaleBlock(setting, cfg, rate) for setting, rate in zip(settings, rates))
+        width = settings[-1].dim_out
+        self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
+        self.head_dropout = nn.Dropout(cfg.head_dropout)
+        self.head = nn.Linear(width, cfg.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
+        """Hook for a generation's absolute positions; tokens include the class token."""
+        return tokens
+
+    def token_grid(self, frames: int, height: int, width: int) -> Grid:
+        cfg = self.cfg
+        return conv_output_grid((frames, height, width), cfg.patch_kernel, cfg.patch_stride,
+                                cfg.patch_padding)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
+        if x.ndim == 4:
+            x = x.unsqueeze(2)
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected input of shape (N, 3, T, H, W) or (N, 3, H, W), got {tuple(x.shape)}")
+        x = self.patch_embed(x)
+        grid: Grid = (x.shape[2], x.shape[3], x.shape[4])
+        x = x.flatten(2).transpose(1, 2)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(x.shape[0], 1, -1), x), dim=1)
+        x = self.add_positions(x, grid)
+        for block in self.blocks:
+            x, grid = block(x, grid)
+        return self._pool_head(x)
+
+    def _pool_head(self, x: Tensor) -> Tensor:
+        mode = self.cfg.head_pool
+        if mode == "cls":
+            return self.norm(x[:, 0])
+        tokens = x[:, 1:] if self.cls_token is not None else x
+        if mode == "mean_then_norm":
+            return self.norm(tokens.mean(dim=1))
+        return self.norm(tokens).mean(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.head_dropout(self.forward_features(x)))
+
+
+class MViT(MultiscaleTransformer):
+    """MViT v1: absolute positional embeddings added after patchify."""
+
+    def __init__(self, cfg: MViTConfig) -> None:
+        super().__init__(cfg)
+        self.pos_embed = PositionalEmbedding(cfg.embed_dim, cfg.patch_grid,
+                                             separable=cfg.pos_embed == "separable",
+                                             has_cls=cfg.cls_token)
+
+    def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
+        return self.pos_embed(tokens, grid)
+
+
+class MViTv2(MultiscaleTransformer):
+    """MViTv2: positions live in attention (relative), nothing is added to the tokens."""
