@@ -1,0 +1,10 @@
+"""MViT and MViTv2 models, their configs and the table of named architectures."""
+
+from .architectures import ARCHITECTURES, UnknownArchitectureError, get_config
+from .config import BlockSetting, MViTConfig, block_settings
+from .mvit import MultiscaleTransformer, MViT, MViTv2
+
+__all__ = [
+    "ARCHITECTURES", "BlockSetting", "MViT", "MViTConfig", "MViTv2", "MultiscaleTransformer",
+    "UnknownArchitectureError", "block_settings", "get_config",
+]

@@ -11,14 +11,14 @@ from dataclasses import replace
 
 from .config import MViTConfig
 
-_V1_VIDEO = dict(generation=1, pos_embed="separable", kv_stride=(1, 8, 8))
+_V1_VIDEO = dict(generation=1, kv_stride=(1, 8, 8))
 _V1_IMAGE = dict(
     generation=1, frames=1, num_classes=1000, dataset="imagenet1k", sampling_rate=1,
     patch_kernel=(1, 7, 7), patch_stride=(1, 4, 4), patch_padding=(0, 3, 3),
-    pool_kernel=(1, 3, 3), kv_stride=(1, 4, 4), pos_embed="joint",
+    pool_kernel=(1, 3, 3), kv_stride=(1, 4, 4),
 )
 _V2 = dict(
-    generation=2, pos_embed="none", rel_pos=True, residual_pool=True, dim_mul_in_att=True,
+    generation=2, rel_pos=True, residual_pool=True, dim_mul_in_att=True,
     pool_q_every_block=True,
 )
 _V2_VIDEO = dict(_V2, kv_stride=(1, 8, 8))
@@ -40,10 +40,13 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
                paper_params_m=36.6, paper_gflops=455.0, **_V1_VIDEO),
     # MViT v1, ImageNet-1K.
     MViTConfig("B-16", depths=(1, 2, 11, 2), paper_params_m=37.0, paper_gflops=7.8, **_V1_IMAGE),
-    MViTConfig("B-24", depths=(1, 2, 19, 2), paper_params_m=53.5, paper_gflops=10.9,
+    # No public config for the two 24-layer models: the schedule of SlowFast's 24-layer video
+    # config (stages 2, 3, 16, 3), and for "wide" a starting width of 112 with 2 heads, are the
+    # ones whose parameter and FLOP counts land on the paper's table.
+    MViTConfig("B-24", depths=(2, 3, 16, 3), paper_params_m=53.5, paper_gflops=10.9,
                **_V1_IMAGE),
-    MViTConfig("B-24-wide-320", depths=(1, 2, 19, 2), size=320, paper_params_m=72.9,
-               paper_gflops=32.7, **_V1_IMAGE),
+    MViTConfig("B-24-wide-320", depths=(2, 3, 16, 3), embed_dim=112, num_heads=2, size=320,
+               paper_params_m=72.9, paper_gflops=32.7, **_V1_IMAGE),
     # MViTv2, Kinetics-400 video.
     MViTConfig("v2-S-16x4", depths=(1, 2, 11, 2), paper_params_m=34.5, paper_gflops=64.0,
                **_V2_VIDEO),
@@ -53,8 +56,9 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
     MViTConfig("v2-T", depths=(1, 2, 5, 2), paper_params_m=24.0, paper_gflops=4.7, **_V2_IMAGE),
     MViTConfig("v2-S", depths=(1, 2, 11, 2), paper_params_m=35.0, paper_gflops=7.0, **_V2_IMAGE),
     MViTConfig("v2-B", depths=(2, 3, 16, 3), paper_params_m=52.0, paper_gflops=10.2, **_V2_IMAGE),
+    # v2-L widens in the MLP like v1 (timm's expand_attn=False), the others in attention.
     MViTConfig("v2-L", depths=(2, 6, 36, 4), embed_dim=144, num_heads=2, paper_params_m=218.0,
-               paper_gflops=42.1, **_V2_IMAGE),
+               paper_gflops=42.1, **dict(_V2_IMAGE, dim_mul_in_att=False)),
 ]}
 
 

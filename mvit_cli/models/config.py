@@ -16,7 +16,6 @@ from typing import Literal
 Triple = tuple[int, int, int]
 
 PoolMode = Literal["conv", "max", "avg"]
-PosEmbed = Literal["separable", "joint", "none"]
 HeadPool = Literal["cls", "mean_then_norm", "norm_then_mean"]
 
 
@@ -50,7 +49,6 @@ class MViTConfig:
     qkv_bias: bool = True
     # Tokens and positions.
     cls_token: bool = True
-    pos_embed: PosEmbed = "separable"
     rel_pos: bool = False
     residual_pool: bool = False
     residual_with_cls: bool = False

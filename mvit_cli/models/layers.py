@@ -66,23 +66,29 @@ def _resize_table(table: Tensor, length: int) -> Tensor:
     return resized.squeeze(0).t()
 
 
-def relative_position_bias(q: Tensor, q_grid: Grid, k_grid: Grid,
-                           tables: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+def _axis_table(table: Tensor, q_len: int, k_len: int) -> Tensor:
+    """(q_len, k_len, d) relative-position embeddings for one axis."""
+    table = _resize_table(table, 2 * max(q_len, k_len) - 1)
+    return table[_relative_index(q_len, k_len)]
+
+
+def relative_position_bias(q: Tensor, q_grid: Grid, k_grid: Grid, rel_t: Tensor | None,
+                           rel_h: Tensor, rel_w: Tensor) -> Tensor:
     """MViTv2's decomposed relative positions: bias[q, k] = q·R_t + q·R_h + q·R_w.
 
-    q is (B, heads, Lq, d) over grid tokens only; returns (B, heads, Lq, Lk).
+    q is (B, heads, Lq, d) over grid tokens only; returns (B, heads, Lq, Lk). Image models have
+    no temporal table (their grid has one frame).
     """
     b, heads, _, dim = q.shape
     q = q.reshape(b, heads, *q_grid, dim)
-    per_axis = []
-    for axis, table in enumerate(tables):
-        table = _resize_table(table, 2 * max(q_grid[axis], k_grid[axis]) - 1)
-        per_axis.append(table[_relative_index(q_grid[axis], k_grid[axis])])
-    r_t, r_h, r_w = per_axis
-    bias_t = torch.einsum("bnthwc,tkc->bnthwk", q, r_t)
-    bias_h = torch.einsum("bnthwc,hkc->bnthwk", q, r_h)
-    bias_w = torch.einsum("bnthwc,wkc->bnthwk", q, r_w)
-    bias = (bias_t[..., :, None, None] + bias_h[..., None, :, None] + bias_w[..., None, None, :])
+    bias_h = torch.einsum("bnthwc,hkc->bnthwk", q, _axis_table(rel_h, q_grid[1], k_grid[1]))
+    bias_w = torch.einsum("bnthwc,wkc->bnthwk", q, _axis_table(rel_w, q_grid[2], k_grid[2]))
+    bias = bias_h[..., None, :, None] + bias_w[..., None, None, :]
+    if rel_t is not None:
+        bias_t = torch.einsum("bnthwc,tkc->bnthwk", q, _axis_table(rel_t, q_grid[0], k_grid[0]))
+        bias = bias + bias_t[..., :, None, None]
+    else:
+        bias = bias.expand(*bias.shape[:5], k_grid[0], k_grid[1], k_grid[2])
     return bias.reshape(b, heads, q_grid[0] * q_grid[1] * q_grid[2], -1)
 
 
@@ -125,9 +131,11 @@ class PoolingAttention(nn.Module):
             spatial = 2 * max(q_size, kv_size) - 1
             self.rel_pos_h = nn.Parameter(torch.zeros(spatial, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(spatial, self.head_dim))
-            self.rel_pos_t = nn.Parameter(torch.zeros(2 * t - 1, self.head_dim))
-            for table in (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w):
+            for table in (self.rel_pos_h, self.rel_pos_w):
                 nn.init.trunc_normal_(table, std=0.02)
+            if cfg.is_video:  # image models (one frame) have spatial tables only
+                self.rel_pos_t = nn.Parameter(torch.zeros(2 * t - 1, self.head_dim))
+                nn.init.trunc_normal_(self.rel_pos_t, std=0.02)
 
     def _pool(self, x: Tensor, grid: Grid, pool: nn.Module | None,
               norm: nn.Module | None) -> tuple[Tensor, Grid]:
@@ -147,10 +155,10 @@ class PoolingAttention(nn.Module):
         v, _ = self._pool(v, grid, self.pool_v, self.norm_v)
 
         bias = None
-        if self.rel_pos_t is not None:
+        if self.rel_pos_h is not None:
             skip = 1 if self.has_cls else 0
-            grid_bias = relative_position_bias(
-                q[:, :, skip:], q_grid, k_grid, (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w))
+            grid_bias = relative_position_bias(q[:, :, skip:], q_grid, k_grid, self.rel_pos_t,
+                                               self.rel_pos_h, self.rel_pos_w)
             # The class token takes no relative position: pad its row and column with zeros.
             bias = F.pad(grid_bias, (skip, 0, skip, 0))
 
@@ -233,35 +241,24 @@ class MultiscaleBlock(nn.Module):
 
 
 class PositionalEmbedding(nn.Module):
-    """MViT v1's learnt absolute positions: separable (spatial + temporal) or one per token.
+    """MViT v1's learnt absolute positions, separable: spatial (H*W) + temporal (T) + class.
 
     Stored at the trained grid; another input size gets them resampled (bicubic in space,
-    linear in time), which is what makes v1 run on other frame counts and resolutions.
+    linear in time), which is what lets v1 run on other frame counts and resolutions.
     """
 
-    def __init__(self, dim: int, grid: Grid, separable: bool, has_cls: bool) -> None:
+    def __init__(self, dim: int, grid: Grid, has_cls: bool) -> None:
         super().__init__()
         self.grid = grid
         t, h, w = grid
-        spatial_tokens = h * w if separable else t * h * w
-        self.spatial = nn.Parameter(torch.zeros(spatial_tokens, dim))
-        self.temporal = nn.Parameter(torch.zeros(t, dim)) if separable else None
+        self.spatial = nn.Parameter(torch.zeros(h * w, dim))
+        self.temporal = nn.Parameter(torch.zeros(t, dim))
         self.cls = nn.Parameter(torch.zeros(dim)) if has_cls else None
         for param in self.parameters():
             nn.init.trunc_normal_(param, std=0.02)
 
     def _grid_positions(self, grid: Grid) -> Tensor:
         t, h, w = self.grid
-        if self.temporal is None:
-            if grid == self.grid:
-                return self.spatial
-            if t == 1 and grid[0] == 1:  # an image model: resample the 2D grid
-                table = F.interpolate(self.spatial.t().reshape(1, -1, h, w), size=grid[1:],
-                                      mode="bicubic")
-            else:
-                table = F.interpolate(self.spatial.t().reshape(1, -1, t, h, w), size=grid,
-                                      mode="trilinear")
-            return table.flatten(2).squeeze(0).t()
         spatial, temporal = self.spatial, self.temporal
         if grid[1:] != (h, w):
             spatial = F.interpolate(spatial.t().reshape(1, -1, h, w), size=grid[1:], mode="bicubic")

@@ -18,6 +18,9 @@ from .layers import Grid, MultiscaleBlock, PositionalEmbedding
 class MultiscaleTransformer(nn.Module):
     """Patchify, class token, multiscale blocks, final norm and a linear classifier."""
 
+    # Class names in head order, when the loaded checkpoint carried them.
+    labels: list[str] | None = None
+
     def __init__(self, cfg: MViTConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -91,9 +94,7 @@ class MViT(MultiscaleTransformer):
 
     def __init__(self, cfg: MViTConfig) -> None:
         super().__init__(cfg)
-        self.pos_embed = PositionalEmbedding(cfg.embed_dim, cfg.patch_grid,
-                                             separable=cfg.pos_embed == "separable",
-                                             has_cls=cfg.cls_token)
+        self.pos_embed = PositionalEmbedding(cfg.embed_dim, cfg.patch_grid, has_cls=cfg.cls_token)
 
     def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
         return self.pos_embed(tokens, grid)

@@ -1,0 +1,48 @@
+"""`build_model`: the one entry point that turns a name (and weights) into a ready model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .checkpoints.loading import load_into, read_weights
+from .checkpoints.reader import CheckpointError
+from .models.architectures import get_config
+from .models.config import MViTConfig
+from .models.mvit import MultiscaleTransformer, MViT, MViTv2
+
+
+def model_from_config(cfg: MViTConfig) -> MultiscaleTransformer:
+    """An untrained model of the given architecture, in train mode (weights random)."""
+    return (MViT if cfg.generation == 1 else MViTv2)(cfg)
+
+
+def _resolve(name: str | MViTConfig, num_classes: int | None) -> MViTConfig:
+    if isinstance(name, MViTConfig):
+        return name if num_classes is None else replace(name, num_classes=num_classes)
+    return get_config(name, num_classes)
+
+
+def build_model(name: str | MViTConfig, weights: str | Path | None = None,
+                num_classes: int | None = None) -> MultiscaleTransformer:
+    """Build architecture `name`, optionally load `weights`, and return it in eval mode.
+
+    `name` is an architecture name (see `mvit models`) or an `MViTConfig`. `weights` is a
+    checkpoint file in any supported layout (torchvision, SlowFast, pytorchvideo, timm or our
+    own safetensors). Without `num_classes`, the classifier takes the size of the checkpoint's
+    head, so fine-tuned checkpoints load as they are.
+    """
+    cfg = _resolve(name, num_classes)
+    if weights is None:
+        return model_from_config(cfg).eval()
+    checkpoint = read_weights(weights, cfg)
+    if checkpoint.architecture and get_config(checkpoint.architecture).name != cfg.name:
+        raise CheckpointError(
+            f"{weights}: holds weights for {checkpoint.architecture}, not {cfg.name}")
+    if num_classes is None and checkpoint.num_classes and checkpoint.num_classes != cfg.num_classes:
+        cfg = replace(cfg, num_classes=checkpoint.num_classes)
+    model = model_from_config(cfg)
+    load_into(model, checkpoint, str(weights), cfg.name)
+    if checkpoint.labels:
+        model.labels = checkpoint.labels
+    return model.eval()
