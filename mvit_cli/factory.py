@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .checkpoints.loading import load_into, read_weights
 from .checkpoints.reader import CheckpointError
-from .models.architectures import get_config
+from .models.architectures import get_config, same_architecture
 from .models.config import MViTConfig
 from .models.mvit import MultiscaleTransformer, MViT, MViTv2
 
@@ -36,11 +36,13 @@ def build_model(name: str | MViTConfig, weights: str | Path | None = None,
     if weights is None:
         return model_from_config(cfg).eval()
     checkpoint = read_weights(weights, cfg)
-    if checkpoint.architecture and get_config(checkpoint.architecture).name != cfg.name:
+    if checkpoint.architecture and not same_architecture(checkpoint.architecture, cfg.name):
         raise CheckpointError(
             f"{weights}: holds weights for {checkpoint.architecture}, not {cfg.name}")
-    if num_classes is None and checkpoint.num_classes and checkpoint.num_classes != cfg.num_classes:
-        cfg = replace(cfg, num_classes=checkpoint.num_classes)
+    requested_classes = cfg.num_classes
+    cfg = checkpoint.fit_config(cfg)
+    if num_classes is not None:  # an explicit head size wins; a mismatch is then an error
+        cfg = replace(cfg, num_classes=requested_classes)
     model = model_from_config(cfg)
     load_into(model, checkpoint, str(weights), cfg.name)
     if checkpoint.labels:

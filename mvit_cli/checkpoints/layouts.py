@@ -64,6 +64,8 @@ class Layout:
     staged_blocks: bool = False
     # Conv kernels without the time axis for image models (timm, pytorchvideo's patch conv).
     flat_image_kernels: tuple[str, ...] = field(default=())
+    # Pool-norm eps the publisher's MViT v1 code used (None: the architecture's own).
+    v1_pool_norm_eps: float | None = None
 
     def rename(self, key: str, to_native: bool) -> str:
         for rule in self.renames:
@@ -105,13 +107,13 @@ SLOWFAST = Layout(
         Rename("head.", "head.projection."),
     ),
     signature=("head.projection.weight",),
-    leading_dims=True,
+    leading_dims=True, v1_pool_norm_eps=1e-5,
 )
 
 SLOWFAST_SEPARATE_QKV = Layout(
     "slowfast-qkv", "SlowFast .pyth with separate q/k/v projections",
     renames=SLOWFAST.renames, signature=("head.projection.weight", "blocks.0.attn.q.weight"),
-    separate_qkv=True, leading_dims=True,
+    separate_qkv=True, leading_dims=True, v1_pool_norm_eps=1e-5,
 )
 
 PYTORCHVIDEO = Layout(
@@ -130,6 +132,7 @@ PYTORCHVIDEO = Layout(
     ),
     signature=("patch_embed.patch_model.weight",),
     separate_qkv=True, leading_dims=True, flat_image_kernels=("patch_embed.weight",),
+    v1_pool_norm_eps=1e-5,
 )
 
 TIMM = Layout(

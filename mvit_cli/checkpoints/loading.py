@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from .reader import CheckpointError, read_checkpoint
 META_FORMAT = "format"
 META_ARCHITECTURE = "mvit.architecture"
 META_LABELS = "mvit.labels"
+META_POOL_NORM_EPS = "mvit.pool_norm_eps"
 FORMAT_NAME = "mvit"
 
 
@@ -42,6 +43,17 @@ class Checkpoint:
     def labels(self) -> list[str] | None:
         raw = self.metadata.get(META_LABELS)
         return json.loads(raw) if raw else None
+
+    def fit_config(self, cfg: MViTConfig) -> MViTConfig:
+        """The config these weights were trained under: head size and pool-norm eps."""
+        changes: dict[str, object] = {}
+        if self.num_classes and self.num_classes != cfg.num_classes:
+            changes["num_classes"] = self.num_classes
+        if META_POOL_NORM_EPS in self.metadata:
+            changes["pool_norm_eps"] = float(self.metadata[META_POOL_NORM_EPS])
+        elif cfg.generation == 1 and self.layout.v1_pool_norm_eps is not None:
+            changes["pool_norm_eps"] = self.layout.v1_pool_norm_eps
+        return replace(cfg, **changes) if changes else cfg
 
 
 def read_weights(path: str | Path, cfg: MViTConfig) -> Checkpoint:
@@ -83,10 +95,13 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: 
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
 
 
-def save_native(model: nn.Module, path: str | Path, arch_name: str,
-                labels: list[str] | None = None, extra: dict[str, str] | None = None) -> None:
+def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = None,
+                extra: dict[str, str] | None = None) -> None:
     """Write a model as this project's own safetensors, with its architecture and labels inside."""
-    metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: arch_name}
+    cfg: MViTConfig = model.cfg
+    metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: cfg.name}
+    if cfg.pool_norm_eps is not None:
+        metadata[META_POOL_NORM_EPS] = repr(cfg.pool_norm_eps)
     if labels is not None:
         metadata[META_LABELS] = json.dumps(list(labels))
     metadata.update(extra or {})

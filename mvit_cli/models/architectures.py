@@ -78,6 +78,11 @@ class UnknownArchitectureError(ValueError):
     """Raised for a name that is not one of ARCHITECTURES; the message lists the known ones."""
 
 
+def same_architecture(a: str, b: str) -> bool:
+    """Whether two spellings name the same architecture ("mvit-b-16x4" == "B-16x4")."""
+    return _normalise(a) == _normalise(b)
+
+
 def get_config(name: str, num_classes: int | None = None) -> MViTConfig:
     """Look up an architecture by name: case-insensitive, an `mvit-` prefix allowed."""
     canonical = _BY_KEY.get(_normalise(name))

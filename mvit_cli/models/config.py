@@ -54,6 +54,9 @@ class MViTConfig:
     residual_with_cls: bool = False
     head_pool: HeadPool = "cls"
     norm_eps: float = 1e-6
+    # LayerNorm eps after Q/K/V pooling when it differs from norm_eps: the original v1 code
+    # (SlowFast, pytorchvideo) used 1e-5 there, and its checkpoints were trained with it.
+    pool_norm_eps: float | None = None
     head_dropout: float = 0.5
     drop_path: float = 0.2
     # What the published tables say, shown next to what we compute.

@@ -112,14 +112,15 @@ class PoolingAttention(nn.Module):
         self.pool_q = self.norm_q = None
         self.pool_k = self.norm_k = self.pool_v = self.norm_v = None
         with_norm = cfg.pool_mode == "conv"
+        eps = cfg.pool_norm_eps if cfg.pool_norm_eps is not None else cfg.norm_eps
         if setting.kernel_q is not None:
             self.pool_q = make_pool(cfg.pool_mode, self.head_dim, setting.kernel_q, setting.stride_q)
-            self.norm_q = nn.LayerNorm(self.head_dim, eps=cfg.norm_eps) if with_norm else None
+            self.norm_q = nn.LayerNorm(self.head_dim, eps=eps) if with_norm else None
         if setting.kernel_kv is not None:
             self.pool_k = make_pool(cfg.pool_mode, self.head_dim, setting.kernel_kv, setting.stride_kv)
-            self.norm_k = nn.LayerNorm(self.head_dim, eps=cfg.norm_eps) if with_norm else None
+            self.norm_k = nn.LayerNorm(self.head_dim, eps=eps) if with_norm else None
             self.pool_v = make_pool(cfg.pool_mode, self.head_dim, setting.kernel_kv, setting.stride_kv)
-            self.norm_v = nn.LayerNorm(self.head_dim, eps=cfg.norm_eps) if with_norm else None
+            self.norm_v = nn.LayerNorm(self.head_dim, eps=eps) if with_norm else None
 
         self.rel_pos_t = self.rel_pos_h = self.rel_pos_w = None
         if cfg.rel_pos:

@@ -1,0 +1,44 @@
+"""Shared test helpers: the reduced networks of the reference fixtures, and file makers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mvit_cli.models.architectures import get_config
+from mvit_cli.models.config import MViTConfig
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# The reduced networks of scripts/make_reference_fixture.py, as stage schedules. The fixture
+# script writes torchvision's per-block tables out by hand; these must expand to the same.
+TINY_V1 = replace(get_config("B-16x4"), name="tiny-v1", depths=(1, 2, 1), embed_dim=16,
+                  frames=4, size=32, num_classes=10, kv_stride=(1, 4, 4))
+TINY_V2 = replace(get_config("v2-S-16x4"), name="tiny-v2", depths=(1, 2, 1), embed_dim=16,
+                  frames=4, size=32, num_classes=10, kv_stride=(1, 4, 4))
+# An image MViTv2 in timm's style (no class token, mean-pooled head, 2D kernels).
+TINY_V2_IMAGE = replace(get_config("v2-T"), name="tiny-v2-image", depths=(1, 2, 1),
+                        embed_dim=16, size=32, num_classes=7)
+TINY_V1_IMAGE = replace(get_config("B-16"), name="tiny-v1-image", depths=(1, 2, 1),
+                        embed_dim=16, size=32, num_classes=7)
+
+REFERENCES = {"tv_v1_tiny": TINY_V1, "tv_v2_tiny": TINY_V2}
+
+
+def reference(name: str) -> tuple[MViTConfig, Path, torch.Tensor, torch.Tensor]:
+    """(config, torchvision-layout weights file, input, torchvision's logits) of a fixture."""
+    io = load_file(str(FIXTURES / f"{name}.io.safetensors"))
+    return REFERENCES[name], FIXTURES / f"{name}.weights.safetensors", io["input"], io["logits"]
+
+
+def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+@pytest.fixture(params=sorted(REFERENCES))
+def reference_name(request: pytest.FixtureRequest) -> str:
+    return request.param
