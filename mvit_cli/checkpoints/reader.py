@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,15 @@ class CheckpointError(ValueError):
     """A file that is not a readable checkpoint, or whose weights do not fit; one-line message."""
 
 
-class _InertConfigNode(dict):
-    """Stand-in for yacs/fvcore `CfgNode` pickled inside SlowFast checkpoints: plain data."""
+class _InertConfigNode:
+    """Stand-in for yacs/fvcore `CfgNode` pickled inside SlowFast checkpoints: plain data.
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    A CfgNode is a dict subclass. The weights-only unpickler fills only real dicts, so the
+    stand-in builds an OrderedDict: the config's keys and values arrive, its class does not.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # type: ignore[misc]
+        return OrderedDict()
 
 
 class _InertObject:

@@ -41,7 +41,11 @@ def make_pool(mode: PoolMode, channels: int, kernel: Triple, stride: Triple) -> 
     if mode == "max":
         return nn.MaxPool3d(kernel, stride, padding)
     if mode == "avg":
-        return nn.AvgPool3d(kernel, stride, padding)
+        # Explicit zero padding, then an unpadded average: the same numbers as AvgPool3d's
+        # padding (which counts padded zeros), but it also accepts grids smaller than the
+        # kernel, e.g. 2 frames of tokens with a temporal kernel of 3.
+        pad = tuple(p for p in reversed(padding) for _ in range(2))
+        return nn.Sequential(nn.ConstantPad3d(pad, 0.0), nn.AvgPool3d(kernel, stride))
     raise ValueError(f"unknown pooling mode {mode!r}")
 
 
