@@ -39,6 +39,21 @@ def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_mvit_home(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never write into the user's real cache."""
+    import os
+
+    home = tmp_path_factory.mktemp("mvit-home")
+    previous = os.environ.get("MVIT_HOME")
+    os.environ["MVIT_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("MVIT_HOME", None)
+    else:
+        os.environ["MVIT_HOME"] = previous
+
+
 @pytest.fixture(params=sorted(REFERENCES))
 def reference_name(request: pytest.FixtureRequest) -> str:
     return request.param
