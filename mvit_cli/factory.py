@@ -28,23 +28,33 @@ def build_model(name: str | MViTConfig, weights: str | Path | None = None,
     """Build architecture `name`, optionally load `weights`, and return it in eval mode.
 
     `name` is an architecture name (see `mvit models`) or an `MViTConfig`. `weights` is a
+    registry name (see `mvit weights list`; downloaded and cached on first use) or a
     checkpoint file in any supported layout (torchvision, SlowFast, pytorchvideo, timm or our
     own safetensors). Without `num_classes`, the classifier takes the size of the checkpoint's
     head, so fine-tuned checkpoints load as they are.
     """
+    from .labels import labels_for_classes
+    from .pretrained.store import resolve_weights
+
     cfg = _resolve(name, num_classes)
     if weights is None:
         return model_from_config(cfg).eval()
-    checkpoint = read_weights(weights, cfg)
+    path, entry = resolve_weights(weights)
+    if entry is not None and not same_architecture(entry.architecture, cfg.name):
+        raise CheckpointError(f"weights {entry.name!r} are for {entry.architecture}, not {cfg.name}")
+    checkpoint = read_weights(path, cfg)
     if checkpoint.architecture and not same_architecture(checkpoint.architecture, cfg.name):
         raise CheckpointError(
-            f"{weights}: holds weights for {checkpoint.architecture}, not {cfg.name}")
+            f"{path}: holds weights for {checkpoint.architecture}, not {cfg.name}")
     requested_classes = cfg.num_classes
     cfg = checkpoint.fit_config(cfg)
     if num_classes is not None:  # an explicit head size wins; a mismatch is then an error
         cfg = replace(cfg, num_classes=requested_classes)
     model = model_from_config(cfg)
-    load_into(model, checkpoint, str(weights), cfg.name)
+    load_into(model, checkpoint, str(path), cfg.name)
     if checkpoint.labels:
         model.labels = checkpoint.labels
+    elif entry is not None:
+        model.labels = labels_for_classes(entry.labels, model.num_classes)
+    model.weights_name = entry.name if entry is not None else str(path)
     return model.eval()

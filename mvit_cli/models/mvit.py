@@ -18,8 +18,9 @@ from .layers import Grid, MultiscaleBlock, PositionalEmbedding
 class MultiscaleTransformer(nn.Module):
     """Patchify, class token, multiscale blocks, final norm and a linear classifier."""
 
-    # Class names in head order, when the loaded checkpoint carried them.
+    # Class names in head order, and the weights loaded, when built with weights.
     labels: list[str] | None = None
+    weights_name: str | None = None
 
     def __init__(self, cfg: MViTConfig) -> None:
         super().__init__()

@@ -1,0 +1,182 @@
+"""Fetching checkpoint files: publisher URLs by streamed HTTP, Hub files through huggingface-hub.
+
+Every fetch is safe to interrupt and to run twice at once: bytes go to `<file>.part`
+(resumed with an HTTP Range request next time), the finished file appears only by an atomic
+rename after its digest matched, and a lock file serialises processes fetching the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from filelock import FileLock
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A download that failed; the message is one line that says what to do."""
+
+
+class OfflineError(DownloadError):
+    """No network (or offline mode) and the file is not cached."""
+
+
+def network_timeout() -> float:
+    """Seconds to wait for a server to answer or send more bytes (MVIT_NETWORK_TIMEOUT)."""
+    return float(os.environ.get("MVIT_NETWORK_TIMEOUT", "10"))
+
+
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE (the Hub's own switch) or MVIT_OFFLINE turn every download off."""
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "MVIT_OFFLINE"))
+
+
+def sha256_of(path: Path, hasher: "hashlib._Hash | None" = None) -> str:
+    hasher = hasher or hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def digest_matches(actual: str, expected: str | None) -> bool:
+    """A full sha256 must match exactly; a publisher's prefix must start it."""
+    return expected is None or actual.lower().startswith(expected.lower())
+
+
+def _progress(description: str) -> Progress:
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                    transient=True, disable=not console.is_terminal)
+
+
+def _open(url: str, start: int):
+    request = urllib.request.Request(url, headers={"User-Agent": "mvit-cli"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    return urllib.request.urlopen(request, timeout=network_timeout())
+
+
+def fetch_url(url: str, dest: Path, expected_digest: str | None = None) -> Path:
+    """Download `url` to `dest` unless a verified copy is already there; return `dest`."""
+    if offline_mode():
+        raise OfflineError(f"offline mode is on and {dest.name} is not downloaded")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        if dest.exists():
+            return dest  # another process finished it while we waited for the lock
+        partial = dest.with_name(dest.name + ".part")
+        hasher = hashlib.sha256()
+        start = partial.stat().st_size if partial.exists() else 0
+        try:
+            response = _open(url, start)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and start:  # the part is already whole
+                response = None
+            else:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OfflineError(f"cannot reach {url} ({reason})") from None
+        if response is not None and start and response.status != 206:
+            start = 0  # the server ignored the Range header: start afresh
+        if start:
+            sha256_of(partial, hasher)
+        if response is not None:
+            _stream(response, partial, start, hasher, url)
+        digest = hasher.hexdigest()
+        if not digest_matches(digest, expected_digest):
+            partial.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: sha256 {digest[:16]}... does not match the expected "
+                                f"{expected_digest}; the file was deleted")
+        os.replace(partial, dest)
+    return dest
+
+
+def _stream(response, partial: Path, start: int, hasher, url: str) -> None:
+    length = response.headers.get("Content-Length")
+    total = start + int(length) if length is not None else None
+    received = start
+    with response, open(partial, "ab" if start else "wb") as out, _progress(
+            f"downloading {partial.name.removesuffix('.part')}") as bar:
+        task = bar.add_task("", total=total, completed=start)
+        try:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                hasher.update(block)
+                received += len(block)
+                bar.update(task, completed=received)
+        except (OSError, urllib.error.URLError) as exc:
+            raise DownloadError(f"{url}: transfer broke off after {received / 1e6:.1f} MB "
+                                f"({exc}); run the command again to resume") from None
+    if total is not None and received < total:
+        raise DownloadError(f"{url}: transfer broke off after {received / 1e6:.1f} of "
+                            f"{total / 1e6:.1f} MB; run the command again to resume")
+
+
+def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | None = None,
+              local_only: bool = False) -> Path:
+    """A file from the Hugging Face Hub, through its own cache (HF_ENDPOINT is honoured).
+
+    huggingface-hub handles resume, locking and the atomic move. We check the digest: the
+    registry's if it has one, else the Hub's own file hash (the blob's name for LFS files).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    # huggingface-hub retries unreachable hosts with back-off for half a minute; one short
+    # connect tells us first whether to stay with the local cache.
+    local_only = local_only or offline_mode() or not reachable(endpoint)
+    try:
+        path = Path(hf_hub_download(
+            repo, filename, revision=revision, endpoint=endpoint,
+            local_files_only=local_only, etag_timeout=network_timeout()))
+    except LocalEntryNotFoundError:
+        raise OfflineError(f"{repo}/{filename} is not in the Hub cache and the Hub cannot "
+                           "be reached") from None
+    except Exception as exc:  # noqa: BLE001 - hub errors come as many types; one line each
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        if status is None and ("connect" in str(exc).lower() or isinstance(exc, OSError)):
+            raise OfflineError(f"cannot reach the Hub for {repo}/{filename} ({detail})") from None
+        raise DownloadError(f"{repo}/{filename}@{revision}: {detail}") from None
+    expected = expected_digest or _hub_blob_hash(path)
+    digest = sha256_of(path)
+    if not digest_matches(digest, expected):
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise DownloadError(f"{repo}/{filename}: sha256 {digest[:16]}... does not match "
+                            f"{expected}; the file was deleted from the Hub cache")
+    return path
+
+
+def reachable(url: str) -> bool:
+    """Whether a TCP connection to the URL's host opens within a few seconds."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=min(network_timeout(), 5)).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_blob_hash(path: Path) -> str | None:
+    """The Hub cache names LFS blobs by their sha256: use it to check the bytes."""
+    name = path.resolve().name
+    return name if len(name) == 64 and all(c in "0123456789abcdef" for c in name) else None
+
