@@ -9,11 +9,12 @@ The Python API is what the `mvit` command is built on::
 
 from .checkpoints import CheckpointError
 from .factory import build_model, model_from_config
-from .models import ARCHITECTURES, MViTConfig, UnknownArchitectureError, get_config
+from .models import (ARCHITECTURES, MViTConfig, UnknownArchitectureError, get_config,
+                     register_architecture)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "CheckpointError", "MViTConfig", "UnknownArchitectureError", "build_model",
-    "get_config", "model_from_config", "__version__",
+    "get_config", "model_from_config", "register_architecture", "__version__",
 ]

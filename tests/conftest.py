@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# huggingface-hub reads its cache location when imported: point it away from the user's
+# cache before anything imports it.
+os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="mvit-test-hf-"))
+os.environ.pop("HF_HUB_OFFLINE", None)
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +35,15 @@ TINY_V1_IMAGE = replace(get_config("B-16"), name="tiny-v1-image", depths=(1, 2, 
                         embed_dim=16, size=32, num_classes=7)
 
 REFERENCES = {"tv_v1_tiny": TINY_V1, "tv_v2_tiny": TINY_V2}
+TINY = (TINY_V1, TINY_V2, TINY_V2_IMAGE, TINY_V1_IMAGE)
+
+
+def register_tiny_architectures() -> None:
+    """Make the reduced networks usable by name (registry entries name architectures)."""
+    from mvit_cli import register_architecture
+
+    for cfg in TINY:
+        register_architecture(cfg)
 
 
 def reference(name: str) -> tuple[MViTConfig, Path, torch.Tensor, torch.Tensor]:

@@ -74,6 +74,14 @@ def _normalise(name: str) -> str:
 _BY_KEY = {_normalise(name): name for name in ARCHITECTURES}
 
 
+def register_architecture(cfg: MViTConfig) -> None:
+    """Add an architecture of your own under `cfg.name` (usable wherever a name is taken)."""
+    if _normalise(cfg.name) in _BY_KEY and ARCHITECTURES.get(cfg.name) != cfg:
+        raise ValueError(f"an architecture named {cfg.name!r} already exists")
+    ARCHITECTURES[cfg.name] = cfg
+    _BY_KEY[_normalise(cfg.name)] = cfg.name
+
+
 class UnknownArchitectureError(ValueError):
     """Raised for a name that is not one of ARCHITECTURES; the message lists the known ones."""
 

@@ -143,6 +143,7 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
     try:
         path = Path(hf_hub_download(
             repo, filename, revision=revision, endpoint=endpoint,
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
             local_files_only=local_only, etag_timeout=network_timeout()))
     except LocalEntryNotFoundError:
         raise OfflineError(f"{repo}/{filename} is not in the Hub cache and the Hub cannot "

@@ -1,0 +1,297 @@
+"""Pretrained weights: registry, downloads, cache and offline use, against a local server.
+
+The server (tests/http_server.py) plays a publisher's file server and the Hugging Face Hub on
+127.0.0.1; nothing here touches the internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import socket
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save
+
+from mvit_cli import build_model
+from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native
+from mvit_cli.pretrained.download import DownloadError
+from mvit_cli.pretrained.registry import (WeightsEntry, default_entry, find_entry,
+                                          published_entries, save_user_entries)
+from mvit_cli.pretrained.store import (WeightsUnavailableError, cached_file, ensure_weights,
+                                       import_checkpoint, remove_entry, verify_entry)
+
+from conftest import FIXTURES, TINY_V1, TINY_V2_IMAGE, register_tiny_architectures, reference
+from http_server import FakeServer, Served
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    register_tiny_architectures()
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "mvit"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("MVIT_OFFLINE", raising=False)
+    monkeypatch.setenv("MVIT_NETWORK_TIMEOUT", "5")
+    return tmp_path / "mvit"
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with FakeServer() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake
+
+
+def _tv_checkpoint() -> bytes:
+    """The v1 reference fixture as torchvision publishes weights: a .pth state dict."""
+    buffer = io.BytesIO()
+    torch.save(load_file(str(FIXTURES / "tv_v1_tiny.weights.safetensors")), buffer)
+    return buffer.getvalue()
+
+
+def _publish(server: FakeServer, name: str, data: bytes, digest: str | None = None,
+             **behaviour) -> WeightsEntry:
+    """Serve `data` as a publisher file and register it as weights `name`."""
+    server.files[f"{name}.pth"] = Served(data, **behaviour)
+    entry = WeightsEntry(name=name, architecture="tiny-v1", layout="torchvision",
+                         labels="custom", url=f"{server.url}/files/{name}.pth",
+                         sha256_prefix=digest or hashlib.sha256(data).hexdigest()[:8],
+                         protocol={"frames": 4, "rate": 2})
+    save_user_entries([entry])
+    return entry
+
+
+def _logits(model) -> torch.Tensor:
+    _, _, clip, _ = reference("tv_v1_tiny")
+    with torch.inference_mode():
+        return model(clip)
+
+
+def _gets(served: Served) -> list[dict]:
+    return [r for r in served.requests if r["method"] == "GET"]
+
+
+# ---- the registry -----------------------------------------------------------------------
+
+def test_registry_has_the_published_checkpoints():
+    names = {e.name: e for e in published_entries()}
+    default = default_entry()
+    assert default.architecture == "B-16x4" and default.layout == "torchvision"
+    assert default.url.endswith("mvit_v1_b-dbeb1030.pth") and default.sha256_prefix == "dbeb1030"
+    assert names["v2-s16x4-k400"].sha256_prefix == "ae3be167"
+    archs = {e.architecture for e in names.values()}
+    assert {"B-16x4", "B-32x3", "B-16", "v2-S-16x4", "v2-B-32x3", "v2-T", "v2-S", "v2-B",
+            "v2-L"} <= archs
+    for entry in names.values():
+        assert entry.url or entry.hub
+        assert entry.top1 and entry.protocol.get("crop")
+        assert entry.labels in ("kinetics400", "kinetics600", "imagenet1k")
+
+
+def test_label_sets_have_the_right_sizes():
+    from mvit_cli.labels import load_labels
+
+    assert len(load_labels("kinetics400")) == 400 and load_labels("kinetics400")[0] == "abseiling"
+    assert len(load_labels("kinetics600")) == 600
+    assert len(load_labels("imagenet1k")) == 1000 and load_labels("imagenet1k")[0] == "tench"
+
+
+# ---- publisher URLs ----------------------------------------------------------------------
+
+def test_download_converts_and_then_hits_the_cache(server, home):
+    data = _tv_checkpoint()
+    entry = _publish(server, "tiny-pub", data)
+    served = server.files["tiny-pub.pth"]
+    model = build_model("tiny-v1", weights="tiny-pub")
+    _, _, _, expected = reference("tv_v1_tiny")
+    assert torch.allclose(_logits(model), expected, atol=1e-5 * expected.abs().max())
+    assert model.labels == [f"class {i}" for i in range(10)]
+    cached = home / "weights" / "tiny-pub.safetensors"
+    assert cached.exists() and (home / "weights" / "tiny-pub.safetensors.sha256").exists()
+    downloads = home / "downloads"
+    assert not (downloads / "tiny-pub.pth").exists()  # the original is gone
+    assert not (downloads / "tiny-pub.pth.part").exists()
+    assert len(_gets(served)) == 1
+
+    again = build_model("tiny-v1", weights="tiny-pub")
+    assert len(_gets(served)) == 1  # no network the second time
+    assert torch.equal(_logits(again), _logits(model))
+    assert cached_file(entry) == cached
+
+
+def test_resume_after_a_cut_transfer(server, home):
+    data = _tv_checkpoint()
+    _publish(server, "tiny-cut", data, cut_after=100_000)
+    with pytest.raises(DownloadError, match="run the command again to resume"):
+        ensure_weights(find_entry("tiny-cut"))
+    part = home / "downloads" / "tiny-cut.pth.part"
+    assert part.exists() and part.stat().st_size == 100_000
+
+    path = ensure_weights(find_entry("tiny-cut"))
+    gets = _gets(server.files["tiny-cut.pth"])
+    assert gets[-1]["range"] == "bytes=100000-"
+    assert path.exists() and not part.exists()
+    assert build_model("tiny-v1", weights="tiny-cut").num_classes == 10
+
+
+def test_wrong_digest_deletes_the_file_and_says_so(server, home):
+    _publish(server, "tiny-bad", _tv_checkpoint(), digest="deadbeef")
+    with pytest.raises(DownloadError, match="does not match the expected deadbeef; the file "
+                                            "was deleted"):
+        ensure_weights(find_entry("tiny-bad"))
+    assert not (home / "downloads" / "tiny-bad.pth").exists()
+    assert not (home / "downloads" / "tiny-bad.pth.part").exists()
+    assert not (home / "weights" / "tiny-bad.safetensors").exists()
+
+
+def test_404_is_one_clear_error(server):
+    entry = WeightsEntry(name="tiny-404", architecture="tiny-v1", layout="torchvision",
+                         labels="custom", url=f"{server.url}/files/missing.pth")
+    save_user_entries([entry])
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        build_model("tiny-v1", weights="tiny-404")
+
+
+def test_server_gone_fails_fast_with_instructions(home):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/files/gone.pth"
+    save_user_entries([WeightsEntry(name="tiny-gone", architecture="tiny-v1",
+                                    layout="torchvision", labels="custom", url=url)])
+    started = time.monotonic()
+    with pytest.raises(WeightsUnavailableError) as error:
+        build_model("tiny-v1", weights="tiny-gone")
+    assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert url in message and "mvit weights import FILE --model tiny-v1 --name tiny-gone" in message
+    assert "\n" not in message
+
+
+def test_offline_uses_the_cache_and_refuses_the_rest(server, monkeypatch):
+    _publish(server, "tiny-off", _tv_checkpoint())
+    build_model("tiny-v1", weights="tiny-off")  # cached while online
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests_before = len(server.files["tiny-off.pth"].requests)
+    assert build_model("tiny-v1", weights="tiny-off").num_classes == 10
+    assert len(server.files["tiny-off.pth"].requests) == requests_before
+    server.files["other.pth"] = Served(_tv_checkpoint())
+    save_user_entries([WeightsEntry(name="tiny-other", architecture="tiny-v1",
+                                    layout="torchvision", labels="custom",
+                                    url=f"{server.url}/files/other.pth"), find_entry("tiny-off")])
+    with pytest.raises(WeightsUnavailableError, match="offline mode is on"):
+        build_model("tiny-v1", weights="tiny-other")
+    assert server.files["other.pth"].requests == []
+
+
+def test_two_processes_fetching_one_file_at_once(server, home):
+    _publish(server, "tiny-race", _tv_checkpoint(), delay=0.1)
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    from children import download_in_child
+
+    workers = [ctx.Process(target=download_in_child, args=(str(home), "tiny-race", start, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)
+    start.set()
+    paths = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert paths[0] == paths[1] and not paths[0].startswith("error"), paths
+    assert len(_gets(server.files["tiny-race.pth"])) == 1  # one download, the other waited
+    assert build_model("tiny-v1", weights="tiny-race").num_classes == 10
+
+
+# ---- the Hub -----------------------------------------------------------------------------
+
+def _hub_entry(server: FakeServer, repo: str, etag: str | None = None) -> WeightsEntry:
+    torch.manual_seed(3)
+    model = build_model(TINY_V2_IMAGE)
+    data = save(from_native(model.state_dict(), LAYOUTS_BY_NAME["timm"], TINY_V2_IMAGE))
+    server.hub[(repo, "model.safetensors")] = Served(data, etag=etag)
+    entry = WeightsEntry(name=repo.split("/")[1], architecture="tiny-v2-image", layout="timm",
+                         labels="custom", hub={"repo": repo, "file": "model.safetensors",
+                                               "revision": "main"})
+    save_user_entries([entry])
+    return entry, model
+
+
+def test_hub_download_cache_and_offline(server, monkeypatch):
+    entry, reference_model = _hub_entry(server, "timm/tiny-hub")
+    image = torch.randn(1, 3, 32, 32)
+    model = build_model("tiny-v2-image", weights="tiny-hub")
+    with torch.inference_mode():
+        assert torch.equal(model(image), reference_model(image))
+    served = server.hub[("timm/tiny-hub", "model.safetensors")]
+    assert len(_gets(served)) == 1
+    build_model("tiny-v2-image", weights="tiny-hub")
+    assert len(_gets(served)) == 1  # the Hub cache answers
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cached_file(entry) is not None
+    assert build_model("tiny-v2-image", weights="tiny-hub").num_classes == 7
+
+
+def test_hub_file_with_the_wrong_hash_is_deleted(server):
+    _hub_entry(server, "timm/tiny-bad", etag="0" * 64)
+    with pytest.raises(DownloadError, match="does not match"):
+        build_model("tiny-v2-image", weights="tiny-bad")
+
+
+def test_hub_404(server):
+    save_user_entries([WeightsEntry(name="tiny-nohub", architecture="tiny-v2-image",
+                                    layout="timm", labels="custom",
+                                    hub={"repo": "timm/absent", "file": "model.safetensors"})])
+    with pytest.raises(DownloadError, match="404"):
+        build_model("tiny-v2-image", weights="tiny-nohub")
+
+
+# ---- import, verify, remove ---------------------------------------------------------------
+
+def test_import_then_use_offline_with_labels(tmp_path, monkeypatch):
+    _, weights, _, expected = reference("tv_v1_tiny")
+    path = tmp_path / "mine.pth"
+    torch.save(load_file(str(weights)), path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"action {i}\n" for i in range(10)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = import_checkpoint(path, "tiny-v1", "mine", labels)
+    path.unlink()  # the import is self-contained
+    model = build_model("tiny-v1", weights="mine")
+    assert model.labels[3] == "action 3"
+    assert torch.allclose(_logits(model), expected, atol=1e-5 * expected.abs().max())
+    assert verify_entry(entry).status == "ok"
+
+
+def test_verify_finds_a_corrupted_cache_and_remove_clears_it(server, home):
+    entry = _publish(server, "tiny-ver", _tv_checkpoint())
+    ensure_weights(entry)
+    assert verify_entry(entry).status == "ok"
+    cached = home / "weights" / "tiny-ver.safetensors"
+    raw = bytearray(cached.read_bytes())
+    raw[-5] ^= 0xFF
+    cached.write_bytes(bytes(raw))
+    assert verify_entry(entry).status == "corrupt"
+    removed = remove_entry(entry)
+    assert cached in removed and cached_file(entry) is None
+    assert verify_entry(entry).status == "not cached"
+
+
+def test_unknown_weights_name_lists_the_known_ones():
+    from mvit_cli.pretrained.registry import UnknownWeightsError
+
+    with pytest.raises(UnknownWeightsError, match="b16x4-k400"):
+        build_model("B-16x4", weights="no-such-weights")
+
+
+def test_weights_for_another_architecture_are_refused(server):
+    _publish(server, "tiny-arch", _tv_checkpoint())
+    from mvit_cli import CheckpointError
+
+    with pytest.raises(CheckpointError, match="are for tiny-v1, not B-16x4"):
+        build_model("B-16x4", weights="tiny-arch")
