@@ -21,16 +21,7 @@ def test_exact_parameter_counts_of_the_torchvision_models():
     assert count(get_config("v2-S-16x4"))[0] == 34_537_744
 
 
-def _paper_params_case(name: str):
-    marks = []
-    if name == "S-16x4":
-        marks.append(pytest.mark.xfail(strict=True, reason=(
-            "MViT-S's layout is published nowhere we could find (no SlowFast, pytorchvideo, "
-            "torchvision or timm config); our S-16x4 is a placeholder with B's schedule")))
-    return pytest.param(name, marks=marks)
-
-
-@pytest.mark.parametrize("name", [_paper_params_case(n) for n in VIDEO])
+@pytest.mark.parametrize("name", VIDEO)
 def test_video_parameter_counts_within_half_a_percent_of_the_paper(name):
     cfg = get_config(name)
     params, _ = count(cfg)
@@ -55,6 +46,16 @@ def test_gflops_within_one_and_a_half_percent_of_the_paper(name):
     cfg = get_config(name)
     _, macs = count(cfg)
     assert abs(macs / 1e9 / cfg.paper_gflops - 1) < 0.015
+
+
+def test_s16x4_follows_table_3c_of_the_paper():
+    settings = block_settings(get_config("S-16x4"))
+    assert len(settings) == 16
+    assert get_config("S-16x4").patch_grid == (8, 28, 28)
+    assert [s.grid_in for s in (settings[0], settings[4], settings[11])] == [
+        (8, 28, 28), (8, 14, 14), (8, 7, 7)]
+    assert {s.dim_out for s in settings} == {128, 256, 512}
+    assert sum(s.dim_in == 256 and s.dim_out == 256 for s in settings) == 6
 
 
 def test_b16x4_block_table_follows_the_paper():

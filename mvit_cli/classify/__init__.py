@@ -1,0 +1,1 @@
+"""Classifying collections of files: decode workers, cross-file batching, resumable output."""

@@ -1,0 +1,150 @@
+"""Batching views across files through the model, and averaging them back per file.
+
+Workers hand over each file's views (clips x crops) as uint8; views from different files
+share batches, so short files and long folders both keep the model busy. A file's scores are
+the mean of its views' softmax, as in the papers' multi-view testing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..media.discover import InputItem
+from ..media.protocol import Protocol
+from ..media.transform import normalise
+from ..models.architectures import ARCHITECTURES
+from ..models.mvit import MultiscaleTransformer
+from .workers import DecodePool, Prepared, Task, inline
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class FileResult:
+    path: str
+    labels: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    error: str = ""
+    duration: float | None = None
+    frames: int | None = None
+    views: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on GPUs that have it (fp16 attention can overflow), fp32 elsewhere."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return PRECISIONS[name]
+
+
+def _other_kind_error(kind: str) -> str:
+    wanted = "image" if kind == "image" else "video"
+    names = [n for n, c in ARCHITECTURES.items() if (c.is_video == (wanted == "video"))
+             and not n.startswith("tiny")]
+    article = "an" if wanted == "image" else "a"
+    return (f"this is {article} {wanted}, and the model is not: classify it with {article} "
+            f"{wanted} model ({', '.join(names)})")
+
+
+@dataclass
+class _Pending:
+    result: FileResult
+    total: int
+    done: int = 0
+    probs: torch.Tensor | None = None
+
+
+class Classifier:
+    """Runs a model over files; yields one FileResult per input, as each completes."""
+
+    def __init__(self, model: MultiscaleTransformer, protocol: Protocol, device: torch.device,
+                 dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5):
+        self.model = model.to(device).eval()
+        self.protocol, self.device, self.dtype = protocol, device, dtype
+        self.batch_size, self.top_k = max(1, batch_size), top_k
+        self.video = model.cfg.is_video
+        self.labels = model.labels or [f"class {i}" for i in range(model.num_classes)]
+
+    def run(self, items: list[InputItem], workers: int, timeout: float) -> Iterator[FileResult]:
+        tasks = []
+        for index, item in enumerate(items):
+            if item.error:
+                yield FileResult(item.path, error=item.error)
+            elif (item.kind == "video") != self.video:
+                yield FileResult(item.path, error=_other_kind_error(item.kind))
+            else:
+                tasks.append(Task(index, item.path, item.kind))
+        if not tasks:
+            return
+        pending: dict[int, _Pending] = {}
+        queue: list[tuple[int, np.ndarray]] = []
+        if workers > 0:
+            with DecodePool(min(workers, len(tasks)), self.protocol, timeout) as pool:
+                yield from self._consume(pool.run(tasks), items, pending, queue)
+        else:
+            yield from self._consume(inline(tasks, self.protocol), items, pending, queue)
+        while queue:
+            yield from self._run_batch(queue, pending)
+
+    def _consume(self, prepared: Iterator[Prepared | None], items, pending, queue):
+        for result in prepared:
+            if result is None:  # decoders are busy: don't leave the model idle
+                if queue:
+                    yield from self._run_batch(queue, pending)
+                continue
+            item = items[result.index]
+            if result.error:
+                yield FileResult(item.path, error=result.error)
+                continue
+            views = result.views
+            pending[result.index] = _Pending(
+                FileResult(item.path, duration=result.duration if self.video else None,
+                           frames=result.source_frames if self.video else None,
+                           views=len(views)), total=len(views))
+            queue.extend((result.index, view) for view in views)
+            while len(queue) >= self.batch_size:
+                yield from self._run_batch(queue, pending)
+
+    def _run_batch(self, queue, pending) -> Iterator[FileResult]:
+        batch, queue[:] = queue[:self.batch_size], queue[self.batch_size:]
+        owners = [owner for owner, _ in batch]
+        views = torch.from_numpy(np.stack([view for _, view in batch]))
+        if self.device.type == "cuda":
+            views = views.pin_memory().to(self.device, non_blocking=True)
+        x = normalise(views, self.protocol, self.video)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
+                                                    enabled=self.dtype != torch.float32):
+            probs = self.model(x).float().softmax(dim=-1).cpu()
+        for owner, row in zip(owners, probs):
+            state = pending[owner]
+            state.probs = row if state.probs is None else state.probs + row
+            state.done += 1
+            if state.done == state.total:
+                del pending[owner]
+                yield self._finish(state)
+
+    def _finish(self, state: _Pending) -> FileResult:
+        mean = state.probs / state.total
+        k = min(self.top_k, mean.numel())
+        scores, indices = mean.topk(k)
+        state.result.labels = [self.labels[i] for i in indices.tolist()]
+        state.result.scores = [float(s) for s in scores]
+        return state.result
