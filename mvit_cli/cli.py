@@ -11,7 +11,7 @@ import sys
 import typer
 
 from . import __version__
-from .commands import models, weights
+from .commands import classify, models, weights
 from .commands.common import console, errors
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("classify")(classify.classify_command)
 app.command("models")(models.models_command)
 app.command("inspect")(models.inspect_command)
 app.add_typer(weights.app, name="weights")

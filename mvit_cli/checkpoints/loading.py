@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..models.config import MViTConfig
+from ..models.config import MViTConfig, config_from_json, config_to_json
 from .layouts import Layout, detect_layout, fit_to_shape, to_native
 from .reader import CheckpointError, read_checkpoint
 
@@ -19,6 +19,7 @@ META_FORMAT = "format"
 META_ARCHITECTURE = "mvit.architecture"
 META_LABELS = "mvit.labels"
 META_POOL_NORM_EPS = "mvit.pool_norm_eps"
+META_CONFIG = "mvit.config"
 FORMAT_NAME = "mvit"
 
 
@@ -38,6 +39,12 @@ class Checkpoint:
     @property
     def architecture(self) -> str | None:
         return self.metadata.get(META_ARCHITECTURE)
+
+    @property
+    def config(self) -> MViTConfig | None:
+        """The full architecture config, when the file is one of ours."""
+        raw = self.metadata.get(META_CONFIG)
+        return config_from_json(raw) if raw else None
 
     @property
     def labels(self) -> list[str] | None:
@@ -99,7 +106,8 @@ def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = N
                 extra: dict[str, str] | None = None) -> None:
     """Write a model as this project's own safetensors, with its architecture and labels inside."""
     cfg: MViTConfig = model.cfg
-    metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: cfg.name}
+    metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: cfg.name,
+                META_CONFIG: config_to_json(cfg)}
     if cfg.pool_norm_eps is not None:
         metadata[META_POOL_NORM_EPS] = repr(cfg.pool_norm_eps)
     if labels is not None:

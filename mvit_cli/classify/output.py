@@ -26,15 +26,16 @@ class OutputError(ValueError):
 
 
 def result_record(result: FileResult, top_k: int) -> dict[str, Any]:
+    """One output row; absent values are None (null in JSON, empty in CSV)."""
     record: dict[str, Any] = {"path": result.path}
     for rank in range(top_k):
         has = rank < len(result.labels)
-        record[f"label_{rank + 1}"] = result.labels[rank] if has else ""
-        record[f"score_{rank + 1}"] = round(result.scores[rank], 6) if has else ""
+        record[f"label_{rank + 1}"] = result.labels[rank] if has else None
+        record[f"score_{rank + 1}"] = round(result.scores[rank], 6) if has else None
     record["error"] = result.error
-    record["duration"] = round(result.duration, 3) if result.duration is not None else ""
-    record["frames"] = result.frames if result.frames is not None else ""
-    record["views"] = result.views or ""
+    record["duration"] = round(result.duration, 3) if result.duration is not None else None
+    record["frames"] = result.frames
+    record["views"] = result.views or None
     return record
 
 

@@ -75,6 +75,9 @@ class _Pending:
 class Classifier:
     """Runs a model over files; yields one FileResult per input, as each completes."""
 
+    # Let FFmpeg's and decord's own complaints through to stderr (--verbose).
+    decoder_messages: bool = False
+
     def __init__(self, model: MultiscaleTransformer, protocol: Protocol, device: torch.device,
                  dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5):
         self.model = model.to(device).eval()
@@ -97,7 +100,8 @@ class Classifier:
         pending: dict[int, _Pending] = {}
         queue: list[tuple[int, np.ndarray]] = []
         if workers > 0:
-            with DecodePool(min(workers, len(tasks)), self.protocol, timeout) as pool:
+            with DecodePool(min(workers, len(tasks)), self.protocol, timeout,
+                            quiet=not self.decoder_messages) as pool:
                 yield from self._consume(pool.run(tasks), items, pending, queue)
         else:
             yield from self._consume(inline(tasks, self.protocol), items, pending, queue)

@@ -55,10 +55,15 @@ def prepare(task: Task, protocol: Protocol) -> Prepared:
                     source_frames=sampled.source_frames)
 
 
-def _worker_main(conn: Connection, protocol: Protocol) -> None:
+def _worker_main(conn: Connection, protocol: Protocol, quiet: bool) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if quiet:
+        # decord and FFmpeg write complaints about damaged files straight to fd 2.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     while True:
         try:
             task = conn.recv()
@@ -70,9 +75,10 @@ def _worker_main(conn: Connection, protocol: Protocol) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, protocol: Protocol) -> None:
+    def __init__(self, ctx, protocol: Protocol, quiet: bool) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, protocol), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, protocol, quiet),
+                                   daemon=True)
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -96,10 +102,11 @@ class DecodePool:
     (for example to run a partial batch rather than leave the model idle).
     """
 
-    def __init__(self, workers: int, protocol: Protocol, timeout: float, poll: float = 0.05):
-        self.protocol, self.timeout, self.poll = protocol, timeout, poll
+    def __init__(self, workers: int, protocol: Protocol, timeout: float, poll: float = 0.05,
+                 quiet: bool = True):
+        self.protocol, self.timeout, self.poll, self.quiet = protocol, timeout, poll, quiet
         self.ctx = multiprocessing.get_context("spawn")
-        self.workers = [_Worker(self.ctx, protocol) for _ in range(workers)]
+        self.workers = [_Worker(self.ctx, protocol, quiet) for _ in range(workers)]
 
     def run(self, tasks: list[Task]) -> Iterator[Prepared | None]:
         pending = deque(tasks)
@@ -141,7 +148,7 @@ class DecodePool:
     def _replace(self, worker: _Worker, error: str) -> Prepared:
         task = worker.task
         worker.kill()
-        self.workers[self.workers.index(worker)] = _Worker(self.ctx, self.protocol)
+        self.workers[self.workers.index(worker)] = _Worker(self.ctx, self.protocol, self.quiet)
         return Prepared(task.index, error=error)
 
     def close(self) -> None:

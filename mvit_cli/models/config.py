@@ -10,8 +10,9 @@ grid in the last stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 Triple = tuple[int, int, int]
 
@@ -79,6 +80,18 @@ class MViTConfig:
         """Token grid (T, H, W) after patchify at the trained input size."""
         return conv_output_grid((self.frames, self.size, self.size), self.patch_kernel,
                                 self.patch_stride, self.patch_padding)
+
+
+def config_to_json(cfg: MViTConfig) -> str:
+    """The whole config as JSON, saved inside our checkpoints so any architecture reloads."""
+    return json.dumps(asdict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> MViTConfig:
+    raw: dict[str, Any] = json.loads(text)
+    known = {f.name for f in fields(MViTConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    return MViTConfig(**values)
 
 
 @dataclass(frozen=True)
