@@ -7,6 +7,7 @@ gives a full clip). Sources much larger than needed are downscaled while decodin
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,14 @@ def clip_times(duration: float, protocol: Protocol) -> np.ndarray:
 
 
 def frames_at(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Index of the frame on screen at each time (the last frame that started by then)."""
-    index = np.searchsorted(timestamps, times, side="right") - 1
+    """Index of the frame on screen at each time (the last frame that started by then).
+
+    Timestamps come as float32, so a frame starting exactly at a sample time can appear a
+    hair late; a tolerance of 1 ms (at most a quarter of a frame) keeps it chosen.
+    """
+    gaps = np.diff(timestamps)
+    tolerance = min(1e-3, 0.25 * float(np.median(gaps))) if len(gaps) else 0.0
+    index = np.searchsorted(timestamps, times + tolerance, side="right") - 1
     return np.clip(index, 0, len(timestamps) - 1)
 
 
@@ -109,6 +116,10 @@ def decode_video(path: Path, protocol: Protocol) -> Sampled:
         raise
     except Exception as exc:  # noqa: BLE001 - decord/FFmpeg failures, one line each
         raise MediaError(_video_error(exc)) from None
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        # decord mis-sizes some small frames (seen at 48x64) and returns garbage.
+        raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
+                         f"for this {width}x{height} video")
     position = {frame: i for i, frame in enumerate(sorted(set(index.tolist())))}
     frames = batch[[position[i] for i in index.tolist()]]
     return Sampled(frames, duration, count)
@@ -137,6 +148,11 @@ def decode_image(path: Path) -> Sampled:
 
 
 def decode(path: Path, kind: str, protocol: Protocol) -> Sampled:
-    if path.stat().st_size == 0:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise MediaError(f"cannot read the file ({exc.strerror or exc})") from None
+    # Pipes and devices report size 0 but may still deliver (or hang: the timeout's job).
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise MediaError("the file is empty")
     return decode_video(path, protocol) if kind == "video" else decode_image(path)

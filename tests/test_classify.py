@@ -1,0 +1,281 @@
+"""`mvit classify` on real files the tests make: sampling, formats, bad input, output, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mvit_cli import build_model
+from mvit_cli.checkpoints import save_native
+from mvit_cli.classify.runner import Classifier
+from mvit_cli.classify.workers import Task, prepare
+from mvit_cli.media.discover import discover
+from mvit_cli.media.protocol import protocol_for
+
+from conftest import TINY_V1, TINY_V1_IMAGE
+from media import read_number, write_audio_only, write_image, write_video
+
+# The tiny video model takes 4 frames of 32x32. Short side 40 keeps both halves of the
+# numbered frames inside the centre crop.
+PROTOCOL = {"frames": 4, "rate": 2, "short_side": 40, "crop": 32}
+
+
+def tiny_protocol(clips=1, crops=1, **changes):
+    return protocol_for(TINY_V1, {**PROTOCOL, **changes}, clips, crops)
+
+
+def expected_indices(timestamps, protocol) -> list[int]:
+    """Independent statement of the sampling rule: clips centred on equal parts of the
+    video, frames every `frame_interval` seconds, the frame on screen at each time."""
+    timestamps = list(timestamps)
+    duration = timestamps[-1] + (timestamps[-1] - timestamps[-2] if len(timestamps) > 1 else 0)
+    span = protocol.frames * protocol.frame_interval
+    out = []
+    for k in range(protocol.clips):
+        start = max(duration - span, 0) * (k + 0.5) / protocol.clips
+        for i in range(protocol.frames):
+            t = start + i * protocol.frame_interval
+            out.append(max(j for j, s in enumerate(timestamps) if s <= t + 1e-9))
+    return out
+
+
+def numbers_in(views: np.ndarray) -> list[int]:
+    return [read_number(frame) for view in views for frame in view]
+
+
+# ---- sampling and preprocessing --------------------------------------------------------
+
+def test_frames_reach_the_model_in_order(tmp_path):
+    """Capture the model's actual input and read the frame numbers back out of it."""
+    video = write_video(tmp_path / "numbered.mp4", frames=60, fps=30)
+    protocol = tiny_protocol(clips=3)
+    model = build_model(TINY_V1)
+    seen = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    classifier = Classifier(model, protocol, torch.device("cpu"), batch_size=2)
+    [result] = list(classifier.run(discover([str(video)]), workers=1, timeout=60))
+    assert result.ok and result.views == 3
+    x = torch.cat(seen)  # (views, 3, T, 32, 32), normalised
+    mean = torch.tensor(protocol.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(protocol.std).view(1, 3, 1, 1, 1)
+    pixels = ((x * std + mean) * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 4, 1)
+    assert numbers_in(pixels.numpy()) == expected_indices([i / 30 for i in range(60)], protocol)
+
+
+def test_variable_frame_rate_samples_by_time(tmp_path):
+    stamps = [0, 100, 200, 300, 400, 425, 450, 475, 500, 525, 550, 575]
+    video = write_video(tmp_path / "vfr.mp4", frames=len(stamps), pts_ms=stamps)
+    protocol = tiny_protocol(rate=1.5)  # one frame every 50 ms
+    prepared = prepare(Task(0, str(video), "video"), protocol)
+    assert not prepared.error
+    assert numbers_in(prepared.views) == expected_indices([s / 1000 for s in stamps], protocol)
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_videos_shorter_than_a_clip_repeat_frames(tmp_path, frames):
+    video = write_video(tmp_path / f"short{frames}.mp4", frames=frames, fps=30)
+    prepared = prepare(Task(0, str(video), "video"), tiny_protocol(rate=8))
+    got = numbers_in(prepared.views)
+    assert len(got) == 4 and got == sorted(got) and got[-1] == frames - 1
+
+
+def test_three_crops_span_the_long_side(tmp_path):
+    from mvit_cli.media.transform import make_views
+
+    ramp = np.tile(np.linspace(0, 255, 120).astype(np.uint8)[None, :, None], (40, 1, 3))
+    views = make_views(np.stack([ramp] * 4), tiny_protocol(crops=3))
+    means = [views[i].mean() for i in range(3)]
+    assert views.shape == (3, 4, 32, 32, 3) and means[0] < means[1] < means[2]
+    portrait = np.transpose(ramp, (1, 0, 2))
+    views = make_views(np.stack([portrait] * 4), tiny_protocol(crops=3))
+    means = [views[i].mean() for i in range(3)]
+    assert means[0] < means[1] < means[2]
+
+
+@pytest.mark.parametrize("name,codec,size,fps,frames", [
+    ("h264.mp4", "libx264", (64, 48), 30, 20),
+    ("mpeg4.avi", "mpeg4", (64, 48), 25, 20),
+    ("vp9.webm", "libvpx-vp9", (64, 48), 30, 12),
+    ("h264.mkv", "libx264", (64, 48), 24, 20),
+    ("portrait.mp4", "libx264", (360, 640), 30, 12),
+    ("tenfps.mp4", "libx264", (64, 48), 10, 20),
+    ("sixtyfps.mp4", "libx264", (64, 48), 60, 40),
+    ("full-hd.mp4", "libx264", (1920, 1080), 30, 3),
+    ("minute.mp4", "libx264", (64, 48), 10, 600),
+])
+def test_containers_codecs_sizes_and_rates(tmp_path, name, codec, size, fps, frames):
+    video = write_video(tmp_path / name, frames=frames, fps=fps, width=size[0],
+                        height=size[1], codec=codec)
+    prepared = prepare(Task(0, str(video), "video"), tiny_protocol())
+    assert not prepared.error, prepared.error
+    assert prepared.views.shape == (1, 4, 32, 32, 3)
+    assert prepared.source_frames == frames
+    assert abs(prepared.duration - frames / fps) < 0.15
+    got = numbers_in(prepared.views)
+    expected = [n % 256 for n in expected_indices([i / fps for i in range(frames)],
+                                                  tiny_protocol())]
+    assert got == expected
+
+
+def test_images_with_an_image_model(tmp_path):
+    files = [write_image(tmp_path / f"picture.{ext}") for ext in ("jpg", "png", "webp")]
+    model = build_model(TINY_V1_IMAGE)
+    protocol = protocol_for(TINY_V1_IMAGE, {"short_side": 36, "crop": 32})
+    results = list(Classifier(model, protocol, torch.device("cpu"), top_k=3).run(
+        discover([str(f) for f in files]), workers=1, timeout=60))
+    assert all(r.ok and len(r.labels) == 3 for r in results), results
+
+
+def test_kind_mismatch_is_a_per_file_error(tmp_path):
+    image = write_image(tmp_path / "picture.png")
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    video_model = Classifier(build_model(TINY_V1), tiny_protocol(), torch.device("cpu"))
+    [result] = list(video_model.run(discover([str(image)]), workers=1, timeout=60))
+    assert "image model" in result.error and "v2-T" in result.error and "B-16" in result.error
+    image_model = Classifier(build_model(TINY_V1_IMAGE), protocol_for(TINY_V1_IMAGE),
+                             torch.device("cpu"))
+    [result] = list(image_model.run(discover([str(video)]), workers=1, timeout=60))
+    assert "video model" in result.error and "B-16x4" in result.error
+
+
+# ---- the command, end to end ---------------------------------------------------------------
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    """A tiny video model in our own safetensors: architecture and protocol inside."""
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    save_native(build_model(TINY_V1), path, labels=[f"action {i}" for i in range(10)],
+                extra={"mvit.protocol": json.dumps(PROTOCOL)})
+    return path
+
+
+def mvit(*args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, "-m", "mvit_cli.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_bad_input_is_a_row_and_the_good_ones_are_labelled(tmp_path, tiny_weights):
+    media = tmp_path / "media"
+    (media / "empty folder").mkdir(parents=True)
+    good = [write_video(media / "clip one.mp4", frames=10),
+            write_video(media / "vidéo ünïcode.mkv", frames=10)]
+    (media / "empty.mp4").write_bytes(b"")
+    (media / "notes.mp4").write_text("this is not a video\n")
+    (media / "noise.avi").write_bytes(np.random.default_rng(1).bytes(5000))
+    whole = write_video(tmp_path / "whole.mp4", frames=60).read_bytes()
+    (media / "cut off.mp4").write_bytes(whole[: len(whole) // 3])
+    write_audio_only(media / "audio only.mp4")
+    (media / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    out = tmp_path / "labels.csv"
+    result = mvit("classify", media, tmp_path / "missing.mp4", media / "empty folder",
+                  "--weights", tiny_weights, "-o", out, "--workers", "2", "--timeout", "30")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    for path in good:
+        assert rows[path.name]["error"] == "" and rows[path.name]["label_1"].startswith("action")
+        assert float(rows[path.name]["score_1"]) > 0
+    expected_errors = {"missing.mp4": "no such file", "empty folder": "no video or image",
+                       "empty.mp4": "empty", "notes.mp4": "", "noise.avi": "",
+                       "cut off.mp4": "", "audio only.mp4": "audio", "dangling.mp4": ""}
+    for name, words in expected_errors.items():
+        error = rows[name]["error"]
+        assert error and "\n" not in error and words in error, (name, error)
+    assert "2 of" in result.stderr.splitlines()[-1]
+
+
+def test_a_hanging_file_is_stopped_and_the_run_goes_on(tmp_path, tiny_weights):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    write_video(folder / "good.mp4", frames=10)
+    os.mkfifo(folder / "hangs.mp4")  # opening it blocks forever: nobody writes to it
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    result = mvit("classify", folder, "--weights", tiny_weights, "-o", out, "--timeout", "3",
+                  "--workers", "1")
+    assert time.monotonic() - started < 120
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert "longer than 3 s" in rows["hangs.mp4"]["error"]
+    assert rows["good.mp4"]["error"] == "" and rows["good.mp4"]["label_1"]
+    assert result.returncode == 1
+
+
+def test_single_file_prints_a_table_and_exits_0(tmp_path, tiny_weights):
+    video = write_video(tmp_path / "clip.mp4", frames=12)
+    result = mvit("classify", video, "--weights", tiny_weights, "-k", "3")
+    assert result.returncode == 0, result.stderr
+    assert "action" in result.stdout and "probability" in result.stdout
+    assert result.stdout.count("action") == 3
+
+
+def test_json_output_and_usage_errors(tmp_path, tiny_weights):
+    video = write_video(tmp_path / "clip.mp4", frames=12)
+    out = tmp_path / "out.json"
+    assert mvit("classify", video, "--weights", tiny_weights, "-o", out).returncode == 0
+    [record] = json.loads(out.read_text())
+    assert record["path"] == str(video) and record["error"] == "" and record["views"] == 1
+    assert mvit("classify", video, "--weights", tiny_weights, "--crops", "2").returncode == 2
+    assert mvit("classify", video, "--model", "B-99x9").returncode == 2
+    assert mvit("classify", video, "--weights", tiny_weights, "-o", tmp_path / "x.txt").returncode == 2
+
+
+def _folder_of_clips(root: Path, count: int) -> Path:
+    folder = root / "clips"
+    folder.mkdir()
+    for i in range(count):
+        write_video(folder / f"clip{i:02d}.mp4", frames=8)
+    return folder
+
+
+def _wait_for_rows(path: Path, rows: int, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") > rows:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never reached {rows} rows")
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupted_runs_resume_without_duplicates(tmp_path, tiny_weights, how):
+    folder = _folder_of_clips(tmp_path, 24)
+    out = tmp_path / "labels.csv"
+    command = [sys.executable, "-m", "mvit_cli.cli", "classify", str(folder), "--weights",
+               str(tiny_weights), "-o", str(out), "--workers", "1", "--batch-size", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(out, 3)
+    process.send_signal(getattr(signal, how))
+    _, stderr = process.communicate(timeout=60)
+    if how == "SIGINT":
+        assert process.returncode == 130
+        assert "Traceback" not in stderr
+        assert stderr.strip().splitlines()[-1].startswith("interrupted:")
+    else:
+        with open(out, "a", encoding="utf-8") as handle:  # a row torn by the kill
+            handle.write(f"{folder}/clip23.mp4,action 1,0.5")
+    done_before = len(read_rows(out)) - (1 if how == "SIGKILL" else 0)
+    assert 0 < done_before < 24
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "already in the output" in again.stderr
+    rows = read_rows(out)
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == 24
+    assert all(r["error"] == "" and r["label_1"] for r in rows)
