@@ -61,8 +61,8 @@ class MultiscaleTransformer(nn.Module):
         return conv_output_grid((frames, height, width), cfg.patch_kernel, cfg.patch_stride,
                                 cfg.patch_padding)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
+    def embed(self, x: Tensor) -> tuple[Tensor, Grid]:
+        """Pixels -> tokens: patchify, class token, positions. Returns (tokens, grid)."""
         if x.ndim == 4:
             x = x.unsqueeze(2)
         if x.ndim != 5 or x.shape[1] != 3:
@@ -72,12 +72,17 @@ class MultiscaleTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], 1, -1), x), dim=1)
-        x = self.add_positions(x, grid)
+        return self.add_positions(x, grid), grid
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
+        x, grid = self.embed(x)
         for block in self.blocks:
             x, grid = block(x, grid)
-        return self._pool_head(x)
+        return self.pool_head(x)
 
-    def _pool_head(self, x: Tensor) -> Tensor:
+    def pool_head(self, x: Tensor) -> Tensor:
+        """Final tokens -> one normalised feature vector: the class token's, or the mean."""
         mode = self.cfg.head_pool
         if mode == "cls":
             return self.norm(x[:, 0])
@@ -86,8 +91,12 @@ class MultiscaleTransformer(nn.Module):
             return self.norm(tokens.mean(dim=1))
         return self.norm(tokens).mean(dim=1)
 
+    def classify_features(self, features: Tensor) -> Tensor:
+        """Pooled features -> logits."""
+        return self.head(self.head_dropout(features))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.head_dropout(self.forward_features(x)))
+        return self.classify_features(self.forward_features(x))
 
 
 class MViT(MultiscaleTransformer):
