@@ -144,20 +144,42 @@ class PoolingAttention(nn.Module):
 
     def _pool(self, x: Tensor, grid: Grid, pool: nn.Module | None,
               norm: nn.Module | None) -> tuple[Tensor, Grid]:
+        """Pool one of Q, K, V, given as a (B, L, heads, d) view of the fused projection.
+
+        Heads go side by side as the channels of one grouped convolution, with each head's
+        kernel repeated, so the grid is a channels-last view of the projection's output:
+        pooling then needs no transposing copy, and its output is already in token order.
+        (Per head this is exactly the paper's operator: a depthwise conv has no cross-talk.)
+        """
         if pool is None:
             return x, grid
-        x, grid = pool_tokens(x, grid, pool, self.has_cls)
+        batch, _, heads, dim = x.shape
+        skip = 1 if self.has_cls else 0
+        cube = x[:, skip:].reshape(batch, *grid, heads * dim).permute(0, 4, 1, 2, 3)
+        # Q, K and V interleave in the projection's output; a row-wise copy makes the grid
+        # exactly channels-last (convolutions would otherwise transpose it, far slower).
+        cube = cube.contiguous(memory_format=torch.channels_last_3d)
+        if isinstance(pool, nn.Conv3d):
+            weight = pool.weight.repeat(heads, 1, 1, 1, 1)
+            cube = F.conv3d(cube, weight, None, pool.stride, pool.padding, 1, heads * dim)
+        else:
+            cube = pool(cube)
+        pooled_grid = (cube.shape[2], cube.shape[3], cube.shape[4])
+        tokens = cube.permute(0, 2, 3, 4, 1).reshape(batch, -1, heads, dim)
+        if skip:
+            tokens = torch.cat((x[:, :1], tokens), dim=1)
         # The norm sees the class token too, as in the published models.
-        return (norm(x) if norm is not None else x), grid
+        return (norm(tokens) if norm is not None else tokens), pooled_grid
 
     def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
         batch, length, _ = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, d)
+        q, k, v = qkv.unbind(2)  # each (B, L, heads, d), views
 
         q, q_grid = self._pool(q, grid, self.pool_q, self.norm_q)
         k, k_grid = self._pool(k, grid, self.pool_k, self.norm_k)
         v, _ = self._pool(v, grid, self.pool_v, self.norm_v)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, d)
 
         bias = None
         if self.rel_pos_h is not None:

@@ -1,0 +1,101 @@
+"""Model-only speed: mvit against torchvision's MViT on the same weights and input.
+
+    python benchmarks/bench_model.py --torchvision-shim ../shared/reference
+
+torchvision is the reference and not a dependency of mvit: install it beside (on a CPU-only
+torch, the shim folder's torchvision_cpu.py imports it). Both models get torchvision's
+random weights (ours through our torchvision-layout loader), the same input, and run
+alternately in this one process, so machine load hits both alike; each number is a median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import mvit_cli
+
+PAIRS = {"B-16x4": "mvit_v1_b", "v2-S-16x4": "mvit_v2_s"}
+
+
+def import_torchvision(shim: Path | None):
+    if shim is not None:
+        sys.path.insert(0, str(shim))
+        from torchvision_cpu import torchvision  # noqa: F401
+    from torchvision.models import video
+
+    return video
+
+
+def timed(model, clip, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    model(clip)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype) -> dict:
+    torch.manual_seed(0)
+    reference = tv_builder().eval().to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tv.pth"
+        torch.save(reference.state_dict(), path)
+        ours = mvit_cli.build_model(name, weights=path).to(device)
+    clip = torch.randn(batch, 3, 16, 224, 224, device=device)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    times = {"mvit": [], "torchvision": []}
+    with torch.inference_mode(), autocast:
+        error = ((ours(clip).float() - reference(clip).float()).abs().max()
+                 / reference(clip).float().abs().max()).item()
+        for attempt in range(repeat + 1):  # the first round warms both up
+            for label, model in (("torchvision", reference), ("mvit", ours)):
+                elapsed = timed(model, clip, device)
+                if attempt:
+                    times[label].append(elapsed)
+    tv, mine = statistics.median(times["torchvision"]), statistics.median(times["mvit"])
+    return {"model": name, "reference": PAIRS[name], "batch": batch,
+            "torchvision_s_per_clip": tv / batch, "mvit_s_per_clip": mine / batch,
+            "speedup": tv / mine, "clips_per_s": batch / mine, "max_rel_error": error,
+            "repeats": repeat}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--torchvision-shim", type=Path, default=None)
+    parser.add_argument("--models", default="B-16x4,v2-S-16x4")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
+    args = parser.parse_args()
+    video = import_torchvision(args.torchvision_shim)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {device}, {args.precision}")
+    results = []
+    for name in args.models.split(","):
+        for batch in map(int, args.batches.split(",")):
+            row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device, dtype)
+            results.append(row)
+            print(f"{name:10s} batch {batch:2d}: torchvision {row['torchvision_s_per_clip']:.3f} "
+                  f"s/clip, mvit {row['mvit_s_per_clip']:.3f} s/clip, speed-up "
+                  f"{row['speedup']:.2f}x, max rel error {row['max_rel_error']:.1e}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
