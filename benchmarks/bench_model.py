@@ -45,13 +45,19 @@ def timed(model, clip, device) -> float:
     return time.perf_counter() - started
 
 
-def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype) -> dict:
+def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype,
+            compile: bool = False) -> dict:
     torch.manual_seed(0)
     reference = tv_builder().eval().to(device)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tv.pth"
         torch.save(reference.state_dict(), path)
         ours = mvit_cli.build_model(name, weights=path).to(device)
+    if compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        ours = torch.compile(ours, dynamic=False)
     clip = torch.randn(batch, 3, 16, 224, 224, device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     times = {"mvit": [], "torchvision": []}
@@ -67,7 +73,7 @@ def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype) -> di
     return {"model": name, "reference": PAIRS[name], "batch": batch,
             "torchvision_s_per_clip": tv / batch, "mvit_s_per_clip": mine / batch,
             "speedup": tv / mine, "clips_per_s": batch / mine, "max_rel_error": error,
-            "repeats": repeat}
+            "repeats": repeat, "compiled": compile}
 
 
 def main() -> None:
@@ -79,6 +85,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our model.")
     args = parser.parse_args()
     video = import_torchvision(args.torchvision_shim)
     device = torch.device(args.device)
@@ -88,11 +95,13 @@ def main() -> None:
     results = []
     for name in args.models.split(","):
         for batch in map(int, args.batches.split(",")):
-            row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device, dtype)
+            row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device, dtype,
+                          args.compile)
             results.append(row)
             print(f"{name:10s} batch {batch:2d}: torchvision {row['torchvision_s_per_clip']:.3f} "
                   f"s/clip, mvit {row['mvit_s_per_clip']:.3f} s/clip, speed-up "
-                  f"{row['speedup']:.2f}x, max rel error {row['max_rel_error']:.1e}", flush=True)
+                  f"{row['speedup']:.2f}x, max rel error {row['max_rel_error']:.1e}"
+                  + (" (compiled)" if args.compile else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from . import __version__
-from .commands import classify, models, profile, weights
+from .commands import classify, models, profile, synth, train, weights
 from .commands.common import console, errors
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("classify")(classify.classify_command)
 app.command("models")(models.models_command)
 app.command("inspect")(models.inspect_command)
 app.command("profile")(profile.profile_command)
+app.command("train")(train.train_command)
+app.command("synth")(synth.synth_command)
 app.add_typer(weights.app, name="weights")
 
 

@@ -18,6 +18,7 @@ mathematical sense once y points down.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,14 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+try:
+    # Loaded now, not when the first clip is written: decord bundles an older libvpx and
+    # exports its symbols process-wide, so a PyAV loaded after decord finds that libvpx
+    # and cannot open its VP9 encoder. Optional, as PyAV is needed only to write files.
+    import av
+except ImportError:  # pragma: no cover - reported by the command
+    av = None
 
 LABELS: tuple[str, ...] = ("moving left", "moving right", "moving up", "moving down",
                            "rotating clockwise", "rotating counterclockwise", "growing",
@@ -51,12 +60,15 @@ class VideoFormat:
 
 
 # Extension -> how to write it; every one is yuv420p, hence even frame sizes throughout.
+# With its macroblock tree on, x264 now and then encodes the same frames differently (seen
+# at widths that are no multiple of 16); off, runs repeat byte for byte.
+X264 = (("preset", "veryfast"), ("x264-params", "mbtree=0"))
 FORMATS: dict[str, VideoFormat] = {
-    "mp4": VideoFormat("mp4", "libx264", (("preset", "veryfast"), ("crf", "18"))),
+    "mp4": VideoFormat("mp4", "libx264", X264 + (("crf", "18"),)),
     "avi": VideoFormat("avi", "mpeg4", ()),
     "webm": VideoFormat("webm", "libvpx-vp9", (("deadline", "realtime"), ("cpu-used", "8"),
                                                ("crf", "28"), ("b", "0"))),
-    "mkv": VideoFormat("matroska", "libx264", (("preset", "veryfast"), ("crf", "20"))),
+    "mkv": VideoFormat("matroska", "libx264", X264 + (("crf", "20"),)),
 }
 FORMAT_WEIGHTS = {"mp4": 0.4, "avi": 0.2, "webm": 0.2, "mkv": 0.2}
 
@@ -466,11 +478,16 @@ def render_clip(rng: np.random.Generator, label: str | int) -> np.ndarray:
 
 def encode(frames: np.ndarray, spec: ClipSpec, path: Path) -> None:
     """Write frames as a video in the spec's container, codec and frame rate."""
-    import av  # only writing needs PyAV
-
+    if av is None:
+        raise SynthError("writing videos needs PyAV: pip install av")
     form = FORMATS[spec.extension]
-    with av.open(str(path), "w", format=form.container) as container:
-        stream = container.add_stream(form.codec, rate=spec.fps, options=dict(form.options))
+    # Bit-exact muxing leaves out random file ids and version strings, so the same seed
+    # writes the same bytes (see FORMATS for x264's part; small frames gain nothing from
+    # encoder threads).
+    with av.open(str(path), "w", format=form.container,
+                 container_options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(form.codec, rate=spec.fps,
+                                      options={"threads": "1", **dict(form.options)})
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
         if form.codec == "mpeg4":  # its default 200 kb/s smears small frames
             stream.bit_rate = int(spec.width * spec.height * float(spec.fps) * 1.5)
@@ -487,15 +504,16 @@ def write_clip(spec: ClipSpec, path: Path) -> None:
     Writing goes to a temporary name first, so an interrupted run leaves no truncated video
     for a later training run to trip over.
     """
-    import av
-
     partial = path.with_name(f".{path.name}.part")
     try:
         encode(render(spec), spec, partial)
         partial.replace(path)
     except (OSError, av.FFmpegError) as exc:
         partial.unlink(missing_ok=True)
-        raise SynthError(f"cannot write {path}: {exc}") from exc
+        hint = ""
+        if FORMATS[spec.extension].codec.startswith("libvpx") and "decord" in sys.modules:
+            hint = " (decord was loaded before PyAV, whose VP9 encoder then fails: import av first)"
+        raise SynthError(f"cannot write {path}: {exc}{hint}") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -11,7 +11,7 @@ from mvit_cli.models.config import block_settings
 
 from conftest import TINY_V1, TINY_V2
 
-VIDEO = [n for n, c in ARCHITECTURES.items() if c.is_video]
+VIDEO = [n for n, c in ARCHITECTURES.items() if c.is_video and c.paper_params_m]
 IMAGE_V1 = [n for n, c in ARCHITECTURES.items() if not c.is_video and c.generation == 1]
 IMAGE_V2 = [n for n, c in ARCHITECTURES.items() if not c.is_video and c.generation == 2]
 

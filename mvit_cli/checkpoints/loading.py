@@ -103,7 +103,7 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: 
 
 
 def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = None,
-                extra: dict[str, str] | None = None) -> None:
+                extra: dict[str, str] | None = None, half: bool = False) -> None:
     """Write a model as this project's own safetensors, with its architecture and labels inside."""
     cfg: MViTConfig = model.cfg
     metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: cfg.name,
@@ -113,5 +113,7 @@ def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = N
     if labels is not None:
         metadata[META_LABELS] = json.dumps(list(labels))
     metadata.update(extra or {})
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # half=True stores floats as float16 (half the file; loading casts back to float32).
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)

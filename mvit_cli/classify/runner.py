@@ -79,8 +79,18 @@ class Classifier:
     decoder_messages: bool = False
 
     def __init__(self, model: MultiscaleTransformer, protocol: Protocol, device: torch.device,
-                 dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5):
+                 dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5,
+                 compile: bool = False):
         self.model = model.to(device).eval()
+        self.forward = self.model
+        self.compiled = compile
+        if compile:
+            # One shape only: partial batches are padded (see _run_batch), so the compiled
+            # graph is built once; freezing lets inductor fold the weights on the CPU.
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+            self.forward = torch.compile(self.model, dynamic=False)
         self.protocol, self.device, self.dtype = protocol, device, dtype
         self.batch_size, self.top_k = max(1, batch_size), top_k
         self.video = model.cfg.is_video
@@ -130,13 +140,16 @@ class Classifier:
     def _run_batch(self, queue, pending) -> Iterator[FileResult]:
         batch, queue[:] = queue[:self.batch_size], queue[self.batch_size:]
         owners = [owner for owner, _ in batch]
-        views = torch.from_numpy(np.stack([view for _, view in batch]))
+        arrays = [view for _, view in batch]
+        if self.compiled:  # pad to the compiled batch size; the padding's scores are dropped
+            arrays += [arrays[-1]] * (self.batch_size - len(arrays))
+        views = torch.from_numpy(np.stack(arrays))
         if self.device.type == "cuda":
             views = views.pin_memory().to(self.device, non_blocking=True)
         x = normalise(views, self.protocol, self.video)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
                                                     enabled=self.dtype != torch.float32):
-            probs = self.model(x).float().softmax(dim=-1).cpu()
+            probs = self.forward(x).float().softmax(dim=-1).cpu()[:len(owners)]
         for owner, row in zip(owners, probs):
             state = pending[owner]
             state.probs = row if state.probs is None else state.probs + row

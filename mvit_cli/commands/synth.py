@@ -9,6 +9,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from .. import synth
 from ..synth import LABELS, SynthError, write_dataset
 from .common import errors, fail
 
@@ -20,9 +21,7 @@ def synth_command(
 ) -> None:
     """Write synthetic clips of eight motions (moving left/right/up/down, rotating, growing,
     shrinking), with everything else random, and labels.txt."""
-    try:
-        import av  # noqa: F401  (encoding needs PyAV; say so before writing anything)
-    except ImportError:
+    if synth.av is None:  # say so before writing anything
         fail("mvit synth needs PyAV to write videos: pip install av")
     total = per_class * len(LABELS)
     started = time.monotonic()

@@ -44,7 +44,15 @@ def media_kind(path: Path) -> str | None:
 
 
 def clip_times(duration: float, protocol: Protocol) -> np.ndarray:
-    """Sample times (clips, T): clips centred on equal parts of the video, T frames each."""
+    """Sample times (clips, T): clips centred on equal parts of the video, T frames each.
+
+    With no frame interval (the "uniform" protocol) each clip's T frames are spread evenly
+    over its share of the video, at the centres of T equal slices.
+    """
+    if protocol.frame_interval == 0:
+        share = duration / protocol.clips
+        offsets = (np.arange(protocol.frames) + 0.5) * share / protocol.frames
+        return (np.arange(protocol.clips) * share)[:, None] + offsets[None, :]
     span = protocol.clip_duration
     offsets = np.arange(protocol.frames) * protocol.frame_interval
     slack = max(duration - span, 0.0)

@@ -23,7 +23,7 @@ REFERENCE_FPS = 30.0
 @dataclass(frozen=True)
 class Protocol:
     frames: int
-    frame_interval: float  # seconds between sampled frames
+    frame_interval: float  # seconds between sampled frames; 0: spread over the whole video
     clips: int
     crops: int
     short_side: int
@@ -54,7 +54,9 @@ def protocol_for(cfg: MViTConfig, recorded: dict[str, Any] | None = None,
     recorded = recorded or {}
     video = cfg.is_video
     frames = cfg.frames if video else 1
-    if "fps" in recorded:
+    if recorded.get("uniform"):
+        interval = 0.0  # the T frames are spread over each whole video (short clips)
+    elif "fps" in recorded:
         interval = 1.0 / float(recorded["fps"])
     else:
         interval = float(recorded.get("rate", cfg.sampling_rate)) / REFERENCE_FPS

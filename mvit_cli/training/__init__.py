@@ -1,0 +1,1 @@
+"""Training and fine-tuning MViT classifiers on a folder of labelled videos."""

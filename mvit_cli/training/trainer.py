@@ -1,0 +1,175 @@
+"""The training loop: AdamW with warm-up and cosine decay, label smoothing, validation.
+
+Kept deliberately plain (one process, the model's own forward, float32) so that training
+a small model on a CPU is easy to follow and to reproduce from a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoints.loading import save_native
+from ..factory import build_model, model_from_config
+from ..media.protocol import KINETICS_MEAN, KINETICS_STD
+from ..models.config import MViTConfig
+from ..models.mvit import MultiscaleTransformer
+from .data import ClipSet, augment, whole
+
+MEAN = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)
+STD = torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1)
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    val_split: float = 0.15
+    seed: int = 0
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    val_accuracy: float | None
+
+
+@dataclass
+class TrainResult:
+    model: MultiscaleTransformer
+    history: list[EpochReport] = field(default_factory=list)
+    val_accuracy: float | None = None
+
+
+def model_input(clips: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, S, S) in [0, 1] -> normalised (B, 3, T, S, S)."""
+    return (clips.permute(0, 2, 1, 3, 4) - MEAN) / STD
+
+
+def split(data: ClipSet, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of training and validation clips, stratified by class."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(data.labels):
+        members = rng.permutation(np.flatnonzero(data.labels == label))
+        cut = int(round(len(members) * fraction)) if fraction > 0 else 0
+        val += members[:cut].tolist()
+        train += members[cut:].tolist()
+    return np.array(sorted(train)), np.array(sorted(val))
+
+
+def build_for_training(cfg: MViTConfig, classes: int, start: str | None) -> MultiscaleTransformer:
+    """From scratch, or from `start` weights with a new head when the classes differ."""
+    if start is None:
+        return model_from_config(replace(cfg, num_classes=classes)).train()
+    model = build_model(cfg, weights=start)
+    if model.num_classes != classes:
+        head = torch.nn.Linear(model.head.in_features, classes)
+        torch.nn.init.trunc_normal_(head.weight, std=0.02)
+        torch.nn.init.zeros_(head.bias)
+        model.head = head
+        model.cfg = replace(model.cfg, num_classes=classes)
+    return model.train()
+
+
+def accuracy(model: MultiscaleTransformer, data: ClipSet, indices: np.ndarray, size: int,
+             batch_size: int) -> float:
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(indices), batch_size):
+            chosen = indices[start:start + batch_size]
+            clips = whole(torch.from_numpy(data.clips[chosen]), size)
+            predicted = model(model_input(clips)).argmax(dim=-1).numpy()
+            correct += int((predicted == data.labels[chosen]).sum())
+    model.train()
+    return correct / max(len(indices), 1)
+
+
+def train(data: ClipSet, cfg: MViTConfig, settings: TrainSettings, start: str | None = None,
+          on_step: Callable[[int, int, float], None] | None = None,
+          on_epoch: Callable[[EpochReport], None] | None = None,
+          max_steps: int | None = None) -> TrainResult:
+    """Train on `data`; `cfg` gives the architecture, frames and size."""
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    model = build_for_training(cfg, len(data.names), start)
+    train_idx, val_idx = split(data, settings.val_split, settings.seed)
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / settings.batch_size))
+    total = steps_per_epoch * settings.epochs
+    warmup = int(settings.warmup_epochs * steps_per_epoch)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim <= 1 or "rel_pos" in name or "pos_embed" in name
+         or name == "cls_token" else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
+
+    def learning_rate(step: int) -> float:
+        if step < warmup:
+            return settings.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    result = TrainResult(model)
+    step = 0
+    labels_all = torch.from_numpy(data.labels)
+    for epoch in range(settings.epochs):
+        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+        losses = []
+        for start_index in range(0, len(order), settings.batch_size):
+            chosen = order[start_index:start_index + settings.batch_size]
+            labels = labels_all[chosen]
+            clips = augment(torch.from_numpy(data.clips[chosen]), labels, data.names, cfg.size,
+                            generator)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step)
+            loss = F.cross_entropy(model(model_input(clips)), labels,
+                                   label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            if on_step:
+                on_step(step, total, loss.item())
+            if max_steps is not None and step >= max_steps:
+                break
+        val = accuracy(model, data, val_idx, cfg.size, settings.batch_size) if len(val_idx) else None
+        report = EpochReport(epoch + 1, float(np.mean(losses)), val)
+        result.history.append(report)
+        result.val_accuracy = val
+        if on_epoch:
+            on_epoch(report)
+        if max_steps is not None and step >= max_steps:
+            break
+    result.model = model.eval()
+    return result
+
+
+def save_trained(result: TrainResult, data: ClipSet, path: Path, settings: TrainSettings,
+                 half: bool = False) -> None:
+    """Our safetensors, with labels, architecture and the sampling protocol inside."""
+    cfg = result.model.cfg
+    protocol = {"uniform": True, "frames": cfg.frames, "clips": 1, "crops": 1,
+                "short_side": cfg.size, "crop": cfg.size, "mean": list(KINETICS_MEAN),
+                "std": list(KINETICS_STD)}
+    extra = {"mvit.protocol": json.dumps(protocol),
+             "mvit.training": json.dumps({"epochs": settings.epochs, "lr": settings.lr,
+                                          "batch_size": settings.batch_size,
+                                          "seed": settings.seed, "clips": len(data.labels),
+                                          "val_accuracy": result.val_accuracy})}
+    save_native(result.model, path, labels=data.names, extra=extra, half=half)

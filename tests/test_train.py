@@ -1,0 +1,104 @@
+"""`mvit train`: learning happens, and what it saves classifies and imports like any weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from mvit_cli import build_model
+from mvit_cli.synth import write_dataset
+from mvit_cli.training.data import augment, load, mirror_sensitive, whole
+from mvit_cli.training.trainer import TrainSettings, model_input, save_trained, train
+
+from conftest import TINY_V2
+
+TINY = replace(TINY_V2, name="tiny-train", frames=4, size=32, head_dropout=0.0, drop_path=0.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("motion")
+    write_dataset(root, per_class=3, seed=101)
+    return root
+
+
+@pytest.fixture(scope="module")
+def clips(dataset):
+    return load(dataset, TINY.frames, TINY.size, workers=1)
+
+
+def _loss(model, clips) -> float:
+    model.eval()
+    with torch.inference_mode():
+        x = model_input(whole(torch.from_numpy(clips.clips), TINY.size))
+        return torch.nn.functional.cross_entropy(model(x), torch.from_numpy(clips.labels)).item()
+
+
+def test_dataset_folders_and_labels(clips):
+    assert len(clips.names) == 8 and clips.names[0] == "moving left"
+    assert clips.clips.shape[1:] == (4, 37, 37, 3)  # 15% margin for random crops
+    assert sorted(set(clips.labels.tolist())) == list(range(8))
+
+
+def test_mirror_sensitive_labels_are_never_flipped():
+    assert mirror_sensitive("moving left") and mirror_sensitive("rotating clockwise")
+    assert not mirror_sensitive("moving up") and not mirror_sensitive("growing")
+    # A clip whose left half is bright stays so through augmentation when its label says left.
+    clip = torch.zeros(1, 2, 40, 40, 3, dtype=torch.uint8)
+    clip[..., :20, :] = 255
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        out = augment(clip, torch.tensor([0]), ["moving left"], 32, generator)
+        assert out[0, 0, :, :, :8].mean() > out[0, 0, :, :, -8:].mean()
+
+
+def test_a_few_steps_lower_the_loss(clips):
+    settings = TrainSettings(epochs=30, batch_size=8, lr=3e-3, val_split=0.0, seed=0,
+                             warmup_epochs=1)
+    torch.manual_seed(0)
+    before = _loss(build_model(replace(TINY, num_classes=8)), clips)
+    result = train(clips, TINY, settings, max_steps=30)
+    after = _loss(result.model, clips)
+    assert after < before - 0.2, (before, after)
+
+
+def test_saved_model_reloads_with_the_same_logits_and_classifies(clips, dataset, tmp_path):
+    settings = TrainSettings(epochs=1, batch_size=8, val_split=0.25, seed=0)
+    result = train(clips, TINY, settings, max_steps=2)
+    path = tmp_path / "trained.safetensors"
+    save_trained(result, clips, path, settings)
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["mvit.labels"]) == clips.names
+    assert json.loads(meta["mvit.protocol"])["uniform"] is True
+    again = build_model(result.model.cfg, weights=path)
+    x = model_input(whole(torch.from_numpy(clips.clips[:4]), TINY.size))
+    with torch.inference_mode():
+        assert torch.equal(again(x), result.model(x))
+    assert again.labels == clips.names
+
+    video = next((dataset / "moving_up").iterdir())
+    done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "classify", str(video),
+                           "--weights", str(path), "-k", "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert any(name in done.stdout for name in clips.names)
+
+
+def test_train_command_end_to_end(dataset, tmp_path):
+    out = tmp_path / "cli.safetensors"
+    done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
+                           "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out),
+                           "--epochs", "1", "--batch-size", "8", "--workers", "1", "--half"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "validation accuracy" in done.stderr and out.exists()
+    bad = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(tmp_path / "none"),
+                          "--model", "v2-XS-8", "-o", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
