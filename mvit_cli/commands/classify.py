@@ -52,10 +52,13 @@ def _choose_weights(model: str | None, weights: str | None) -> tuple[str | MViTC
 
 
 def _recorded_protocol(weights: str) -> dict:
-    """The test protocol saved with the weights (registry entry or file metadata)."""
-    path, entry = resolve_weights(weights)
-    if entry is not None and entry.protocol:
-        return entry.protocol
+    """The test protocol recorded for the weights: in the registry, or in the file."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        entry = find_entry(weights)
+        if entry.protocol:
+            return entry.protocol
+        path, _ = resolve_weights(weights)  # already fetched by build_model: a cache hit
     _, metadata = read_checkpoint(path)
     return json.loads(metadata.get("mvit.protocol") or "{}")
 

@@ -7,6 +7,7 @@ gives a full clip). Sources much larger than needed are downscaled while decodin
 
 from __future__ import annotations
 
+import math
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,24 @@ def _last_decodable(reader, count: int) -> int:
     return low
 
 
+def decode_size(width: int, height: int, channels: int, target: int) -> tuple[int, int] | None:
+    """(width, height) to have decord resize to while decoding, or None to decode as is.
+
+    Two reasons to: a source much larger than needed (decoded at twice the target's short
+    side), and frame widths decord mis-sizes (seen at 48 and 72 pixels: it returns 4
+    "channels" of garbage). Widths that are multiples of 64 are always read right, so a
+    resize always lands on one, the height following the aspect ratio (even, for YUV).
+    """
+    if min(width, height) > DOWNSCALE_ABOVE * target:
+        scale = 2 * target / min(width, height)
+        new_width = max(64, int(round(width * scale / 64)) * 64)
+    elif channels != 3:
+        new_width = int(math.ceil(width / 64)) * 64
+    else:
+        return None
+    return new_width, max(2, int(round(height * new_width / width / 2)) * 2)
+
+
 def decode_video(path: Path, protocol: Protocol) -> Sampled:
     decord = _decord()
     try:
@@ -99,14 +118,12 @@ def decode_video(path: Path, protocol: Protocol) -> Sampled:
         count = len(reader)
         if count == 0:
             raise MediaError("the video has no frames")
-        height, width = reader[0].shape[:2]
-        target = protocol.resize_target()
-        if min(height, width) > DOWNSCALE_ABOVE * target:
-            scale = 2 * target / min(height, width)
+        height, width, channels = reader[0].shape
+        resize = decode_size(width, height, channels, protocol.resize_target())
+        if resize is not None:
             del reader
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1,
-                                        width=round(width * scale / 2) * 2,
-                                        height=round(height * scale / 2) * 2)
+                                        width=resize[0], height=resize[1])
         stamps = reader.get_frame_timestamp(range(count))
         starts = np.asarray(stamps[:, 0], dtype=np.float64)
         duration = float(stamps[-1, 1]) if stamps[-1, 1] > 0 else float(starts[-1])
@@ -125,7 +142,7 @@ def decode_video(path: Path, protocol: Protocol) -> Sampled:
     except Exception as exc:  # noqa: BLE001 - decord/FFmpeg failures, one line each
         raise MediaError(_video_error(exc)) from None
     if batch.ndim != 4 or batch.shape[-1] != 3:
-        # decord mis-sizes some small frames (seen at 48x64) and returns garbage.
+        # Even after decode_size's workaround: refuse rather than classify garbage.
         raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
                          f"for this {width}x{height} video")
     position = {frame: i for i, frame in enumerate(sorted(set(index.tolist())))}

@@ -53,6 +53,11 @@ class WeightsEntry:
         return self.url or self.file or "-"
 
     @property
+    def shipped(self) -> bool:
+        """Weights that come inside the package (a `file` relative to mvit_cli.weights)."""
+        return self.file is not None and not Path(self.file).is_absolute()
+
+    @property
     def expected_digest(self) -> str | None:
         """The sha256 we know (full or a prefix), lower case."""
         digest = self.sha256 or self.sha256_prefix

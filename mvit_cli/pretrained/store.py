@@ -35,7 +35,18 @@ def weights_dir() -> Path:
 
 
 def _native_path(entry: WeightsEntry) -> Path:
-    return Path(entry.file) if entry.file else weights_dir() / f"{entry.name}.safetensors"
+    """Our safetensors for `entry`: an import's own file, a file shipped in the package
+    (a relative `file`, under mvit_cli.weights), or the cache's converted download."""
+    if entry.file:
+        path = Path(entry.file)
+        return path if path.is_absolute() else shipped_weights_dir() / path
+    return weights_dir() / f"{entry.name}.safetensors"
+
+
+def shipped_weights_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("mvit_cli.weights")))
 
 
 def cached_file(entry: WeightsEntry) -> Path | None:
@@ -189,7 +200,9 @@ def verify_entry(entry: WeightsEntry) -> VerifyResult:
 
 def remove_entry(entry: WeightsEntry) -> list[Path]:
     """Delete a cached checkpoint (and, for imports, the registry entry). Returns what went."""
-    removed = []
+    removed: list[Path] = []
+    if entry.shipped:
+        return removed  # part of the package, not of the cache
     path = cached_file(entry)
     if path is not None:
         if entry.hub:
@@ -202,7 +215,7 @@ def remove_entry(entry: WeightsEntry) -> list[Path]:
                 if item.exists():
                     item.unlink()
                     removed.append(item)
-    if entry.file:
+    if entry.file:  # an import: forget its registry entry too
         save_user_entries([e for e in user_entries() if e.name != entry.name])
     return removed
 
