@@ -1,11 +1,13 @@
 """Building blocks shared by both MViT generations: token pooling, pooling attention, the block.
 
 Tokens travel as (B, L, C) with an optional class token first, together with the (T, H, W)
-grid the other L-1 tokens form. Pooling reshapes the grid part to (B, C, T, H, W) as a
-channels-last *view* (no copy), pools it, and flattens it back.
+grid the other L-1 tokens form. Pooling lays the grid part out as a channels-last
+(B, C, T, H, W) cube, which is the token order itself, pools it, and reads it back.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,20 +18,23 @@ from .config import BlockSetting, MViTConfig, PoolMode, Triple
 Grid = tuple[int, int, int]
 
 
-def pool_tokens(x: Tensor, grid: Grid, pool: nn.Module, has_cls: bool) -> tuple[Tensor, Grid]:
-    """Apply a 3D pooling operator to the grid tokens of x (..., L, C); the class token skips it."""
-    *lead, length, channels = x.shape
-    x = x.reshape(-1, length, channels)
-    if has_cls:
-        cls, x = x[:, :1], x[:, 1:]
-    t, h, w = grid
-    x = x.reshape(-1, t, h, w, channels).permute(0, 4, 1, 2, 3)
-    x = pool(x)
-    grid = (x.shape[2], x.shape[3], x.shape[4])
-    x = x.flatten(2).transpose(1, 2)
-    if has_cls:
-        x = torch.cat((cls, x), dim=1)
-    return x.reshape(*lead, x.shape[1], channels), grid
+def pool_tokens(x: Tensor, grid: Grid, pool: Callable[[Tensor], Tensor],
+                has_cls: bool) -> tuple[Tensor, Grid]:
+    """Pool the grid tokens of x (B, L, C) with a 3D operator; the class token skips it.
+
+    In channels-last order a (B, C, T, H, W) cube is the token sequence itself, so the
+    reshape is free; the one copy makes it exactly channels-last when x is a strided view
+    (pooling kernels would otherwise transpose it to channels-first, far slower).
+    """
+    batch, _, channels = x.shape
+    skip = 1 if has_cls else 0
+    cube = x[:, skip:].reshape(batch, *grid, channels).permute(0, 4, 1, 2, 3)
+    cube = pool(cube.contiguous(memory_format=torch.channels_last_3d))
+    pooled_grid = (cube.shape[2], cube.shape[3], cube.shape[4])
+    tokens = cube.permute(0, 2, 3, 4, 1).reshape(batch, -1, channels)
+    if skip:
+        tokens = torch.cat((x[:, :1], tokens), dim=1)
+    return tokens, pooled_grid
 
 
 def make_pool(mode: PoolMode, channels: int, kernel: Triple, stride: Triple) -> nn.Module:
@@ -153,21 +158,17 @@ class PoolingAttention(nn.Module):
         """
         if pool is None:
             return x, grid
-        batch, _, heads, dim = x.shape
-        skip = 1 if self.has_cls else 0
-        cube = x[:, skip:].reshape(batch, *grid, heads * dim).permute(0, 4, 1, 2, 3)
-        # Q, K and V interleave in the projection's output; a row-wise copy makes the grid
-        # exactly channels-last (convolutions would otherwise transpose it, far slower).
-        cube = cube.contiguous(memory_format=torch.channels_last_3d)
+        batch, length, heads, dim = x.shape
         if isinstance(pool, nn.Conv3d):
             weight = pool.weight.repeat(heads, 1, 1, 1, 1)
-            cube = F.conv3d(cube, weight, None, pool.stride, pool.padding, 1, heads * dim)
+
+            def operator(cube: Tensor) -> Tensor:
+                return F.conv3d(cube, weight, None, pool.stride, pool.padding, 1, heads * dim)
         else:
-            cube = pool(cube)
-        pooled_grid = (cube.shape[2], cube.shape[3], cube.shape[4])
-        tokens = cube.permute(0, 2, 3, 4, 1).reshape(batch, -1, heads, dim)
-        if skip:
-            tokens = torch.cat((x[:, :1], tokens), dim=1)
+            operator = pool
+        tokens, pooled_grid = pool_tokens(x.reshape(batch, length, heads * dim), grid, operator,
+                                          self.has_cls)
+        tokens = tokens.view(batch, -1, heads, dim)
         # The norm sees the class token too, as in the published models.
         return (norm(tokens) if norm is not None else tokens), pooled_grid
 
