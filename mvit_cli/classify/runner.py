@@ -16,7 +16,7 @@ import torch
 from ..media.discover import InputItem
 from ..media.protocol import Protocol
 from ..media.transform import normalise
-from ..models.architectures import ARCHITECTURES
+from ..models.architectures import ARCHITECTURES, BUILTIN
 from ..models.mvit import MultiscaleTransformer
 from .workers import DecodePool, Prepared, Task, inline
 
@@ -57,8 +57,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 def _other_kind_error(kind: str) -> str:
     wanted = "image" if kind == "image" else "video"
-    names = [n for n, c in ARCHITECTURES.items() if (c.is_video == (wanted == "video"))
-             and not n.startswith("tiny")]
+    names = [n for n in BUILTIN if ARCHITECTURES[n].is_video == (wanted == "video")]
     article = "an" if wanted == "image" else "a"
     return (f"this is {article} {wanted}, and the model is not: classify it with {article} "
             f"{wanted} model ({', '.join(names)})")

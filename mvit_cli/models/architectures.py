@@ -72,6 +72,10 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
 ]}
 
 
+# The architectures that come with mvit, before any register_architecture().
+BUILTIN: tuple[str, ...] = tuple(ARCHITECTURES)
+
+
 def _normalise(name: str) -> str:
     key = name.strip().lower()
     if key.startswith("mvit-"):
