@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--memory", default=None, help="File counts to compare peak memory.")
+    parser.add_argument("--seconds", type=float, default=3.0, help="Length of each clip.")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mvit-bench")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -104,16 +105,16 @@ def main() -> None:
         counts = [int(c) for c in args.memory.split(",")]
         peaks = {}
         for count in counts:
-            folder = args.workdir / f"clips{count}"
-            make_clips(folder, count)
+            folder = args.workdir / f"clips{count}-{args.seconds:g}s"
+            make_clips(folder, count, args.seconds)
             _, peak = run_classify(folder, weights, args.workdir / f"out{count}.csv",
                                    args.batch, args.workers)
             peaks[count] = peak
             print(f"{count} files: peak RSS of classify {peak:.0f} MB", flush=True)
         results["peak_rss_mb"] = peaks
     else:
-        folder = args.workdir / f"clips{args.files}"
-        make_clips(folder, args.files)
+        folder = args.workdir / f"clips{args.files}-{args.seconds:g}s"
+        make_clips(folder, args.files, args.seconds)
         elapsed, _ = run_classify(folder, weights, args.workdir / "out.csv", args.batch,
                                   args.workers)
         end_to_end = args.files / elapsed

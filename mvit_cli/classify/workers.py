@@ -56,8 +56,12 @@ def prepare(task: Task, protocol: Protocol) -> Prepared:
 
 
 def _worker_main(conn: Connection, protocol: Protocol, quiet: bool) -> None:
+    import signal
+
     import torch
 
+    # Ctrl-C is the parent's to handle: it stops the workers itself, without tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     if quiet:
         # decord and FFmpeg write complaints about damaged files straight to fd 2.
