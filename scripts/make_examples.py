@@ -2,8 +2,8 @@
 
     python scripts/make_examples.py
 
-Seed 7 is used for nothing else: the motion-demo weights were trained on seed 1, and the
-tests draw fresh clips from seeds of 1000 and up.
+Seed 7 is used for nothing else: training runs use other seeds (the README's uses 3), and
+the tests draw their clips from seeds of 100 and up.
 """
 
 from __future__ import annotations

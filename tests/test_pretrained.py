@@ -295,3 +295,23 @@ def test_weights_for_another_architecture_are_refused(server):
 
     with pytest.raises(CheckpointError, match="are for tiny-v1, not B-16x4"):
         build_model("B-16x4", weights="tiny-arch")
+
+
+def test_weights_shipped_in_the_package_need_no_download(tmp_path, monkeypatch):
+    """A registry entry with a relative `file` is read from the package's weights folder."""
+    import mvit_cli.pretrained.store as store
+    from mvit_cli.checkpoints import save_native
+
+    package = tmp_path / "package"
+    package.mkdir()
+    monkeypatch.setattr(store, "shipped_weights_dir", lambda: package)
+    torch.manual_seed(5)
+    model = build_model(TINY_V1)
+    save_native(model, package / "demo.safetensors", labels=[f"c{i}" for i in range(10)])
+    entry = WeightsEntry(name="tiny-shipped", architecture="tiny-v1", layout="native",
+                         labels="custom", file="demo.safetensors")
+    save_user_entries([entry])
+    assert entry.shipped and cached_file(entry) == package / "demo.safetensors"
+    loaded = build_model("tiny-v1", weights="tiny-shipped")
+    assert loaded.labels[2] == "c2" and torch.equal(_logits(loaded), _logits(model))
+    assert remove_entry(entry) == [] and (package / "demo.safetensors").exists()

@@ -57,8 +57,8 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
                **_V2_VIDEO),
     MViTConfig("v2-B-32x3", depths=(2, 3, 16, 3), frames=32, sampling_rate=3,
                paper_params_m=51.2, paper_gflops=225.0, **_V2_VIDEO),
-    # A small MViTv2 for the synthetic-motion demo (weights shipped: motion-demo): 8 frames
-    # at 112 px, 4x28x28 tokens, widths 32/64/128/256; about 1.5M parameters.
+    # A small MViTv2 to train on a CPU (mvit train): 8 frames at 112 px, 4x28x28 tokens,
+    # widths 32/64/128/256; about 1.5M parameters.
     MViTConfig("v2-XS-8", depths=(1, 2, 3, 1), embed_dim=32, frames=8, size=112,
                num_classes=8, dataset="synthetic-motion", head_dropout=0.2, drop_path=0.1,
                **dict(_V2_VIDEO, kv_stride=(1, 4, 4))),
