@@ -79,11 +79,11 @@ class Classifier:
 
     def __init__(self, model: MultiscaleTransformer, protocol: Protocol, device: torch.device,
                  dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5,
-                 compile: bool = False):
+                 compile_model: bool = False):
         self.model = model.to(device).eval()
         self.forward = self.model
-        self.compiled = compile
-        if compile:
+        self.compiled = compile_model
+        if compile_model:
             # One shape only: partial batches are padded (see _run_batch), so the compiled
             # graph is built once; freezing lets inductor fold the weights on the CPU.
             import torch._inductor.config as inductor_config

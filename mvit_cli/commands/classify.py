@@ -104,7 +104,7 @@ def classify_command(
     timeout: float = typer.Option(60.0, "--timeout", min=0.1,
                                   help="Seconds one file may take to decode."),
     verbose: bool = typer.Option(False, "--verbose", help="Show the decoders' own messages."),
-    compile: bool = typer.Option(False, "--compile",
+    compile_model: bool = typer.Option(False, "--compile",
                                  help="torch.compile the model (slow start; for big folders)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the output afresh."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no tables."),
@@ -146,7 +146,7 @@ def classify_command(
         fail(str(exc))
     classifier = Classifier(net, protocol, torch_device,
                             resolve_precision(precision, torch_device), batch_size, top_k,
-                            compile=compile)
+                            compile_model=compile_model)
     classifier.decoder_messages = verbose
     _run(classifier, todo, skipped, writer, output, workers, timeout, quiet)
 
