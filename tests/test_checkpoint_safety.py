@@ -135,3 +135,19 @@ def test_file_without_weights(tmp_path):
     path = tmp_path / "stats.pth"
     torch.save({"epoch": 3, "accuracy": 0.5}, path)
     assert "holds no model weights" in _one_line_error(TINY_V1, path)
+
+
+def test_metadata_reads_the_header_only(tmp_path):
+    from mvit_cli.checkpoints import read_metadata, save_native
+
+    native = tmp_path / "own.safetensors"
+    save_native(build_model(TINY_V1), native)
+    assert read_metadata(native)["mvit.architecture"] == "tiny-v1"
+    _, weights, _, _ = reference("tv_v1_tiny")
+    pickled = tmp_path / "tv.pth"
+    torch.save(load_file(str(weights)), pickled)
+    assert read_metadata(pickled) == {}  # pickles carry none; their tensors are not read
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        read_metadata(empty)

@@ -2,9 +2,10 @@
 
 from .layouts import LAYOUTS, LAYOUTS_BY_NAME, Layout, detect_layout, from_native, to_native
 from .loading import Checkpoint, load_into, read_weights, save_native
-from .reader import CheckpointError, read_checkpoint
+from .reader import CheckpointError, read_checkpoint, read_metadata
 
 __all__ = [
     "LAYOUTS", "LAYOUTS_BY_NAME", "Checkpoint", "CheckpointError", "Layout", "detect_layout",
-    "from_native", "load_into", "read_checkpoint", "read_weights", "save_native", "to_native",
+    "from_native", "load_into", "read_checkpoint", "read_metadata", "read_weights",
+    "save_native", "to_native",
 ]

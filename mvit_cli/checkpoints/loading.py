@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..models.config import MViTConfig, config_from_json, config_to_json
+from ..models.config import MViTConfig, config_to_json
 from .layouts import Layout, detect_layout, fit_to_shape, to_native
 from .reader import CheckpointError, read_checkpoint
 
@@ -39,12 +39,6 @@ class Checkpoint:
     @property
     def architecture(self) -> str | None:
         return self.metadata.get(META_ARCHITECTURE)
-
-    @property
-    def config(self) -> MViTConfig | None:
-        """The full architecture config, when the file is one of ours."""
-        raw = self.metadata.get(META_CONFIG)
-        return config_from_json(raw) if raw else None
 
     @property
     def labels(self) -> list[str] | None:

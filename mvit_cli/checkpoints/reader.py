@@ -140,6 +140,25 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return dict(state), {}
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A checkpoint's own metadata without reading its tensors (only our safetensors have it).
+
+    Raises CheckpointError for a missing, empty or unreadable safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if not _looks_like_safetensors(path):
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as reader:
+            return reader.metadata() or {}
+    except Exception as exc:  # safetensors reports truncation and bad headers variously
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_short(exc)})") from None
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

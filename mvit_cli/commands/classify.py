@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..checkpoints import CheckpointError
 from ..checkpoints.loading import META_ARCHITECTURE, META_CONFIG
-from ..checkpoints.reader import read_checkpoint
+from ..checkpoints.reader import read_metadata
 from ..classify.output import OutputError, open_output
 from ..classify.runner import Classifier, FileResult, resolve_device, resolve_precision
 from ..classify.workers import default_workers
@@ -42,7 +42,7 @@ def _choose_weights(model: str | None, weights: str | None) -> tuple[str | MViTC
     path = Path(weights).expanduser()
     if not path.is_file():
         return find_entry(weights).architecture, weights
-    _, metadata = read_checkpoint(path)
+    metadata = read_metadata(path)
     if META_CONFIG in metadata:
         return config_from_json(metadata[META_CONFIG]), weights
     if META_ARCHITECTURE in metadata:
@@ -59,7 +59,7 @@ def _recorded_protocol(weights: str) -> dict:
         if entry.protocol:
             return entry.protocol
         path, _ = resolve_weights(weights)  # already fetched by build_model: a cache hit
-    _, metadata = read_checkpoint(path)
+    metadata = read_metadata(path)
     return json.loads(metadata.get("mvit.protocol") or "{}")
 
 
