@@ -13,7 +13,9 @@ from safetensors import safe_open
 
 from mvit_cli import build_model
 from mvit_cli.synth import write_dataset
-from mvit_cli.training.data import augment, load, mirror_sensitive, whole
+from mvit_cli.synth import LABELS
+from mvit_cli.training.data import (augment, load, mirror_sensitive, reverse_in_time,
+                                     shuffle_colours, time_opposites, whole)
 from mvit_cli.training.trainer import TrainSettings, model_input, save_trained, train
 
 from conftest import TINY_V2
@@ -46,6 +48,11 @@ def test_dataset_folders_and_labels(clips):
     assert sorted(set(clips.labels.tolist())) == list(range(8))
 
 
+def test_decoding_in_worker_processes_gives_the_same_clips(dataset, clips):
+    parallel = load(dataset, TINY.frames, TINY.size, workers=2)
+    assert parallel.paths == clips.paths and (parallel.clips == clips.clips).all()
+
+
 def test_mirror_sensitive_labels_are_never_flipped():
     assert mirror_sensitive("moving left") and mirror_sensitive("rotating clockwise")
     assert not mirror_sensitive("moving up") and not mirror_sensitive("growing")
@@ -56,6 +63,34 @@ def test_mirror_sensitive_labels_are_never_flipped():
     for _ in range(20):
         out = augment(clip, torch.tensor([0]), ["moving left"], 32, generator)
         assert out[0, 0, :, :, :8].mean() > out[0, 0, :, :, -8:].mean()
+
+
+def test_time_opposites_pair_labels_that_read_backwards_as_each_other():
+    assert time_opposites(list(LABELS)) == {0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6}
+    assert time_opposites(["opening door", "closing door", "jumping", "turning left"]) == {
+        0: 1, 1: 0}
+    assert time_opposites(["jumping", "moving left"]) == {}
+
+
+def test_reversed_clips_play_backwards_under_the_opposite_label():
+    frames = torch.arange(6, dtype=torch.float32).view(1, 6, 1, 1, 1)
+    clips = frames.expand(64, 6, 3, 4, 4).clone()
+    labels = torch.tensor([0, 2] * 32)  # 0 <-> 1 are opposites; 2 has none
+    out, new_labels = reverse_in_time(clips, labels, {0: 1, 1: 0}, torch.Generator().manual_seed(0))
+    reversed_ = new_labels == 1
+    assert 10 < int(reversed_.sum()) < 25  # about half of the 32 that can be
+    assert torch.equal(out[reversed_][:, :, 0, 0, 0], torch.arange(5, -1, -1.0).expand(
+        int(reversed_.sum()), 6))
+    kept = ~reversed_
+    assert torch.equal(out[kept], clips[kept]) and set(new_labels[kept].tolist()) == {0, 2}
+    assert torch.equal(clips[:, :, 0, 0, 0], torch.arange(6.0).expand(64, 6))  # input untouched
+
+
+def test_colour_shuffle_permutes_channels_and_nothing_else():
+    clips = torch.stack([torch.full((2, 4, 4), float(c)) for c in range(3)], 1)  # (T, 3, 4, 4)
+    out = shuffle_colours(clips.expand(16, 2, 3, 4, 4), torch.Generator().manual_seed(0))
+    orders = {tuple(clip[0, :, 0, 0].tolist()) for clip in out}
+    assert all(sorted(order) == [0.0, 1.0, 2.0] for order in orders) and len(orders) > 1
 
 
 def test_a_few_steps_lower_the_loss(clips):
@@ -95,10 +130,12 @@ def test_train_command_end_to_end(dataset, tmp_path):
     out = tmp_path / "cli.safetensors"
     done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
                            "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out),
-                           "--epochs", "1", "--batch-size", "8", "--workers", "1", "--half"],
+                           "--epochs", "1", "--batch-size", "8", "--workers", "1", "--half",
+                           "--time-reversal", "--colour-shuffle"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "validation accuracy" in done.stderr and out.exists()
+    assert "growing <-> shrinking" in " ".join(done.stdout.split())
     bad = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(tmp_path / "none"),
                           "--model", "v2-XS-8", "-o", str(out)], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr

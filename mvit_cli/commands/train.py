@@ -13,7 +13,7 @@ from ..checkpoints import CheckpointError
 from ..models.architectures import UnknownArchitectureError, get_config
 from ..pretrained.registry import UnknownWeightsError
 from ..pretrained.store import WeightsUnavailableError
-from ..training.data import DatasetError, load
+from ..training.data import DatasetError, load, time_opposites
 from ..training.trainer import TrainSettings, save_trained, train
 from .common import console, errors, fail
 
@@ -35,6 +35,12 @@ def train_command(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes decoding the data."),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half size)."),
+    time_reversal: bool = typer.Option(
+        False, "--time-reversal",
+        help="Also train on clips played backwards, labelled with their opposite class "
+             "(pairs such as left/right, up/down, growing/shrinking, opening/closing)."),
+    colour_shuffle: bool = typer.Option(
+        False, "--colour-shuffle", help="Permute RGB channels at random (labels blind to colour)."),
 ) -> None:
     """Train (or fine-tune with --weights) and save weights that classify can use."""
     if output.suffix != ".safetensors":
@@ -45,7 +51,8 @@ def train_command(
         fail(str(exc), code=2)
     cfg = replace(cfg, frames=frames or cfg.frames, size=size or cfg.size)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
-                             seed=seed)
+                             seed=seed, time_reversal=time_reversal,
+                             colour_shuffle=colour_shuffle)
     try:
         with console.status(f"decoding {data_dir} ..."):
             data = load(data_dir, cfg.frames, cfg.size, workers)
@@ -53,6 +60,11 @@ def train_command(
         fail(str(exc))
     console.print(f"{len(data.labels)} clips in {len(data.names)} classes: "
                   + ", ".join(data.names))
+    if time_reversal:
+        pairs = time_opposites(data.names)
+        shown = [f"{data.names[a]} <-> {data.names[b]}" for a, b in pairs.items() if a < b]
+        console.print("time reversal: " + ("; ".join(shown) if shown else
+                                           "no pair of opposite labels, nothing reversed"))
     progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}  val {task.fields[val]}"),
                         TimeRemainingColumn(), console=errors, disable=not errors.is_terminal)

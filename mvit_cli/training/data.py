@@ -10,6 +10,8 @@ and scale arrays in memory.
 from __future__ import annotations
 
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,12 @@ from ..media.transform import crop_boxes, resize_short_side
 MARGIN = 1.15
 # A horizontal flip turns these into their opposites, so such clips are never flipped.
 MIRROR_WORDS = ("left", "right", "clockwise")
+# Played backwards, a clip of one word of a pair shows the other ("moving left" becomes
+# "moving right"): with --time-reversal such clips are reversed and relabelled.
+REVERSED_WORDS = (("left", "right"), ("up", "down"), ("clockwise", "counterclockwise"),
+                  ("clockwise", "anticlockwise"), ("growing", "shrinking"),
+                  ("opening", "closing"), ("rising", "falling"), ("forward", "backward"),
+                  ("approaching", "receding"), ("in", "out"))
 
 
 class DatasetError(ValueError):
@@ -42,6 +50,23 @@ class ClipSet:
 def mirror_sensitive(label: str) -> bool:
     """Whether flipping left-right would change what the label says."""
     return any(word in label.lower() for word in MIRROR_WORDS)
+
+
+def time_opposites(names: list[str]) -> dict[int, int]:
+    """Class index -> the class a backwards clip of it belongs to, for every label whose
+    word-for-word opposite (REVERSED_WORDS) is also a class; other classes have none."""
+    swap: dict[str, str] = {}
+    for one, other in REVERSED_WORDS:
+        swap.setdefault(one, other)
+        swap.setdefault(other, one)
+    index = {name.lower(): i for i, name in enumerate(names)}
+    opposites = {}
+    for i, name in enumerate(names):
+        words = name.lower().split()
+        reversed_name = " ".join(swap.get(word, word) for word in words)
+        if reversed_name != name.lower() and reversed_name in index:
+            opposites[i] = index[reversed_name]
+    return opposites
 
 
 def scan(data_dir: Path) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -88,8 +113,15 @@ def load(data_dir: Path, frames: int, size: int, workers: int = 2) -> ClipSet:
     load_size = int(round(size * MARGIN))
     jobs = [(str(path), frames, load_size) for path, _ in items]
     if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            arrays = pool.map(_load_one, jobs, chunksize=8)
+        # An executor, not multiprocessing.Pool: when a worker dies (a crash in a decoder, or
+        # a script without a __main__ guard re-running itself) Pool replaces it and waits
+        # forever for its lost task; the executor raises instead.
+        try:
+            with ProcessPoolExecutor(workers,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                arrays = list(pool.map(_load_one, jobs, chunksize=8))
+        except BrokenProcessPool:
+            raise DatasetError(f"{data_dir}: a decoding process died (try --workers 1)") from None
     else:
         arrays = [_load_one(job) for job in jobs]
     kept = [i for i, a in enumerate(arrays) if a is not None]
@@ -131,3 +163,30 @@ def whole(clips: torch.Tensor, size: int) -> torch.Tensor:
     flat = F.interpolate(flat, size=(size, size), mode="bilinear", antialias=True,
                          align_corners=False) / 255.0
     return flat.reshape(batch, frames, 3, size, size)
+
+
+def reverse_in_time(clips: torch.Tensor, labels: torch.Tensor, opposites: dict[int, int],
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Play half of the clips that have an opposite class backwards, labelled as it.
+
+    Why: the same scene then appears under both labels of a pair, so what the clip looks
+    like no longer tells them apart and only the direction of time does; a small model
+    trained from scratch otherwise memorises backgrounds and shapes first.
+    clips: (B, T, 3, S, S).
+    """
+    clips, labels = clips.clone(), labels.clone()
+    flips = torch.rand(len(labels), generator=generator) < 0.5
+    for i in flips.nonzero().flatten().tolist():
+        opposite = opposites.get(int(labels[i]))
+        if opposite is not None:
+            clips[i] = clips[i].flip(0)
+            labels[i] = opposite
+    return clips, labels
+
+
+def shuffle_colours(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Permute each clip's RGB channels at random, for labels that do not depend on colour.
+
+    clips: (B, T, 3, S, S).
+    """
+    return torch.stack([clip[:, torch.randperm(3, generator=generator)] for clip in clips])

@@ -21,7 +21,7 @@ from ..factory import build_model, model_from_config
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD
 from ..models.config import MViTConfig
 from ..models.mvit import MultiscaleTransformer
-from .data import ClipSet, augment, whole
+from .data import ClipSet, augment, reverse_in_time, shuffle_colours, time_opposites, whole
 
 MEAN = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)
 STD = torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1)
@@ -37,6 +37,9 @@ class TrainSettings:
     label_smoothing: float = 0.1
     val_split: float = 0.15
     seed: int = 0
+    # Opt-in augmentations that only suit some label sets (see data.py).
+    time_reversal: bool = False
+    colour_shuffle: bool = False
 
 
 @dataclass
@@ -126,6 +129,7 @@ def train(data: ClipSet, cfg: MViTConfig, settings: TrainSettings, start: str | 
     result = TrainResult(model)
     step = 0
     labels_all = torch.from_numpy(data.labels)
+    opposites = time_opposites(data.names) if settings.time_reversal else {}
     for epoch in range(settings.epochs):
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
         losses = []
@@ -134,6 +138,10 @@ def train(data: ClipSet, cfg: MViTConfig, settings: TrainSettings, start: str | 
             labels = labels_all[chosen]
             clips = augment(torch.from_numpy(data.clips[chosen]), labels, data.names, cfg.size,
                             generator)
+            if opposites:
+                clips, labels = reverse_in_time(clips, labels, opposites, generator)
+            if settings.colour_shuffle:
+                clips = shuffle_colours(clips, generator)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step)
             loss = F.cross_entropy(model(model_input(clips)), labels,
@@ -171,5 +179,7 @@ def save_trained(result: TrainResult, data: ClipSet, path: Path, settings: Train
              "mvit.training": json.dumps({"epochs": settings.epochs, "lr": settings.lr,
                                           "batch_size": settings.batch_size,
                                           "seed": settings.seed, "clips": len(data.labels),
+                                          "time_reversal": settings.time_reversal,
+                                          "colour_shuffle": settings.colour_shuffle,
                                           "val_accuracy": result.val_accuracy})}
     save_native(result.model, path, labels=data.names, extra=extra, half=half)
