@@ -70,6 +70,7 @@ def test_time_opposites_pair_labels_that_read_backwards_as_each_other():
     assert time_opposites(["opening door", "closing door", "jumping", "turning left"]) == {
         0: 1, 1: 0}
     assert time_opposites(["jumping", "moving left"]) == {}
+    assert time_opposites(["turning anticlockwise", "turning clockwise"]) == {0: 1, 1: 0}
 
 
 def test_reversed_clips_play_backwards_under_the_opposite_label():

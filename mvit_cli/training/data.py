@@ -9,6 +9,7 @@ and scale arrays in memory.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -55,17 +56,19 @@ def mirror_sensitive(label: str) -> bool:
 def time_opposites(names: list[str]) -> dict[int, int]:
     """Class index -> the class a backwards clip of it belongs to, for every label whose
     word-for-word opposite (REVERSED_WORDS) is also a class; other classes have none."""
-    swap: dict[str, str] = {}
+    swaps: dict[str, list[str]] = {}
     for one, other in REVERSED_WORDS:
-        swap.setdefault(one, other)
-        swap.setdefault(other, one)
+        swaps.setdefault(one, []).append(other)
+        swaps.setdefault(other, []).append(one)
     index = {name.lower(): i for i, name in enumerate(names)}
     opposites = {}
     for i, name in enumerate(names):
-        words = name.lower().split()
-        reversed_name = " ".join(swap.get(word, word) for word in words)
-        if reversed_name != name.lower() and reversed_name in index:
-            opposites[i] = index[reversed_name]
+        words = [[word] + swaps.get(word, []) for word in name.lower().split()]
+        for candidate in itertools.product(*words):
+            reversed_name = " ".join(candidate)
+            if reversed_name != name.lower() and reversed_name in index:
+                opposites[i] = index[reversed_name]
+                break
     return opposites
 
 
