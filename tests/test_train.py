@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from mvit_cli import build_model
+from mvit_cli.models.architectures import get_config
 from mvit_cli.synth import write_dataset
 from mvit_cli.synth import LABELS
 from mvit_cli.training.data import (augment, load, mirror_sensitive, reverse_in_time,
@@ -140,3 +142,26 @@ def test_train_command_end_to_end(dataset, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(tmp_path / "none"),
                           "--model", "v2-XS-8", "-o", str(out)], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
+    out = tmp_path / "stopped.safetensors"
+    run = subprocess.Popen([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
+                            "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out),
+                            "--epochs", "1000", "--batch-size", "8", "--workers", "1"],
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in run.stderr:  # not a terminal: one line per finished epoch
+            if line.startswith("epoch 2/"):
+                break
+        run.send_signal(signal.SIGINT)
+        rest = run.stderr.read()
+        assert run.wait(timeout=120) == 130
+    finally:
+        run.kill()
+    assert "Traceback" not in rest and "after epoch" in rest, rest
+    with safe_open(str(out), "pt") as stored:
+        training = json.loads(stored.metadata()["mvit.training"])
+    assert training["epochs"] >= 2 and training["epochs_planned"] == 1000
+    small = replace(get_config("v2-XS-8"), frames=4, size=48)
+    assert build_model(small, weights=str(out)).num_classes == 8

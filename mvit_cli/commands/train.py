@@ -85,10 +85,15 @@ def train_command(
                            on_epoch=epoch_line)
     except (CheckpointError, UnknownWeightsError, WeightsUnavailableError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before training started (building the model)
         fail("interrupted: nothing was saved", code=130)
+    if result.interrupted and not result.history:
+        fail("interrupted before the first epoch ended: nothing was saved", code=130)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_trained(result, data, output, settings, half=half)
+    if result.interrupted:
+        fail(f"interrupted: saved {output} as it was after epoch {len(result.history)} of "
+             f"{epochs}", code=130)
     val = f"{result.val_accuracy:.1%}" if result.val_accuracy is not None else "not measured"
     console.print(f"saved {output} ({result.model.cfg.name}, {len(data.names)} classes, "
                   f"validation accuracy {val})")

@@ -6,6 +6,7 @@ a small model on a CPU is easy to follow and to reproduce from a seed.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,8 @@ class TrainResult:
     model: MultiscaleTransformer
     history: list[EpochReport] = field(default_factory=list)
     val_accuracy: float | None = None
+    # Set when Ctrl-C stopped training: `model` then holds the last completed epoch's weights.
+    interrupted: bool = False
 
 
 def model_input(clips: torch.Tensor) -> torch.Tensor:
@@ -130,40 +133,49 @@ def train(data: ClipSet, cfg: MViTConfig, settings: TrainSettings, start: str | 
     step = 0
     labels_all = torch.from_numpy(data.labels)
     opposites = time_opposites(data.names) if settings.time_reversal else {}
-    for epoch in range(settings.epochs):
-        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
-        losses = []
-        for start_index in range(0, len(order), settings.batch_size):
-            chosen = order[start_index:start_index + settings.batch_size]
-            labels = labels_all[chosen]
-            clips = augment(torch.from_numpy(data.clips[chosen]), labels, data.names, cfg.size,
-                            generator)
-            if opposites:
-                clips, labels = reverse_in_time(clips, labels, opposites, generator)
-            if settings.colour_shuffle:
-                clips = shuffle_colours(clips, generator)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step)
-            loss = F.cross_entropy(model(model_input(clips)), labels,
-                                   label_smoothing=settings.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if on_step:
-                on_step(step, total, loss.item())
+    finished = copy.deepcopy(model.state_dict())  # weights as of the last whole epoch
+    try:
+        for epoch in range(settings.epochs):
+            order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+            losses = []
+            for start_index in range(0, len(order), settings.batch_size):
+                chosen = order[start_index:start_index + settings.batch_size]
+                labels = labels_all[chosen]
+                clips = augment(torch.from_numpy(data.clips[chosen]), labels, data.names,
+                                cfg.size, generator)
+                if opposites:
+                    clips, labels = reverse_in_time(clips, labels, opposites, generator)
+                if settings.colour_shuffle:
+                    clips = shuffle_colours(clips, generator)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step)
+                loss = F.cross_entropy(model(model_input(clips)), labels,
+                                       label_smoothing=settings.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                losses.append(loss.item())
+                step += 1
+                if on_step:
+                    on_step(step, total, loss.item())
+                if max_steps is not None and step >= max_steps:
+                    break
+            val = (accuracy(model, data, val_idx, cfg.size, settings.batch_size)
+                   if len(val_idx) else None)
+            report = EpochReport(epoch + 1, float(np.mean(losses)), val)
+            result.history.append(report)
+            result.val_accuracy = val
+            finished = copy.deepcopy(model.state_dict())
+            if on_epoch:
+                on_epoch(report)
             if max_steps is not None and step >= max_steps:
                 break
-        val = accuracy(model, data, val_idx, cfg.size, settings.batch_size) if len(val_idx) else None
-        report = EpochReport(epoch + 1, float(np.mean(losses)), val)
-        result.history.append(report)
-        result.val_accuracy = val
-        if on_epoch:
-            on_epoch(report)
-        if max_steps is not None and step >= max_steps:
-            break
+    except KeyboardInterrupt:
+        # Why: a long run stopped by Ctrl-C keeps what its completed epochs learned, rather
+        # than a step cut in half or nothing at all.
+        model.load_state_dict(finished)
+        result.interrupted = True
     result.model = model.eval()
     return result
 
@@ -176,7 +188,8 @@ def save_trained(result: TrainResult, data: ClipSet, path: Path, settings: Train
                 "short_side": cfg.size, "crop": cfg.size, "mean": list(KINETICS_MEAN),
                 "std": list(KINETICS_STD)}
     extra = {"mvit.protocol": json.dumps(protocol),
-             "mvit.training": json.dumps({"epochs": settings.epochs, "lr": settings.lr,
+             "mvit.training": json.dumps({"epochs": len(result.history),
+                                          "epochs_planned": settings.epochs, "lr": settings.lr,
                                           "batch_size": settings.batch_size,
                                           "seed": settings.seed, "clips": len(data.labels),
                                           "time_reversal": settings.time_reversal,
