@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -165,3 +167,15 @@ def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
     assert training["epochs"] >= 2 and training["epochs_planned"] == 1000
     small = replace(get_config("v2-XS-8"), frames=4, size=48)
     assert build_model(small, weights=str(out)).num_classes == 8
+
+
+def test_videos_that_cannot_be_decoded_are_skipped_and_listed(dataset, tmp_path):
+    for name in ("moving_left", "moving_right"):
+        (tmp_path / name).mkdir()
+        good = sorted((dataset / name).iterdir())[0]
+        shutil.copy(good, tmp_path / name / good.name)
+    (tmp_path / "moving_left" / "text.mp4").write_text("not a video")
+    (tmp_path / "moving_right" / "empty.mp4").write_bytes(b"")
+    data = load(tmp_path, TINY.frames, TINY.size, workers=2)
+    assert len(data.paths) == 2 and data.names == ["moving left", "moving right"]
+    assert sorted(Path(p).name for p in data.skipped) == ["empty.mp4", "text.mp4"]

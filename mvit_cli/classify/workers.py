@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..media.decode import MediaError, decode
+from ..media.decode import MediaError, decode, silence_decoder_messages
 from ..media.protocol import Protocol
 from ..media.transform import make_views
 
@@ -64,10 +64,7 @@ def _worker_main(conn: Connection, protocol: Protocol, quiet: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     if quiet:
-        # decord and FFmpeg write complaints about damaged files straight to fd 2.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        silence_decoder_messages()
     while True:
         try:
             task = conn.recv()

@@ -60,6 +60,9 @@ def train_command(
         fail(str(exc))
     console.print(f"{len(data.labels)} clips in {len(data.names)} classes: "
                   + ", ".join(data.names))
+    if data.skipped:
+        errors.print(f"skipped {len(data.skipped)} videos that could not be decoded, such as "
+                     f"{data.skipped[0]}", soft_wrap=True, highlight=False)
     if time_reversal:
         pairs = time_opposites(data.names)
         shown = [f"{data.names[a]} <-> {data.names[b]}" for a, b in pairs.items() if a < b]

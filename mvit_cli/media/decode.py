@@ -8,6 +8,7 @@ gives a full clip). Sources much larger than needed are downscaled while decodin
 from __future__ import annotations
 
 import math
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,17 @@ def frames_at(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
     tolerance = min(1e-3, 0.25 * float(np.median(gaps))) if len(gaps) else 0.0
     index = np.searchsorted(timestamps, times + tolerance, side="right") - 1
     return np.clip(index, 0, len(timestamps) - 1)
+
+
+def silence_decoder_messages() -> None:
+    """Send this process's fd 2 to /dev/null: for decoding worker processes only.
+
+    decord and FFmpeg write complaints about damaged files straight to fd 2, past Python and
+    past decord's own log level; the caller reports such files itself, in one line.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _decord():

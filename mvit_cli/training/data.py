@@ -13,14 +13,14 @@ import itertools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..media.decode import decode_video, media_kind
+from ..media.decode import decode_video, media_kind, silence_decoder_messages
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD, Protocol
 from ..media.transform import crop_boxes, resize_short_side
 
@@ -46,6 +46,7 @@ class ClipSet:
     labels: np.ndarray  # (N,) int64
     names: list[str]  # class names, index order
     paths: list[str]
+    skipped: list[str] = field(default_factory=list)  # videos that could not be decoded
 
 
 def mirror_sensitive(label: str) -> bool:
@@ -102,7 +103,7 @@ def _load_one(job: tuple[str, int, int]) -> np.ndarray | None:
                         crop=size, mean=KINETICS_MEAN, std=KINETICS_STD)
     try:
         sampled = decode_video(Path(path), protocol)
-    except Exception:  # noqa: BLE001 - a bad clip is skipped, and counted by the caller
+    except Exception:  # noqa: BLE001 - a bad clip is skipped, and listed in ClipSet.skipped
         return None
     tensor = torch.from_numpy(sampled.frames).permute(0, 3, 1, 2)
     tensor = resize_short_side(tensor, size, "bilinear")
@@ -120,8 +121,8 @@ def load(data_dir: Path, frames: int, size: int, workers: int = 2) -> ClipSet:
         # a script without a __main__ guard re-running itself) Pool replaces it and waits
         # forever for its lost task; the executor raises instead.
         try:
-            with ProcessPoolExecutor(workers,
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=silence_decoder_messages) as pool:
                 arrays = list(pool.map(_load_one, jobs, chunksize=8))
         except BrokenProcessPool:
             raise DatasetError(f"{data_dir}: a decoding process died (try --workers 1)") from None
@@ -132,7 +133,8 @@ def load(data_dir: Path, frames: int, size: int, workers: int = 2) -> ClipSet:
         raise DatasetError(f"{data_dir}: none of the {len(items)} videos could be decoded")
     return ClipSet(np.stack([arrays[i] for i in kept]),
                    np.array([items[i][1] for i in kept], dtype=np.int64), names,
-                   [str(items[i][0]) for i in kept])
+                   [str(items[i][0]) for i in kept],
+                   [str(path) for (path, _), array in zip(items, arrays) if array is None])
 
 
 def augment(clips: torch.Tensor, labels: torch.Tensor, names: list[str], size: int,
