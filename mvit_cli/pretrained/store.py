@@ -37,9 +37,10 @@ def weights_dir() -> Path:
 def _native_path(entry: WeightsEntry) -> Path:
     """Our safetensors for `entry`: an import's own file, a file shipped in the package
     (a relative `file`, under mvit_cli.weights), or the cache's converted download."""
+    if entry.shipped:
+        return shipped_weights_dir() / entry.file
     if entry.file:
-        path = Path(entry.file)
-        return path if path.is_absolute() else shipped_weights_dir() / path
+        return Path(entry.file)
     return weights_dir() / f"{entry.name}.safetensors"
 
 
