@@ -101,11 +101,8 @@ def _segments(model: MultiscaleTransformer) -> list[_Segment]:
     for index, depth in enumerate(cfg.depths):
         blocks = list(model.blocks[start:start + depth])
 
-        def stage(state, blocks=blocks):
-            x, grid = state
-            for block in blocks:
-                x, grid = block(x, grid)
-            return x, grid
+        def stage(state, start=start, stop=start + depth):
+            return model.run_blocks(*state, start=start, stop=stop)
 
         segments.append(_Segment(f"stage {index + 1}", blocks, stage, blocks=depth))
         start += depth
@@ -186,6 +183,7 @@ def _count_flops(cfg: MViTConfig, shape: tuple[int, ...]) -> tuple[list[dict[str
     with torch.device("meta"):
         model = model_from_config(cfg).eval()
         state: Any = torch.empty(shape)
+    model.skip_unused = False  # the architecture's multiply-adds, as the papers count them
     norm = torch.ops.aten.native_layer_norm
 
     def layer_norm_flops(input_shape, *args, **kwargs) -> int:

@@ -36,8 +36,10 @@ def _stage_table(result: Profile, scale: float, unit: str) -> Table:
     table = Table(title=f"{result.model}: input {result.input['batch']}x"
                         f"{result.input['frames']}x{result.input['size']}², {result.device}, "
                         f"{result.precision}", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"{unit}. Memory: {result.memory_method}. ms: median per forward "
-                          "after warm-up.")
+                  caption=f"{unit}, the whole architecture's; the run skips work the output "
+                          "never reads (the last block computes only the class token when the "
+                          f"head reads that alone). Memory: {result.memory_method}. ms: median "
+                          "per forward after warm-up.")
     for column in ("segment", "blocks", "tokens", "width", "heads", "K/V", "params",
                    "GFLOPs", "out MB", "largest MB", "peak MB", "ms"):
         table.add_column(column, justify="left" if column in ("segment", "tokens", "K/V")

@@ -13,9 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import BlockSetting, MViTConfig, PoolMode, Triple
+from .config import BlockSetting, MViTConfig, PoolMode, Triple, conv_output_grid
+from .windows import pad_between, read_positions
 
 Grid = tuple[int, int, int]
+
+# Tokens per chunk of the per-token steps in CPU inference (see MultiscaleBlock).
+CPU_TOKEN_CHUNK = 4096
 
 
 def pool_tokens(x: Tensor, grid: Grid, pool: Callable[[Tensor], Tensor],
@@ -115,6 +119,9 @@ class PoolingAttention(nn.Module):
         self.has_cls = cfg.cls_token
         self.residual_pool = cfg.residual_pool
         self.residual_with_cls = cfg.residual_with_cls
+        # Skip K/V projections no pooling window reads (exact; see windows.py). Off only to
+        # run the plain computation, e.g. when counting FLOPs the papers' way.
+        self.skip_unread = True
         self.qkv = nn.Linear(dim_in, 3 * dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -122,6 +129,7 @@ class PoolingAttention(nn.Module):
         self.pool_k = self.norm_k = self.pool_v = self.norm_v = None
         with_norm = cfg.pool_mode == "conv"
         eps = cfg.pool_norm_eps if cfg.pool_norm_eps is not None else cfg.norm_eps
+        self.q_pooling = (setting.kernel_q, setting.stride_q)
         if setting.kernel_q is not None:
             self.pool_q = make_pool(cfg.pool_mode, self.head_dim, setting.kernel_q, setting.stride_q)
             self.norm_q = nn.LayerNorm(self.head_dim, eps=eps) if with_norm else None
@@ -149,7 +157,7 @@ class PoolingAttention(nn.Module):
 
     def _pool(self, x: Tensor, grid: Grid, pool: nn.Module | None,
               norm: nn.Module | None) -> tuple[Tensor, Grid]:
-        """Pool one of Q, K, V, given as a (B, L, heads, d) view of the fused projection.
+        """Pool Q, K or V, given as a (B, L, heads, d) view of a projection.
 
         Heads go side by side as the channels of one grouped convolution, with each head's
         kernel repeated, so the grid is a channels-last view of the projection's output:
@@ -172,18 +180,80 @@ class PoolingAttention(nn.Module):
         # The norm sees the class token too, as in the published models.
         return (norm(tokens) if norm is not None else tokens), pooled_grid
 
-    def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
-        batch, length, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.unbind(2)  # each (B, L, heads, d), views
+    def _project(self, x: Tensor, parts: slice) -> Tensor:
+        """Rows `parts` of the fused Q|K|V projection (0:1 is Q, 1:3 is K and V)."""
+        dim = self.num_heads * self.head_dim
+        rows = slice(parts.start * dim, parts.stop * dim)
+        bias = self.qkv.bias[rows] if self.qkv.bias is not None else None
+        return F.linear(x, self.qkv.weight[rows], bias)
 
-        q, q_grid = self._pool(q, grid, self.pool_q, self.norm_q)
-        k, k_grid = self._pool(k, grid, self.pool_k, self.norm_k)
-        v, _ = self._pool(v, grid, self.pool_v, self.norm_v)
+    def _query(self, x: Tensor, grid: Grid, class_token_only: bool) -> tuple[Tensor, Grid]:
+        batch = x.shape[0]
+        if not class_token_only:
+            q = self._project(x, slice(0, 1)).view(batch, x.shape[1], self.num_heads, -1)
+            return self._pool(q, grid, self.pool_q, self.norm_q)
+        # The class token skips pooling, but not the norm after it.
+        q = self._project(x[:, :1], slice(0, 1)).view(batch, 1, self.num_heads, -1)
+        q_grid = grid
+        if self.pool_q is not None:
+            kernel, stride = self.q_pooling
+            q_grid = conv_output_grid(grid, kernel, stride, tuple(k // 2 for k in kernel))
+            if self.norm_q is not None:
+                q = self.norm_q(q)
+        return q, q_grid
+
+    def _keys_values(self, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:
+        """K and V, pooled; projected only where a pooling window reads them (see windows.py)."""
+        conv_k, conv_v = self.pool_k, self.pool_v
+        if not (self.skip_unread and isinstance(conv_k, nn.Conv3d) and isinstance(conv_v, nn.Conv3d)):
+            batch, length, _ = x.shape
+            kv = self._project(x, slice(1, 3)).view(batch, length, 2, self.num_heads, -1)
+            k, k_grid = self._pool(kv[:, :, 0], grid, conv_k, self.norm_k)
+            v, _ = self._pool(kv[:, :, 1], grid, conv_v, self.norm_v)
+            return k, v, k_grid
+        plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
+        skip = 1 if self.has_cls else 0
+        if plan.prunes:
+            index = plan.token_indices(x.device) + skip
+            if skip:
+                index = torch.cat((index.new_zeros(1), index))
+            x = x.index_select(1, index)
+        kv = self._project(x, slice(1, 3))  # (B, skip + kept tokens, 2 * dim)
+        batch, _, channels = kv.shape
+        cube = kv[:, skip:].view(batch, *plan.kept_grid, channels)
+        if plan.prunes:  # lay the kept positions out between explicit zero padding
+            cube = pad_between(cube, plan)
+        # K and V side by side as the channels of one depthwise conv: one pass, no copies.
+        weight = torch.cat((conv_k.weight.repeat(self.num_heads, 1, 1, 1, 1),
+                            conv_v.weight.repeat(self.num_heads, 1, 1, 1, 1)))
+        pooled = F.conv3d(cube.permute(0, 4, 1, 2, 3), weight, None, plan.stride,
+                          plan.conv_padding, 1, channels)
+        pooled_grid = (pooled.shape[2], pooled.shape[3], pooled.shape[4])
+        tokens = pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, channels)
+        if skip:
+            tokens = torch.cat((kv[:, :1], tokens), dim=1)
+        tokens = tokens.view(batch, tokens.shape[1], 2, self.num_heads, -1)
+        k, v = tokens[:, :, 0], tokens[:, :, 1]
+        if self.norm_k is not None:
+            k, v = self.norm_k(k), self.norm_v(v)
+        return k, v, pooled_grid
+
+    def forward(self, x: Tensor, grid: Grid, class_token_only: bool = False) -> tuple[Tensor, Grid]:
+        context, q_grid = self.attend(x, grid, class_token_only)
+        return self.proj(context), q_grid
+
+    def attend(self, x: Tensor, grid: Grid, class_token_only: bool = False) -> tuple[Tensor, Grid]:
+        """Attention up to (not including) the output projection: (B, Lq, dim), Q's grid.
+
+        x: (B, L, C) normalised tokens. With `class_token_only`, only the class token
+        queries (all tokens still give keys and values): the output is its row alone."""
+        batch = x.shape[0]
+        q, q_grid = self._query(x, grid, class_token_only)
+        k, v, k_grid = self._keys_values(x, grid)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, d)
 
         bias = None
-        if self.rel_pos_h is not None:
+        if self.rel_pos_h is not None and not class_token_only:
             skip = 1 if self.has_cls else 0
             grid_bias = relative_position_bias(q[:, :, skip:], q_grid, k_grid, self.rel_pos_t,
                                                self.rel_pos_h, self.rel_pos_w)
@@ -194,12 +264,13 @@ class PoolingAttention(nn.Module):
 
         if self.residual_pool:
             # MViTv2's residual pooling connection: the pooled query is added back.
-            if self.has_cls and not self.residual_with_cls:
+            if class_token_only:
+                out = out + q if self.residual_with_cls else out
+            elif self.has_cls and not self.residual_with_cls:
                 out = torch.cat((out[:, :, :1], out[:, :, 1:] + q[:, :, 1:]), dim=2)
             else:
                 out = out + q
-        out = out.transpose(1, 2).reshape(batch, out.shape[2], -1)
-        return self.proj(out), q_grid
+        return out.transpose(1, 2).reshape(batch, out.shape[2], -1), q_grid
 
 
 class Mlp(nn.Module):
@@ -252,20 +323,46 @@ class MultiscaleBlock(nn.Module):
             kernel = tuple(s + 1 if s > 1 else s for s in setting.stride_q)
             self.pool_skip = nn.MaxPool3d(kernel, setting.stride_q, tuple(k // 2 for k in kernel))
 
-    def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
+    def forward(self, x: Tensor, grid: Grid, class_token_only: bool = False) -> tuple[Tensor, Grid]:
+        """With `class_token_only` the output is the class token's row alone (see
+        MultiscaleTransformer.forward_features); every token still feeds its attention."""
         x_norm = self.norm1(x)
-        x_attn, new_grid = self.attn(x_norm, grid)
+        context, new_grid = self.attn.attend(x_norm, grid, class_token_only)
+        if class_token_only:  # the class token skips pooling: its skip path is its own row
+            x, x_norm = x[:, :1], x_norm[:, :1]
         if self.proj is not None and self.widen_in_attention:
             x = self.proj(x_norm)
-        if self.pool_skip is not None:
+        if self.pool_skip is not None and not class_token_only:
             x, _ = pool_tokens(x, grid, self.pool_skip, self.has_cls)
-        x = x + self.drop_path(x_attn)
+        return self._per_token_rest(x, context), new_grid
 
+    def _per_token_rest(self, skip: Tensor, context: Tensor) -> Tensor:
+        """Everything after attention, in token chunks for CPU inference.
+
+        Why chunks: from the attention's output projection on, every step works on each
+        token alone, and in early stages the tensors between steps are large (B-16x4's
+        stage-1 MLP hidden layer is 38 MB per clip). Chunks of a few thousand tokens stay in
+        the CPU's caches between steps and reuse the same memory instead of fresh pages.
+        Per token the arithmetic is unchanged. Training keeps one chunk: DropPath drops a
+        sample's whole branch, which chunks would break.
+        """
+        length = skip.shape[1]
+        chunk = CPU_TOKEN_CHUNK if skip.device.type == "cpu" and not self.training else length
+        if chunk >= length:
+            return self._after_attention(skip, context)
+        out = skip.new_empty(skip.shape[0], length, self.mlp.fc2.out_features)
+        for start in range(0, length, chunk):
+            rows = slice(start, start + chunk)
+            out[:, rows] = self._after_attention(skip[:, rows], context[:, rows])
+        return out
+
+    def _after_attention(self, skip: Tensor, context: Tensor) -> Tensor:
+        x = skip + self.drop_path(self.attn.proj(context))
         x_norm = self.norm2(x)
         x_mlp = self.mlp(x_norm)
         if self.proj is not None and not self.widen_in_attention:
             x = self.proj(x_norm)
-        return x + self.drop_path(x_mlp), new_grid
+        return x + self.drop_path(x_mlp)
 
 
 class PositionalEmbedding(nn.Module):

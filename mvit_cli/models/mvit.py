@@ -44,6 +44,7 @@ class MultiscaleTransformer(nn.Module):
         self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(width, cfg.num_classes)
+        self._skip_unused = True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -79,11 +80,38 @@ class MultiscaleTransformer(nn.Module):
             x = torch.cat((self.cls_token.expand(x.shape[0], 1, -1), x), dim=1)
         return self.add_positions(x, grid), grid
 
+    @property
+    def skip_unused(self) -> bool:
+        """Whether forward skips work whose results never reach the output (on by default).
+
+        Two exact shortcuts, same logits: K and V are projected only at the grid positions
+        a strided pooling window reads (see windows.py), and when the head reads the class
+        token alone, the last block computes only that token's row. They save ~6% of
+        B-16x4's multiply-adds. Off gives the plain computation the papers' FLOPs describe.
+        """
+        return self._skip_unused
+
+    @skip_unused.setter
+    def skip_unused(self, enabled: bool) -> None:
+        self._skip_unused = enabled
+        for block in self.blocks:
+            block.attn.skip_unread = enabled
+
+    def run_blocks(self, x: Tensor, grid: Grid, start: int = 0,
+                   stop: int | None = None) -> tuple[Tensor, Grid]:
+        """Blocks start..stop-1 (all by default). If the head reads the class token alone,
+        the model's last block returns only that token's row."""
+        stop = len(self.blocks) if stop is None else stop
+        last = len(self.blocks) - 1
+        class_token_head = self.skip_unused and self.cfg.head_pool == "cls"
+        for index in range(start, stop):
+            x, grid = self.blocks[index](x, grid,
+                                         class_token_only=class_token_head and index == last)
+        return x, grid
+
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
-        x, grid = self.embed(x)
-        for block in self.blocks:
-            x, grid = block(x, grid)
+        x, grid = self.run_blocks(*self.embed(x))
         return self.pool_head(x)
 
     def pool_head(self, x: Tensor) -> Tensor:
