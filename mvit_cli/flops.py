@@ -61,7 +61,7 @@ def _count_uncached(cfg: MViTConfig, frames: int | None, size: int | None) -> tu
     with torch.device("meta"):
         model = model_from_config(cfg).eval()
         clip = torch.empty(input_shape(cfg, frames, size))
-    model.skip_unused = False  # the architecture's multiply-adds, as the papers count them
+    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
     with FlopCounterMode(display=False) as counter:
         model(clip)
     params = sum(p.numel() for p in model.parameters())

@@ -183,7 +183,7 @@ def _count_flops(cfg: MViTConfig, shape: tuple[int, ...]) -> tuple[list[dict[str
     with torch.device("meta"):
         model = model_from_config(cfg).eval()
         state: Any = torch.empty(shape)
-    model.skip_unused = False  # the architecture's multiply-adds, as the papers count them
+    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
     norm = torch.ops.aten.native_layer_norm
 
     def layer_norm_flops(input_shape, *args, **kwargs) -> int:

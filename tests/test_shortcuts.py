@@ -1,7 +1,8 @@
 """The exact shortcuts of the forward pass: same numbers as the plain computation, less work.
 
-Skipped K/V projections (windows.py), the class-token-only last block and the chunked
-per-token steps must change nothing but speed; these tests hold them to the plain path.
+Skipped K/V projections (windows.py), the class-token-only last block, the chunked
+per-token steps of CPU inference and relative positions folded into the attention's dot
+product must change nothing but speed; these tests hold them to the plain computation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvit_cli import get_config
 from mvit_cli.factory import model_from_config
 from mvit_cli.models import layers
+from mvit_cli.models.layers import (_axis_table, attention_with_full_bias,
+                                    attention_with_relative_positions, relative_position_terms)
 from mvit_cli.models.windows import pad_between, plan_axis, read_positions
 
 from conftest import TINY
@@ -72,9 +75,9 @@ def test_padding_goes_only_around_the_kept_positions():
 def test_skipping_unused_work_keeps_the_logits(cfg):
     model, clip = _model(cfg), _clip(cfg)
     with torch.no_grad():
-        model.skip_unused = False
+        model.shortcuts = False
         plain = model(clip)
-        model.skip_unused = True
+        model.shortcuts = True
         fast = model(clip)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
@@ -84,7 +87,7 @@ def test_the_shortcuts_really_skip_multiply_adds(cfg):
     model, clip = _model(cfg), _clip(cfg, batch=1)
     counts = {}
     for enabled in (False, True):
-        model.skip_unused = enabled
+        model.shortcuts = enabled
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(clip)
         counts[enabled] = counter.get_total_flops()
@@ -103,17 +106,53 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
 
 
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1]], ids=lambda c: c.name)
-def test_gradients_flow_through_the_shortcuts_unchanged(cfg, monkeypatch):
+def test_gradients_flow_through_the_shortcuts_unchanged(cfg):
     """Fine-tuning takes the same path: the input's and the weights' gradients must agree."""
-    monkeypatch.setattr(layers, "CPU_TOKEN_CHUNK", 5)  # eval mode with grad: chunks are used
     model = _model(cfg)
     grads = {}
     for enabled in (False, True):
-        model.skip_unused = enabled
+        model.shortcuts = enabled
         model.zero_grad()
         clip = _clip(cfg).requires_grad_()
         model(clip).square().sum().backward()
         weight = model.blocks[0].attn.qkv.weight.grad
         grads[enabled] = (clip.grad, weight.clone())
     for plain, fast in zip(grads[False], grads[True]):
-        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("q_grid,k_grid,temporal,skip", [
+    ((4, 8, 8), (4, 2, 2), True, 1), ((2, 6, 6), (2, 6, 6), True, 0),
+    ((1, 7, 5), (1, 4, 3), False, 0), ((4, 4, 4), (2, 2, 2), True, 1)])
+def test_relative_positions_in_the_dot_product_equal_the_full_bias(q_grid, k_grid, temporal, skip):
+    torch.manual_seed(2)
+    heads, dim = 2, 12
+    lq = skip + q_grid[0] * q_grid[1] * q_grid[2]
+    lk = skip + k_grid[0] * k_grid[1] * k_grid[2]
+    q, k, v = (torch.randn(2, heads, n, dim, dtype=torch.float64) for n in (lq, lk, lk))
+    size = 2 * max(q_grid[1], k_grid[1], q_grid[2], k_grid[2]) - 1
+    rel_h, rel_w = torch.randn(size, dim, dtype=torch.float64), torch.randn(size, dim, dtype=torch.float64)
+    rel_t = torch.randn(2 * q_grid[0] - 1, dim, dtype=torch.float64) if temporal else None
+    terms = relative_position_terms(q[:, :, skip:], q_grid, k_grid, rel_t, rel_h, rel_w)
+    expected = attention_with_full_bias(q, k, v, terms, k_grid, temporal, skip)
+    got = attention_with_relative_positions(q, k, v, terms, k_grid, temporal, skip)
+    torch.testing.assert_close(got, expected)
+    # The plain bias itself, entry by entry, from the tables' definition.
+    bias = _full_bias_by_definition(q[:, :, skip:], q_grid, k_grid, rel_t, rel_h, rel_w)
+    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=F.pad(bias, (skip, 0, skip, 0)))
+    torch.testing.assert_close(expected, plain)
+
+
+def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
+    tables = [_axis_table(rel_h, q_grid[1], k_grid[1]), _axis_table(rel_w, q_grid[2], k_grid[2])]
+    table_t = _axis_table(rel_t, q_grid[0], k_grid[0]) if rel_t is not None else None
+    bias = q.new_zeros(*q.shape[:2], q.shape[2], k_grid[0] * k_grid[1] * k_grid[2])
+    queries = [(t, h, w) for t in range(q_grid[0]) for h in range(q_grid[1]) for w in range(q_grid[2])]
+    keys = [(t, h, w) for t in range(k_grid[0]) for h in range(k_grid[1]) for w in range(k_grid[2])]
+    for i, (tq, hq, wq) in enumerate(queries):
+        for j, (tk, hk, wk) in enumerate(keys):
+            r = tables[0][hq, hk] + tables[1][wq, wk]
+            if table_t is not None:
+                r = r + table_t[tq, tk]
+            bias[:, :, i, j] = q[:, :, i] @ r
+    return bias

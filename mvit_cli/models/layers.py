@@ -7,6 +7,7 @@ grid the other L-1 tokens form. Pooling lays the grid part out as a channels-las
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -85,24 +86,76 @@ def _axis_table(table: Tensor, q_len: int, k_len: int) -> Tensor:
     return table[_relative_index(q_len, k_len)]
 
 
-def relative_position_bias(q: Tensor, q_grid: Grid, k_grid: Grid, rel_t: Tensor | None,
-                           rel_h: Tensor, rel_w: Tensor) -> Tensor:
-    """MViTv2's decomposed relative positions: bias[q, k] = q·R_t + q·R_h + q·R_w.
+def relative_position_terms(q: Tensor, q_grid: Grid, k_grid: Grid, rel_t: Tensor | None,
+                            rel_h: Tensor, rel_w: Tensor) -> Tensor:
+    """MViTv2's decomposed relative positions, kept decomposed.
 
-    q is (B, heads, Lq, d) over grid tokens only; returns (B, heads, Lq, Lk). Image models have
-    no temporal table (their grid has one frame).
+    The bias of query q for key k is q·R_t[t(q), t(k)] + q·R_h[h(q), h(k)] + q·R_w[w(q), w(k)]:
+    each term depends on the query and one coordinate of the key. Returned is every such
+    term, (B, heads, Lq, Tk + Hk + Wk), the key coordinates in that order, from q given as
+    (B, heads, Lq, d) over grid tokens only. Image models have no temporal table (one frame).
     """
     b, heads, _, dim = q.shape
     q = q.reshape(b, heads, *q_grid, dim)
-    bias_h = torch.einsum("bnthwc,hkc->bnthwk", q, _axis_table(rel_h, q_grid[1], k_grid[1]))
-    bias_w = torch.einsum("bnthwc,wkc->bnthwk", q, _axis_table(rel_w, q_grid[2], k_grid[2]))
-    bias = bias_h[..., None, :, None] + bias_w[..., None, None, :]
+    terms = [torch.einsum("bnthwc,hkc->bnthwk", q, _axis_table(rel_h, q_grid[1], k_grid[1])),
+             torch.einsum("bnthwc,wkc->bnthwk", q, _axis_table(rel_w, q_grid[2], k_grid[2]))]
     if rel_t is not None:
-        bias_t = torch.einsum("bnthwc,tkc->bnthwk", q, _axis_table(rel_t, q_grid[0], k_grid[0]))
-        bias = bias + bias_t[..., :, None, None]
-    else:
-        bias = bias.expand(*bias.shape[:5], k_grid[0], k_grid[1], k_grid[2])
-    return bias.reshape(b, heads, q_grid[0] * q_grid[1] * q_grid[2], -1)
+        terms.insert(0, torch.einsum("bnthwc,tkc->bnthwk", q,
+                                     _axis_table(rel_t, q_grid[0], k_grid[0])))
+    return torch.cat(terms, dim=-1).flatten(2, 4)
+
+
+@lru_cache(maxsize=64)
+def key_coordinates(k_grid: Grid, temporal: bool) -> Tensor:
+    """(Lk, [Tk +] Hk + Wk): for each grid key, ones at its t (if temporal), h and w columns,
+    so that terms @ key_coordinates.T is the full (Lq, Lk) bias."""
+    t, h, w = (torch.arange(n) for n in k_grid)
+    columns = [h.repeat_interleave(w.numel()).repeat(t.numel()), w.repeat(t.numel() * h.numel())]
+    if temporal:
+        columns.insert(0, t.repeat_interleave(h.numel() * w.numel()))
+    sizes = list(k_grid) if temporal else list(k_grid[1:])
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    onehot = torch.zeros(columns[0].numel(), sum(sizes))
+    rows = torch.arange(columns[0].numel())
+    for column, offset in zip(columns, offsets):
+        onehot[rows, column + offset] = 1.0
+    return onehot
+
+
+def attention_with_full_bias(q: Tensor, k: Tensor, v: Tensor, terms: Tensor, k_grid: Grid,
+                             temporal: bool, skip: int) -> Tensor:
+    """The plain computation of MViTv2's attention: the whole (Lq, Lk) bias as a mask, with
+    zeros in the class token's row and column (it takes no relative position)."""
+    sizes = k_grid if temporal else k_grid[1:]
+    parts = terms.split(list(sizes), dim=-1)
+    bias = (parts[-2][..., :, None] + parts[-1][..., None, :]).unsqueeze(-3)
+    if temporal:
+        bias = parts[0][..., :, None, None] + bias
+    bias = bias.expand(*terms.shape[:-1], *k_grid).flatten(-3)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=F.pad(bias, (skip, 0, skip, 0)))
+
+
+def attention_with_relative_positions(q: Tensor, k: Tensor, v: Tensor, terms: Tensor,
+                                      k_grid: Grid, temporal: bool, skip: int) -> Tensor:
+    """softmax(q·k / sqrt(d) + bias) v for MViTv2's bias, never building the (Lq, Lk) bias.
+
+    Why: the full bias is large (79 MB per clip in v2-S-16x4's second stage, built, padded
+    and read back in every block, about a third of that model's CPU time). Appending each
+    query's terms to the query and each key's one-hot coordinates to the key makes the extra
+    part of their dot product exactly the bias, so one fused attention kernel, with no mask,
+    does it all for 22 to 36 more dimensions. The first `skip` rows (the class token) get
+    zeros: it takes no relative position. Values get zero dimensions too (the fused CPU
+    kernel wants equal widths), and the width is padded to a multiple of 8 for GPU kernels.
+    """
+    dim, extra = q.shape[-1], terms.shape[-1]
+    pad = -(dim + extra) % 8
+    terms = F.pad(terms, (0, pad, skip, 0))
+    coordinates = key_coordinates(k_grid, temporal).to(k)
+    coordinates = F.pad(coordinates, (0, pad, skip, 0)).expand(*k.shape[:-1], -1)
+    q = torch.cat((q * dim ** -0.5, terms), dim=-1)
+    k = torch.cat((k, coordinates), dim=-1)
+    v = F.pad(v, (0, extra + pad))
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :dim]
 
 
 class PoolingAttention(nn.Module):
@@ -119,9 +172,9 @@ class PoolingAttention(nn.Module):
         self.has_cls = cfg.cls_token
         self.residual_pool = cfg.residual_pool
         self.residual_with_cls = cfg.residual_with_cls
-        # Skip K/V projections no pooling window reads (exact; see windows.py). Off only to
-        # run the plain computation, e.g. when counting FLOPs the papers' way.
-        self.skip_unread = True
+        # Exact shortcuts (see MultiscaleTransformer.shortcuts); off only to run the plain
+        # computation, e.g. when counting FLOPs the papers' way.
+        self.shortcuts = True
         self.qkv = nn.Linear(dim_in, 3 * dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -205,7 +258,7 @@ class PoolingAttention(nn.Module):
     def _keys_values(self, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:
         """K and V, pooled; projected only where a pooling window reads them (see windows.py)."""
         conv_k, conv_v = self.pool_k, self.pool_v
-        if not (self.skip_unread and isinstance(conv_k, nn.Conv3d) and isinstance(conv_v, nn.Conv3d)):
+        if not (self.shortcuts and isinstance(conv_k, nn.Conv3d) and isinstance(conv_v, nn.Conv3d)):
             batch, length, _ = x.shape
             kv = self._project(x, slice(1, 3)).view(batch, length, 2, self.num_heads, -1)
             k, k_grid = self._pool(kv[:, :, 0], grid, conv_k, self.norm_k)
@@ -252,15 +305,15 @@ class PoolingAttention(nn.Module):
         k, v, k_grid = self._keys_values(x, grid)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, d)
 
-        bias = None
         if self.rel_pos_h is not None and not class_token_only:
             skip = 1 if self.has_cls else 0
-            grid_bias = relative_position_bias(q[:, :, skip:], q_grid, k_grid, self.rel_pos_t,
-                                               self.rel_pos_h, self.rel_pos_w)
-            # The class token takes no relative position: pad its row and column with zeros.
-            bias = F.pad(grid_bias, (skip, 0, skip, 0))
-
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            terms = relative_position_terms(q[:, :, skip:], q_grid, k_grid, self.rel_pos_t,
+                                            self.rel_pos_h, self.rel_pos_w)
+            attention = (attention_with_relative_positions if self.shortcuts
+                         else attention_with_full_bias)
+            out = attention(q, k, v, terms, k_grid, self.rel_pos_t is not None, skip)
+        else:  # no relative positions, or the class token alone (which takes none)
+            out = F.scaled_dot_product_attention(q, k, v)
 
         if self.residual_pool:
             # MViTv2's residual pooling connection: the pooled query is added back.
@@ -337,32 +390,32 @@ class MultiscaleBlock(nn.Module):
         return self._per_token_rest(x, context), new_grid
 
     def _per_token_rest(self, skip: Tensor, context: Tensor) -> Tensor:
-        """Everything after attention, in token chunks for CPU inference.
+        """Everything after attention; in token chunks for CPU inference.
 
         Why chunks: from the attention's output projection on, every step works on each
         token alone, and in early stages the tensors between steps are large (B-16x4's
         stage-1 MLP hidden layer is 38 MB per clip). Chunks of a few thousand tokens stay in
         the CPU's caches between steps and reuse the same memory instead of fresh pages.
-        Per token the arithmetic is unchanged. Training keeps one chunk: DropPath drops a
-        sample's whole branch, which chunks would break.
+        Per token the arithmetic is unchanged. Only without autograd: training keeps one
+        pass, as DropPath drops a sample's whole branch, which chunks would break.
         """
         length = skip.shape[1]
-        chunk = CPU_TOKEN_CHUNK if skip.device.type == "cpu" and not self.training else length
-        if chunk >= length:
+        if (skip.device.type != "cpu" or self.training or torch.is_grad_enabled()
+                or length <= CPU_TOKEN_CHUNK):
             return self._after_attention(skip, context)
         out = skip.new_empty(skip.shape[0], length, self.mlp.fc2.out_features)
-        for start in range(0, length, chunk):
-            rows = slice(start, start + chunk)
-            out[:, rows] = self._after_attention(skip[:, rows], context[:, rows])
+        for start in range(0, length, CPU_TOKEN_CHUNK):
+            rows = slice(start, start + CPU_TOKEN_CHUNK)
+            self._after_attention(skip[:, rows], context[:, rows], out=out[:, rows])
         return out
 
-    def _after_attention(self, skip: Tensor, context: Tensor) -> Tensor:
+    def _after_attention(self, skip: Tensor, context: Tensor, out: Tensor | None = None) -> Tensor:
         x = skip + self.drop_path(self.attn.proj(context))
         x_norm = self.norm2(x)
         x_mlp = self.mlp(x_norm)
         if self.proj is not None and not self.widen_in_attention:
             x = self.proj(x_norm)
-        return x + self.drop_path(x_mlp)
+        return torch.add(x, self.drop_path(x_mlp), out=out)
 
 
 class PositionalEmbedding(nn.Module):

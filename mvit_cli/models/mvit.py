@@ -44,7 +44,7 @@ class MultiscaleTransformer(nn.Module):
         self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(width, cfg.num_classes)
-        self._skip_unused = True
+        self._shortcuts = True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -81,21 +81,22 @@ class MultiscaleTransformer(nn.Module):
         return self.add_positions(x, grid), grid
 
     @property
-    def skip_unused(self) -> bool:
-        """Whether forward skips work whose results never reach the output (on by default).
+    def shortcuts(self) -> bool:
+        """Whether forward takes the exact shortcuts (on by default): same logits, less work.
 
-        Two exact shortcuts, same logits: K and V are projected only at the grid positions
-        a strided pooling window reads (see windows.py), and when the head reads the class
-        token alone, the last block computes only that token's row. They save ~6% of
-        B-16x4's multiply-adds. Off gives the plain computation the papers' FLOPs describe.
+        K and V are projected only at the grid positions a strided pooling window reads
+        (windows.py); when the head reads the class token alone, the last block computes
+        only that token's row; MViTv2's relative positions ride in the attention's dot
+        product instead of a full (Lq, Lk) bias. Off gives the plain computation, whose
+        multiply-adds are the ones the papers count.
         """
-        return self._skip_unused
+        return self._shortcuts
 
-    @skip_unused.setter
-    def skip_unused(self, enabled: bool) -> None:
-        self._skip_unused = enabled
+    @shortcuts.setter
+    def shortcuts(self, enabled: bool) -> None:
+        self._shortcuts = enabled
         for block in self.blocks:
-            block.attn.skip_unread = enabled
+            block.attn.shortcuts = enabled
 
     def run_blocks(self, x: Tensor, grid: Grid, start: int = 0,
                    stop: int | None = None) -> tuple[Tensor, Grid]:
@@ -103,7 +104,7 @@ class MultiscaleTransformer(nn.Module):
         the model's last block returns only that token's row."""
         stop = len(self.blocks) if stop is None else stop
         last = len(self.blocks) - 1
-        class_token_head = self.skip_unused and self.cfg.head_pool == "cls"
+        class_token_head = self.shortcuts and self.cfg.head_pool == "cls"
         for index in range(start, stop):
             x, grid = self.blocks[index](x, grid,
                                          class_token_only=class_token_head and index == last)
