@@ -19,7 +19,7 @@ from mvit_cli.factory import model_from_config
 from mvit_cli.models import layers
 from mvit_cli.models.layers import (_axis_table, attention_with_full_bias,
                                     attention_with_relative_positions, relative_position_terms)
-from mvit_cli.models.windows import pad_between, plan_axis, read_positions
+from mvit_cli.models.windows import plan_axis, read_positions, zero_padding
 
 from conftest import TINY
 
@@ -62,13 +62,18 @@ def test_b16x4_keeps_an_eighth_of_stage_one_for_keys_and_values():
     assert not read_positions((8, 14, 14), (3, 3, 3), (1, 2, 2)).prunes
 
 
-def test_padding_goes_only_around_the_kept_positions():
+def test_padded_layout_puts_kept_positions_inside_and_clears_the_rest():
     plan = read_positions((2, 9, 9), (3, 3, 3), (1, 8, 8))
-    cube = torch.ones(1, *plan.kept_grid, 4)
-    padded = pad_between(cube, plan)
-    assert padded.shape == (1, *plan.padded_grid, 4)
-    assert padded.sum() == cube.sum()  # borders are zeros, not leftovers of empty()
-    assert padded[(slice(None), *plan.interior)].eq(1).all()
+    # H and W: windows (-1, 0, 1) and (7, 8, 9) keep 0, 1, 7, 8 between one pad each side.
+    assert plan.padded_grid == (2, 6, 6) and plan.stride == (1, 3, 3)
+    index = plan.token_indices(torch.device("cpu"))
+    cube = (torch.arange(2 * 9 * 9.0) + 1)[index].view(1, *plan.padded_grid, 1)
+    zero_padding(cube, plan)
+    for border in (cube[0, :, 0], cube[0, :, 5], cube[0, :, :, 0], cube[0, :, :, 5]):
+        assert border.eq(0).all()
+    # frame 0, rows 0, 1, 7, 8 and columns 0, 1, 7, 8 of the grid (value = flat index + 1)
+    assert cube[0, 0, 1:5, 1:5, 0].tolist() == [[1, 2, 8, 9], [10, 11, 17, 18],
+                                                  [64, 65, 71, 72], [73, 74, 80, 81]]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)

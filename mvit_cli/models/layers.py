@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import BlockSetting, MViTConfig, PoolMode, Triple, conv_output_grid
-from .windows import pad_between, read_positions
+from .windows import read_positions, zero_padding
 
 Grid = tuple[int, int, int]
 
@@ -266,16 +266,16 @@ class PoolingAttention(nn.Module):
             return k, v, k_grid
         plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
         skip = 1 if self.has_cls else 0
-        if plan.prunes:
+        if plan.prunes:  # the kept positions, laid out between (stand-ins for) padding
             index = plan.token_indices(x.device) + skip
             if skip:
                 index = torch.cat((index.new_zeros(1), index))
             x = x.index_select(1, index)
-        kv = self._project(x, slice(1, 3))  # (B, skip + kept tokens, 2 * dim)
+        kv = self._project(x, slice(1, 3))  # (B, skip + padded grid, 2 * dim)
         batch, _, channels = kv.shape
-        cube = kv[:, skip:].view(batch, *plan.kept_grid, channels)
-        if plan.prunes:  # lay the kept positions out between explicit zero padding
-            cube = pad_between(cube, plan)
+        cube = kv[:, skip:].view(batch, *plan.padded_grid, channels)
+        if plan.prunes:
+            zero_padding(cube, plan)
         # K and V side by side as the channels of one depthwise conv: one pass, no copies.
         weight = torch.cat((conv_k.weight.repeat(self.num_heads, 1, 1, 1, 1),
                             conv_v.weight.repeat(self.num_heads, 1, 1, 1, 1)))
@@ -334,7 +334,11 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        hidden = self.fc1(x)
+        if torch.is_grad_enabled():
+            return self.fc2(self.act(hidden))
+        # Without autograd, in place: one large buffer fewer, i.e. fewer fresh pages to fault.
+        return self.fc2(torch.ops.aten.gelu_(hidden))
 
 
 class DropPath(nn.Module):
@@ -410,7 +414,8 @@ class MultiscaleBlock(nn.Module):
         return out
 
     def _after_attention(self, skip: Tensor, context: Tensor, out: Tensor | None = None) -> Tensor:
-        x = skip + self.drop_path(self.attn.proj(context))
+        x = self.drop_path(self.attn.proj(context))
+        x += skip  # in place on a fresh tensor: autograd-safe, and no new buffer
         x_norm = self.norm2(x)
         x_mlp = self.mlp(x_norm)
         if self.proj is not None and not self.widen_in_attention:

@@ -4,8 +4,8 @@ Why this exists: the early stages pool K and V with a stride larger than the ker
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
 every 8 (or 4) positions. Projecting K and V at the positions no window reads is wasted work:
 87% of stage 1's K/V projection in B-16x4, 46% of the next block's. `ReadPositions` lists the
-positions that are read and how to lay them out so the *same* convolution, run with stride
-equal to its kernel over the kept positions, gives exactly the original pooled values.
+positions that are read and how to lay them out, between zero padding, so the *same*
+convolution run with stride equal to its kernel gives exactly the original pooled values.
 """
 
 from __future__ import annotations
@@ -80,14 +80,9 @@ class ReadPositions:
     def conv_padding(self) -> Triple:
         return tuple(axis.conv_padding for axis in self.axes)  # type: ignore[return-value]
 
-    @property
-    def interior(self) -> tuple[slice, slice, slice]:
-        """Where the kept positions sit inside the padded grid."""
-        return tuple(slice(a.pad_front, a.pad_front + len(a.kept))  # type: ignore[return-value]
-                     for a in self.axes)
-
     def token_indices(self, device: torch.device) -> Tensor:
-        """Flat indices (in T, H, W order) of the kept positions, in the kept grid's order."""
+        """Flat grid indices (T, H, W order) laid out as the padded grid: kept positions where
+        they go, and index 0 as a stand-in at padding (`zero_padding` then clears those)."""
         return _token_indices(self, str(device))
 
 
@@ -99,22 +94,20 @@ def read_positions(grid: Triple, kernel: Triple, stride: Triple) -> ReadPosition
 
 @lru_cache(maxsize=256)
 def _token_indices(plan: ReadPositions, device: str) -> Tensor:
+    def axis_positions(axis: AxisPlan) -> Tensor:
+        return torch.tensor([0] * axis.pad_front + list(axis.kept) + [0] * axis.pad_back)
+
     _, height, width = plan.grid
-    t, h, w = (torch.tensor(axis.kept) for axis in plan.axes)
+    t, h, w = (axis_positions(axis) for axis in plan.axes)
     flat = t[:, None, None] * (height * width) + h[None, :, None] * width + w[None, None, :]
     return flat.flatten().to(device)
 
 
-def pad_between(cube: Tensor, plan: ReadPositions) -> Tensor:
-    """(B, T, H, W, C) values at the kept positions -> (B, *padded_grid, C), zeros around.
-
-    Only the borders are zeroed (a full zero fill of stage 2's buffer costs ~5 ms)."""
-    batch, channels = cube.shape[0], cube.shape[-1]
-    padded = cube.new_empty(batch, *plan.padded_grid, channels)
-    padded[(slice(None), *plan.interior)] = cube
+def zero_padding(cube: Tensor, plan: ReadPositions) -> Tensor:
+    """Clear, in place, the padding of a (B, *padded_grid, C) cube; returns it."""
     for dim, axis in enumerate(plan.axes, start=1):
         if axis.pad_front:
-            padded.narrow(dim, 0, axis.pad_front).zero_()
+            cube.narrow(dim, 0, axis.pad_front).zero_()
         if axis.pad_back:
-            padded.narrow(dim, axis.length - axis.pad_back, axis.pad_back).zero_()
-    return padded
+            cube.narrow(dim, axis.length - axis.pad_back, axis.pad_back).zero_()
+    return cube
