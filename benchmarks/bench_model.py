@@ -54,10 +54,9 @@ def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype,
         torch.save(reference.state_dict(), path)
         ours = mvit_cli.build_model(name, weights=path).to(device)
     if compile:
-        import torch._inductor.config as inductor_config
+        from mvit_cli.models import compile_for_inference
 
-        inductor_config.freezing = True
-        ours = torch.compile(ours, dynamic=False)
+        ours = compile_for_inference(ours)
     clip = torch.randn(batch, 3, 16, 224, 224, device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     times = {"mvit": [], "torchvision": []}

@@ -17,7 +17,7 @@ from ..media.discover import InputItem
 from ..media.protocol import Protocol
 from ..media.transform import normalise
 from ..models.architectures import ARCHITECTURES, BUILTIN
-from ..models.mvit import MultiscaleTransformer
+from ..models.mvit import MultiscaleTransformer, compile_for_inference
 from .workers import DecodePool, Prepared, Task, inline
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -85,11 +85,8 @@ class Classifier:
         self.compiled = compile_model
         if compile_model:
             # One shape only: partial batches are padded (see _run_batch), so the compiled
-            # graph is built once; freezing lets inductor fold the weights on the CPU.
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True
-            self.forward = torch.compile(self.model, dynamic=False)
+            # graph is built once.
+            self.forward = compile_for_inference(self.model)
         self.protocol, self.device, self.dtype = protocol, device, dtype
         self.batch_size, self.top_k = max(1, batch_size), top_k
         self.video = model.cfg.is_video

@@ -8,6 +8,9 @@ carried by the config, so the generations differ only in how tokens get their po
 
 from __future__ import annotations
 
+import warnings
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -153,3 +156,17 @@ class MViT(MultiscaleTransformer):
 
 class MViTv2(MultiscaleTransformer):
     """MViTv2: positions live in attention (relative), nothing is added to the tokens."""
+
+
+def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Tensor]:
+    """torch.compile for inference at one input shape, weights frozen into the graph.
+
+    Freezing lets inductor fold the weights (and prepack them on the CPU). The shortcuts'
+    plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
+    right for these pure functions, but warns about it on every first call: silenced.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    return torch.compile(model, dynamic=False)
