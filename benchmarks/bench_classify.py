@@ -62,10 +62,11 @@ _PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=T
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: int):
+def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: int | None):
     command = [sys.executable, "-m", "mvit_cli.cli", "classify", str(folder), "--weights",
-               str(weights), "-o", str(out), "--overwrite", "--batch-size", str(batch),
-               "--workers", str(workers), "--quiet"]
+               str(weights), "-o", str(out), "--overwrite", "--batch-size", str(batch), "--quiet"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _PEAK, *command], check=True,
                           capture_output=True, text=True)
@@ -93,7 +94,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--model", default="B-16x4")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Decoding processes (default: classify's own default).")
     parser.add_argument("--memory", default=None, help="File counts to compare peak memory.")
     parser.add_argument("--seconds", type=float, default=3.0, help="Length of each clip.")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mvit-bench")

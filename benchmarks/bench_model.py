@@ -75,6 +75,24 @@ def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype,
             "repeats": repeat, "compiled": compile}
 
 
+def batch_against_single(name: str, batch: int, rounds: int, device) -> dict:
+    """Our model only: per-clip time at `batch` against the same clips one at a time,
+    alternating the two in each round, so machine drift hits both alike."""
+    torch.manual_seed(0)
+    model = mvit_cli.build_model(name).to(device)
+    clips = torch.randn(batch, 3, 16, 224, 224, device=device)
+    times = {"single": [], "batch": []}
+    with torch.inference_mode():
+        model(clips[:1])
+        for _ in range(rounds):
+            times["single"].append(sum(timed(model, clips[i:i + 1], device)
+                                       for i in range(batch)) / batch)
+            times["batch"].append(timed(model, clips, device) / batch)
+    single, batched = statistics.median(times["single"]), statistics.median(times["batch"])
+    return {"model": name, "batch": batch, "single_s_per_clip": single,
+            "batch_s_per_clip": batched, "batch_over_single": batched / single}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torchvision-shim", type=Path, default=None)
@@ -85,14 +103,24 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model.")
+    parser.add_argument("--batch-check", type=int, default=0, metavar="N",
+                        help="Instead: per-clip time at batch N against batch 1, alternating.")
     args = parser.parse_args()
-    video = import_torchvision(args.torchvision_shim)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {device}, {args.precision}")
     results = []
-    for name in args.models.split(","):
+    if args.batch_check:
+        for name in args.models.split(","):
+            row = batch_against_single(name, args.batch_check, args.repeat, device)
+            results.append(row)
+            print(f"{name:10s} batch {args.batch_check}: {row['batch_s_per_clip']:.3f} s/clip, "
+                  f"one at a time {row['single_s_per_clip']:.3f} s/clip, ratio "
+                  f"{row['batch_over_single']:.3f}", flush=True)
+        args.models = ""
+    video = import_torchvision(args.torchvision_shim) if args.models else None
+    for name in filter(None, args.models.split(",")):
         for batch in map(int, args.batches.split(",")):
             row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device, dtype,
                           args.compile)

@@ -18,7 +18,7 @@ import torch
 from mvit_cli import build_model
 from mvit_cli.checkpoints import save_native
 from mvit_cli.classify.runner import Classifier
-from mvit_cli.classify.workers import Task, prepare
+from mvit_cli.classify.workers import DecodePool, Task, prepare
 from mvit_cli.media.discover import discover
 from mvit_cli.media.protocol import protocol_for
 
@@ -148,6 +148,42 @@ def test_kind_mismatch_is_a_per_file_error(tmp_path):
                              torch.device("cpu"))
     [result] = list(image_model.run(discover([str(video)]), workers=1, timeout=60))
     assert "video model" in result.error and "B-16x4" in result.error
+
+
+# ---- decoding workers ------------------------------------------------------------------
+
+def _next_results(results, count: int, within: float) -> list:
+    """Up to `count` results (Nones are the pool's waits) within `within` seconds."""
+    got, deadline = [], time.monotonic() + within
+    while len(got) < count and time.monotonic() < deadline:
+        result = next(results)
+        if result is not None:
+            got.append(result)
+    return got
+
+
+def test_taking_turns_decodes_only_the_files_asked_for(tmp_path):
+    tasks = [Task(i, str(write_video(tmp_path / f"v{i}.mp4", frames=12)), "video")
+             for i in range(5)]
+    with DecodePool(2, tiny_protocol(), timeout=60, take_turns=True) as pool:
+        results = pool.run(tasks)
+        assert _next_results(results, 1, within=1.5) == []  # nothing asked for yet
+        pool.request(2)
+        first = _next_results(results, 2, within=60)
+        assert len(first) == 2 and pool.outstanding == 0
+        assert _next_results(results, 1, within=1.5) == []  # the model's turn: no decoding
+        pool.request(10)
+        rest = [result for result in results if result is not None]
+    assert sorted(r.index for r in first + rest) == list(range(5))
+    assert all(r.views is not None and not r.error for r in first + rest)
+
+
+def test_without_turns_workers_decode_ahead_unasked(tmp_path):
+    tasks = [Task(i, str(write_video(tmp_path / f"v{i}.mp4", frames=12)), "video")
+             for i in range(4)]
+    with DecodePool(1, tiny_protocol(), timeout=60, prefetch=2) as pool:
+        done = [result for result in pool.run(tasks) if result is not None]
+    assert sorted(r.index for r in done) == [0, 1, 2, 3]
 
 
 # ---- the command, end to end ---------------------------------------------------------------

@@ -106,16 +106,31 @@ class Classifier:
         pending: dict[int, _Pending] = {}
         queue: list[tuple[int, np.ndarray]] = []
         if workers > 0:
+            # On the CPU, decoding and the model take turns: the workers decode the files a
+            # batch needs, on every core, while the model waits; then the model runs alone.
+            # Why: the model's threads already use every core, and a decoder taking one of
+            # them stalls the model's other threads at each step (on 2 cores, overlapping
+            # them measured slower than not decoding in parallel at all). A GPU computes
+            # on its own, so there decoding overlaps.
+            take_turns = self.device.type == "cpu"
             with DecodePool(min(workers, len(tasks)), self.protocol, timeout,
-                            quiet=not self.decoder_messages) as pool:
-                yield from self._consume(pool.run(tasks), items, pending, queue)
+                            quiet=not self.decoder_messages, prefetch=self.batch_size,
+                            take_turns=take_turns) as pool:
+                yield from self._consume(pool.run(tasks), items, pending, queue,
+                                         pool if take_turns else None)
         else:
             yield from self._consume(inline(tasks, self.protocol), items, pending, queue)
         while queue:
             yield from self._run_batch(queue, pending)
 
-    def _consume(self, prepared: Iterator[Prepared | None], items, pending, queue):
+    def _consume(self, prepared: Iterator[Prepared | None], items, pending, queue,
+                 turns: DecodePool | None = None):
         for result in prepared:
+            if result is None and turns is not None:  # the model's turn is over: decode
+                if turns.outstanding == 0:
+                    missing = max(1, self.batch_size - len(queue))
+                    turns.request(-(-missing // self.protocol.views))
+                continue
             if result is None:  # decoders are busy: don't leave the model idle
                 if queue:
                     yield from self._run_batch(queue, pending)
@@ -142,10 +157,15 @@ class Classifier:
         views = torch.from_numpy(np.stack(arrays))
         if self.device.type == "cuda":
             views = views.pin_memory().to(self.device, non_blocking=True)
-        x = normalise(views, self.protocol, self.video)
+        # On the CPU the model runs a batch clip by clip anyway (MultiscaleTransformer.forward),
+        # so clips are also made float one at a time: one clip's input alive (9.6 MB for
+        # B-16x4), not the batch's. A compiled model keeps its one batch shape.
+        parts = views.split(1) if self.device.type == "cpu" and not self.compiled else [views]
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
                                                     enabled=self.dtype != torch.float32):
-            probs = self.forward(x).float().softmax(dim=-1).cpu()[:len(owners)]
+            logits = torch.cat([self.forward(normalise(part, self.protocol, self.video))
+                                for part in parts])
+            probs = logits.float().softmax(dim=-1).cpu()[:len(owners)]
         for owner, row in zip(owners, probs):
             state = pending[owner]
             state.probs = row if state.probs is None else state.probs + row

@@ -1,8 +1,8 @@
 """Decoding in worker processes, with a deadline per file.
 
 A file whose decoding hangs (decord can block while holding the GIL) or kills its process
-must not stop the run. So each worker gets one file at a time over its own pipe, the parent
-watches the clock, and a worker that overruns `timeout` or dies is killed and replaced; the
+must not stop the run. So each worker gets one file at a time over its own pipe, a thread
+of the parent watches the clock, and a worker that overruns `timeout` or dies is killed and replaced; the
 file gets an error row. Pipes, not a shared queue: killing a worker mid-send then breaks only
 that worker's pipe.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ class Prepared:
     error: str = ""
     duration: float = 0.0
     source_frames: int = 0
+
+
+_DONE = object()  # the dispatch thread's last word
 
 
 def prepare(task: Task, protocol: Protocol) -> Prepared:
@@ -99,46 +104,122 @@ class _Worker:
 class DecodePool:
     """Runs `prepare` for each task in worker processes; yields results as they finish.
 
+    A thread of the parent hands out files and collects results, so workers can decode
+    while the caller runs the model (the model's kernels release the GIL); up to `prefetch`
+    finished files wait for the caller, which keeps memory flat however many files there are.
     Yields None when nothing finished within `poll` seconds, so the caller can use the wait
     (for example to run a partial batch rather than leave the model idle).
+
+    With `take_turns`, a file is handed out only once the caller asked for it (`request`),
+    so decoding and the model need not run at the same time (see Classifier).
     """
 
     def __init__(self, workers: int, protocol: Protocol, timeout: float, poll: float = 0.05,
-                 quiet: bool = True):
+                 quiet: bool = True, prefetch: int = 8, take_turns: bool = False):
         self.protocol, self.timeout, self.poll, self.quiet = protocol, timeout, poll, quiet
-        self.ctx = multiprocessing.get_context("spawn")
+        self.prefetch = max(1, prefetch)
+        self.take_turns = take_turns
+        # Workers fork from a server that imported torch and decord once (~1.2 s of CPU
+        # each with spawn); forking this process itself is unsafe once torch's threads run.
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["mvit_cli.classify.workers", "torch", "decord"])
         self.workers = [_Worker(self.ctx, protocol, quiet) for _ in range(workers)]
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # a request came, or stop
+        self._thread: threading.Thread | None = None
+        self._granted = 0  # files the caller asked for (take_turns)
+        self._delivered = 0  # results the caller has been given
+
+    @property
+    def outstanding(self) -> int:
+        """Files asked for whose results the caller has not had yet (take_turns)."""
+        return self._granted - self._delivered
+
+    def request(self, files: int) -> None:
+        """Let `files` more files be handed out (take_turns)."""
+        self._granted += max(0, files)
+        self._wake.set()
 
     def run(self, tasks: list[Task]) -> Iterator[Prepared | None]:
-        pending = deque(tasks)
-        while pending or any(w.task for w in self.workers):
-            for worker in self.workers:
-                if worker.task is None and pending:
-                    worker.give(pending.popleft())
-            busy = {w.conn: w for w in self.workers if w.task is not None}
-            ready = wait(list(busy), timeout=self.poll)
-            yielded = False
-            for conn in ready:
-                worker = busy[conn]
+        results: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self._thread = threading.Thread(target=self._dispatch, args=(tasks, results),
+                                        name="mvit-decode-dispatch", daemon=True)
+        self._thread.start()
+        try:
+            while True:
                 try:
-                    result = conn.recv()
-                except (EOFError, OSError):
-                    result = self._replace(worker, self._death_message(worker))
-                else:
-                    worker.task = None
+                    result = results.get(timeout=self.poll)
+                except queue.Empty:
+                    yield None
+                    continue
+                if result is _DONE:
+                    return
+                if isinstance(result, BaseException):
+                    raise result
+                self._delivered += 1
                 yield result
-                yielded = True
-            now = time.monotonic()
-            for worker in list(self.workers):
-                if worker.task is not None and now - worker.started > self.timeout:
-                    yield self._replace(worker, f"decoding took longer than {self.timeout:g} s "
-                                                "and was stopped")
-                    yielded = True
-                elif worker.task is not None and not worker.process.is_alive():
-                    yield self._replace(worker, self._death_message(worker))
-                    yielded = True
-            if not yielded:
-                yield None
+        finally:
+            self._stop_dispatch()
+
+    def _dispatch(self, tasks: list[Task], results: queue.Queue) -> None:
+        """The dispatch thread: keep every worker busy, watch deadlines, pass results on."""
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    results.put(item, timeout=self.poll)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            pending = deque(tasks)
+            handed = 0
+            while pending or any(w.task for w in self.workers):
+                for worker in self.workers:
+                    if (worker.task is None and pending
+                            and (not self.take_turns or handed < self._granted)):
+                        worker.give(pending.popleft())
+                        handed += 1
+                if not any(w.task for w in self.workers):  # waiting for the caller's request
+                    self._wake.wait()
+                    self._wake.clear()
+                    if self._stop.is_set():
+                        return
+                    continue
+                busy = {w.conn: w for w in self.workers if w.task is not None}
+                for conn in wait(list(busy), timeout=self.poll):
+                    worker = busy[conn]
+                    try:
+                        result = conn.recv()
+                    except (EOFError, OSError):
+                        result = self._replace(worker, self._death_message(worker))
+                    else:
+                        worker.task = None
+                    if not put(result):
+                        return
+                now = time.monotonic()
+                for worker in list(self.workers):
+                    if worker.task is not None and now - worker.started > self.timeout:
+                        result = self._replace(worker, f"decoding took longer than "
+                                                       f"{self.timeout:g} s and was stopped")
+                    elif worker.task is not None and not worker.process.is_alive():
+                        result = self._replace(worker, self._death_message(worker))
+                    else:
+                        continue
+                    if not put(result):
+                        return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            put(exc)
+
+    def _stop_dispatch(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._stop.clear()
 
     @staticmethod
     def _death_message(worker: _Worker) -> str:
@@ -153,6 +234,7 @@ class DecodePool:
         return Prepared(task.index, error=error)
 
     def close(self) -> None:
+        self._stop_dispatch()
         for worker in self.workers:
             try:
                 worker.conn.send(None)
@@ -176,5 +258,8 @@ def inline(tasks: list[Task], protocol: Protocol) -> Iterator[Prepared]:
         yield prepare(task, protocol)
 
 
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+def default_workers(device_type: str) -> int:
+    """Up to 4 decoders: one per core on the CPU, where decoding and the model take turns;
+    one core left to feed the GPU otherwise."""
+    cores = os.cpu_count() or 2
+    return max(1, min(4, cores if device_type == "cpu" else cores - 1))

@@ -99,8 +99,10 @@ def classify_command(
     clips: str = typer.Option("1", "--clips",
                               help="Clips per video, or 'protocol' for the weights' own."),
     crops: int = typer.Option(1, "--crops", help="1 (centre) or 3 (along the long side)."),
-    workers: int = typer.Option(default_workers(), "--workers", min=0,
-                                help="Decoding processes (0: decode in this process)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, show_default=False,
+        help="Decoding processes (0: decode in this process). [default: one per core up "
+             "to 4 on the CPU, one fewer with a GPU]"),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1,
                                   help="Seconds one file may take to decode."),
     verbose: bool = typer.Option(False, "--verbose", help="Show the decoders' own messages."),
@@ -148,6 +150,8 @@ def classify_command(
                             resolve_precision(precision, torch_device), batch_size, top_k,
                             compile_model=compile_model)
     classifier.decoder_messages = verbose
+    if workers is None:
+        workers = default_workers(torch_device.type)
     _run(classifier, todo, skipped, writer, output, workers, timeout, quiet)
 
 
