@@ -27,7 +27,10 @@ from conftest import TINY
 SMALL_B16X4 = replace(get_config("B-16x4"), name="small-b16x4", frames=8, size=64,
                       num_classes=10)
 CONFIGS = [*TINY, SMALL_B16X4, replace(get_config("v2-S-16x4"), name="small-v2s", frames=8,
-                                       size=64, num_classes=10)]
+                                       size=64, num_classes=10),
+           # A 2x2 stage-1 grid: windows 8 apart keep every position, yet need the layout.
+           replace(get_config("B-16x4"), name="tiny-grid-b16x4", frames=4, size=8,
+                   num_classes=10)]
 
 
 def _model(cfg):
@@ -59,7 +62,7 @@ def test_kept_positions_pooled_with_stride_k_equal_the_strided_pooling(length, k
 def test_b16x4_keeps_an_eighth_of_stage_one_for_keys_and_values():
     plan = read_positions((8, 56, 56), (3, 3, 3), (1, 8, 8))
     assert plan.kept_grid == (8, 20, 20) and plan.padded_grid == (8, 21, 21)
-    assert not read_positions((8, 14, 14), (3, 3, 3), (1, 2, 2)).prunes
+    assert not read_positions((8, 14, 14), (3, 3, 3), (1, 2, 2)).gathers
 
 
 def test_padded_layout_puts_kept_positions_inside_and_clears_the_rest():

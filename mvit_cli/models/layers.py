@@ -266,7 +266,7 @@ class PoolingAttention(nn.Module):
             return k, v, k_grid
         plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
         skip = 1 if self.has_cls else 0
-        if plan.prunes:  # the kept positions, laid out between (stand-ins for) padding
+        if plan.gathers:  # the kept positions, laid out between (stand-ins for) padding
             index = plan.token_indices(x.device) + skip
             if skip:
                 index = torch.cat((index.new_zeros(1), index))
@@ -274,7 +274,7 @@ class PoolingAttention(nn.Module):
         kv = self._project(x, slice(1, 3))  # (B, skip + padded grid, 2 * dim)
         batch, _, channels = kv.shape
         cube = kv[:, skip:].view(batch, *plan.padded_grid, channels)
-        if plan.prunes:
+        if plan.gathers:
             zero_padding(cube, plan)
         # K and V side by side as the channels of one depthwise conv: one pass, no copies.
         weight = torch.cat((conv_k.weight.repeat(self.num_heads, 1, 1, 1, 1),
@@ -414,8 +414,8 @@ class MultiscaleBlock(nn.Module):
         return out
 
     def _after_attention(self, skip: Tensor, context: Tensor, out: Tensor | None = None) -> Tensor:
-        x = self.drop_path(self.attn.proj(context))
-        x += skip  # in place on a fresh tensor: autograd-safe, and no new buffer
+        # Not in place: under autocast the projection is bf16 and the residual stays fp32.
+        x = skip + self.drop_path(self.attn.proj(context))
         x_norm = self.norm2(x)
         x_mlp = self.mlp(x_norm)
         if self.proj is not None and not self.widen_in_attention:

@@ -3,7 +3,7 @@
 Why this exists: the early stages pool K and V with a stride larger than the kernel (1x8x8
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
 every 8 (or 4) positions. Projecting K and V at the positions no window reads is wasted work:
-87% of stage 1's K/V projection in B-16x4, 46% of the next block's. `ReadPositions` lists the
+86% of stage 1's K/V projection in B-16x4, 44% of the next block's. `ReadPositions` lists the
 positions that are read and how to lay them out, between zero padding, so the *same*
 convolution run with stride equal to its kernel gives exactly the original pooled values.
 """
@@ -28,6 +28,7 @@ class AxisPlan:
     pad_back: int
     stride: int
     conv_padding: int
+    gathered: bool  # laid out anew (False: the axis as it is, the original conv)
 
     @property
     def length(self) -> int:
@@ -43,13 +44,13 @@ def plan_axis(length: int, kernel: int, stride: int) -> AxisPlan:
     """
     padding = kernel // 2
     if stride <= kernel:
-        return AxisPlan(tuple(range(length)), 0, 0, stride, padding)
+        return AxisPlan(tuple(range(length)), 0, 0, stride, padding, gathered=False)
     windows = (length + 2 * padding - kernel) // stride + 1
     covered = [stride * i - padding + j for i in range(windows) for j in range(kernel)]
     kept = tuple(p for p in covered if 0 <= p < length)
     front = sum(1 for p in covered[:kernel] if p < 0)
     back = sum(1 for p in covered[-kernel:] if p >= length)
-    return AxisPlan(kept, front, back, kernel, 0)
+    return AxisPlan(kept, front, back, kernel, 0, gathered=True)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ class ReadPositions:
     axes: tuple[AxisPlan, AxisPlan, AxisPlan]
 
     @property
-    def prunes(self) -> bool:
-        """Whether some positions go unread (otherwise there is nothing to skip)."""
-        return self.kept_grid != self.grid
+    def gathers(self) -> bool:
+        """Whether the tokens are laid out anew (some axis's windows leave gaps). On tiny
+        grids that can keep every position and still need the padded layout."""
+        return any(axis.gathered for axis in self.axes)
 
     @property
     def kept_grid(self) -> Triple:
