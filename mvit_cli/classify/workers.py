@@ -121,8 +121,12 @@ class DecodePool:
         self.take_turns = take_turns
         # Workers fork from a server that imported torch and decord once (~1.2 s of CPU
         # each with spawn); forking this process itself is unsafe once torch's threads run.
-        self.ctx = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["mvit_cli.classify.workers", "torch", "decord"])
+        # (Spawn where there is no forkserver, e.g. on Windows.)
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self.ctx = multiprocessing.get_context("forkserver")
+            self.ctx.set_forkserver_preload(["mvit_cli.classify.workers", "torch", "decord"])
+        else:
+            self.ctx = multiprocessing.get_context("spawn")
         self.workers = [_Worker(self.ctx, protocol, quiet) for _ in range(workers)]
         self._stop = threading.Event()
         self._wake = threading.Event()  # a request came, or stop
