@@ -101,8 +101,8 @@ def classify_command(
     crops: int = typer.Option(1, "--crops", help="1 (centre) or 3 (along the long side)."),
     workers: Optional[int] = typer.Option(
         None, "--workers", min=0, show_default=False,
-        help="Decoding processes (0: decode in this process). [default: one per core up "
-             "to 4 on the CPU, one fewer with a GPU]"),
+        help="Decoding processes (0: decode in this process). Default: one per core, up "
+             "to 4, on the CPU; one fewer with a GPU."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1,
                                   help="Seconds one file may take to decode."),
     verbose: bool = typer.Option(False, "--verbose", help="Show the decoders' own messages."),
