@@ -70,12 +70,12 @@ def test_padded_layout_puts_kept_positions_inside_and_clears_the_rest():
     # H and W: windows (-1, 0, 1) and (7, 8, 9) keep 0, 1, 7, 8 between one pad each side.
     assert plan.padded_grid == (2, 6, 6) and plan.stride == (1, 3, 3)
     index = plan.token_indices(torch.device("cpu"))
-    cube = (torch.arange(2 * 9 * 9.0) + 1)[index].view(1, *plan.padded_grid, 1)
+    cube = (torch.arange(2 * 9 * 9.0) + 1)[index].view(1, 1, *plan.padded_grid)
     zero_padding(cube, plan)
-    for border in (cube[0, :, 0], cube[0, :, 5], cube[0, :, :, 0], cube[0, :, :, 5]):
+    for border in (cube[0, 0, :, 0], cube[0, 0, :, 5], cube[0, 0, :, :, 0], cube[0, 0, :, :, 5]):
         assert border.eq(0).all()
     # frame 0, rows 0, 1, 7, 8 and columns 0, 1, 7, 8 of the grid (value = flat index + 1)
-    assert cube[0, 0, 1:5, 1:5, 0].tolist() == [[1, 2, 8, 9], [10, 11, 17, 18],
+    assert cube[0, 0, 0, 1:5, 1:5].tolist() == [[1, 2, 8, 9], [10, 11, 17, 18],
                                                   [64, 65, 71, 72], [73, 74, 80, 81]]
 
 

@@ -273,18 +273,16 @@ class PoolingAttention(nn.Module):
             x = x.index_select(1, index)
         kv = self._project(x, slice(1, 3))  # (B, skip + padded grid, 2 * dim)
         batch, _, channels = kv.shape
-        cube = kv[:, skip:].view(batch, *plan.padded_grid, channels)
-        if plan.gathers:
-            zero_padding(cube, plan)
         # K and V side by side as the channels of one depthwise conv: one pass, no copies.
         weight = torch.cat((conv_k.weight.repeat(self.num_heads, 1, 1, 1, 1),
                             conv_v.weight.repeat(self.num_heads, 1, 1, 1, 1)))
-        pooled = F.conv3d(cube.permute(0, 4, 1, 2, 3), weight, None, plan.stride,
-                          plan.conv_padding, 1, channels)
-        pooled_grid = (pooled.shape[2], pooled.shape[3], pooled.shape[4])
-        tokens = pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, channels)
-        if skip:
-            tokens = torch.cat((kv[:, :1], tokens), dim=1)
+
+        def operator(cube: Tensor) -> Tensor:
+            if plan.gathers:
+                zero_padding(cube, plan)
+            return F.conv3d(cube, weight, None, plan.stride, plan.conv_padding, 1, channels)
+
+        tokens, pooled_grid = pool_tokens(kv, plan.padded_grid, operator, self.has_cls)
         tokens = tokens.view(batch, tokens.shape[1], 2, self.num_heads, -1)
         k, v = tokens[:, :, 0], tokens[:, :, 1]
         if self.norm_k is not None:
@@ -334,11 +332,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.fc1(x)
-        if torch.is_grad_enabled():
-            return self.fc2(self.act(hidden))
-        # Without autograd, in place: one large buffer fewer, i.e. fewer fresh pages to fault.
-        return self.fc2(torch.ops.aten.gelu_(hidden))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class DropPath(nn.Module):

@@ -106,8 +106,8 @@ def _token_indices(plan: ReadPositions, device: str) -> Tensor:
 
 
 def zero_padding(cube: Tensor, plan: ReadPositions) -> Tensor:
-    """Clear, in place, the padding of a (B, *padded_grid, C) cube; returns it."""
-    for dim, axis in enumerate(plan.axes, start=1):
+    """Clear, in place, the padding of a (B, C, *padded_grid) cube; returns it."""
+    for dim, axis in enumerate(plan.axes, start=2):
         if axis.pad_front:
             cube.narrow(dim, 0, axis.pad_front).zero_()
         if axis.pad_back:
