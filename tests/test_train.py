@@ -7,8 +7,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +16,7 @@ from safetensors import safe_open
 
 from mvit_cli import build_model
 from mvit_cli.models.architectures import get_config
-from mvit_cli.synth import write_dataset
-from mvit_cli.synth import LABELS
+from mvit_cli.synth import LABELS, write_dataset
 from mvit_cli.training.data import (augment, load, mirror_sensitive, reverse_in_time,
                                      shuffle_colours, time_opposites, whole)
 from mvit_cli.training.trainer import TrainSettings, model_input, save_trained, train
