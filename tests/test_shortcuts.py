@@ -1,8 +1,9 @@
 """The exact shortcuts of the forward pass: same numbers as the plain computation, less work.
 
 Skipped K/V projections (windows.py), the class-token-only last block, the chunked
-per-token steps of CPU inference and relative positions folded into the attention's dot
-product must change nothing but speed; these tests hold them to the plain computation.
+per-token steps of CPU inference, relative positions folded into the attention's dot
+product and residual adds done by the GEMMs must change nothing but speed; these tests
+hold them to the plain computation.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from mvit_cli import get_config
 from mvit_cli.factory import model_from_config
 from mvit_cli.models import layers
 from mvit_cli.models.layers import (_axis_table, attention_with_full_bias,
-                                    attention_with_relative_positions, relative_position_terms)
+                                    attention_with_relative_positions, linear_onto,
+                                    relative_position_terms)
 from mvit_cli.models.windows import plan_axis, read_positions, zero_padding
 
 from conftest import TINY
@@ -111,6 +113,21 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
         monkeypatch.setattr(layers, "CPU_TOKEN_CHUNK", 37)  # uneven chunks, last one short
         chunked = model(clip)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("into", ["new", "contiguous", "strided"])
+def test_linear_onto_a_residual_is_the_residual_plus_the_linear(bias, into):
+    torch.manual_seed(3)
+    layer = torch.nn.Linear(6, 5, bias=bias)
+    residual, x = torch.randn(2, 7, 5), torch.randn(2, 7, 6)
+    buffers = {"new": None, "contiguous": torch.empty(2, 7, 5),
+               "strided": torch.empty(2, 9, 5)[:, 1:8]}
+    with torch.no_grad():
+        got = linear_onto(residual, x, layer, out=buffers[into])
+        torch.testing.assert_close(got, residual + layer(x))
+    if buffers[into] is not None:
+        assert got.data_ptr() == buffers[into].data_ptr()
 
 
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1]], ids=lambda c: c.name)

@@ -158,6 +158,21 @@ def attention_with_relative_positions(q: Tensor, k: Tensor, v: Tensor, terms: Te
     return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :dim]
 
 
+def linear_onto(residual: Tensor, x: Tensor, layer: nn.Linear, out: Tensor | None = None) -> Tensor:
+    """residual + layer(x), with the GEMM accumulating onto residual + bias (inference only).
+
+    Why: a Linear first copies its bias into a fresh output, then runs the GEMM, and the
+    residual add is one more pass over the tokens. Seeding the output with residual + bias
+    and letting the GEMM add its product in place (beta = 1) does the same sum in one pass
+    fewer and one allocation fewer; only the order of the fp32 additions differs.
+    """
+    if layer.bias is None or (out is not None and not out.is_contiguous()):
+        return torch.add(residual, layer(x), out=out)
+    out = torch.add(residual, layer.bias, out=out)
+    out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), layer.weight.t())
+    return out
+
+
 class PoolingAttention(nn.Module):
     """Multi-Head Pooling Attention: project to Q, K, V, pool each on the grid, attend.
 
@@ -331,8 +346,11 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim_out)
 
+    def hidden(self, x: Tensor) -> Tensor:
+        return self.act(self.fc1(x))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.hidden(x))
 
 
 class DropPath(nn.Module):
@@ -408,6 +426,9 @@ class MultiscaleBlock(nn.Module):
         return out
 
     def _after_attention(self, skip: Tensor, context: Tensor, out: Tensor | None = None) -> Tensor:
+        if (self.attn.shortcuts and not self.training and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(skip.device.type)):
+            return self._after_attention_inference(skip, context, out)
         # Not in place: under autocast the projection is bf16 and the residual stays fp32.
         x = skip + self.drop_path(self.attn.proj(context))
         x_norm = self.norm2(x)
@@ -415,6 +436,16 @@ class MultiscaleBlock(nn.Module):
         if self.proj is not None and not self.widen_in_attention:
             x = self.proj(x_norm)
         return torch.add(x, self.drop_path(x_mlp), out=out)
+
+    def _after_attention_inference(self, skip: Tensor, context: Tensor,
+                                   out: Tensor | None) -> Tensor:
+        """`_after_attention` with both residual adds done by the GEMMs (see linear_onto)."""
+        x = linear_onto(skip, context, self.attn.proj)
+        x_norm = self.norm2(x)
+        hidden = self.mlp.hidden(x_norm)
+        if self.proj is not None and not self.widen_in_attention:
+            x = self.proj(x_norm)
+        return linear_onto(x, hidden, self.mlp.fc2, out=out)
 
 
 class PositionalEmbedding(nn.Module):

@@ -90,7 +90,8 @@ class MultiscaleTransformer(nn.Module):
         K and V are projected only at the grid positions a strided pooling window reads
         (windows.py); when the head reads the class token alone, the last block computes
         only that token's row; MViTv2's relative positions ride in the attention's dot
-        product instead of a full (Lq, Lk) bias. Off gives the plain computation, whose
+        product instead of a full (Lq, Lk) bias; in inference the residual adds ride in
+        the GEMMs (layers.linear_onto). Off gives the plain computation, whose
         multiply-adds are the ones the papers count.
         """
         return self._shortcuts
