@@ -116,13 +116,16 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("into", ["new", "contiguous", "strided"])
+@pytest.mark.parametrize("into", ["new", "contiguous", "strided", "permuted residual"])
 def test_linear_onto_a_residual_is_the_residual_plus_the_linear(bias, into):
     torch.manual_seed(3)
     layer = torch.nn.Linear(6, 5, bias=bias)
     residual, x = torch.randn(2, 7, 5), torch.randn(2, 7, 6)
     buffers = {"new": None, "contiguous": torch.empty(2, 7, 5),
-               "strided": torch.empty(2, 9, 5)[:, 1:8]}
+               "strided": torch.empty(2, 9, 5)[:, 1:8],
+               "permuted residual": None}
+    if into == "permuted residual":
+        residual = torch.randn(7, 2, 5).transpose(0, 1)
     with torch.no_grad():
         got = linear_onto(residual, x, layer, out=buffers[into])
         torch.testing.assert_close(got, residual + layer(x))

@@ -166,10 +166,13 @@ def linear_onto(residual: Tensor, x: Tensor, layer: nn.Linear, out: Tensor | Non
     and letting the GEMM add its product in place (beta = 1) does the same sum in one pass
     fewer and one allocation fewer; only the order of the fp32 additions differs.
     """
-    if layer.bias is None or (out is not None and not out.is_contiguous()):
+    if layer.bias is None:
         return torch.add(residual, layer(x), out=out)
     out = torch.add(residual, layer.bias, out=out)
-    out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), layer.weight.t())
+    if out.is_contiguous():
+        out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), layer.weight.t())
+    else:  # a strided `out`, or a permuted residual whose layout the add kept
+        out.add_(F.linear(x, layer.weight))
     return out
 
 
