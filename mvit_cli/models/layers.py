@@ -431,24 +431,19 @@ class MultiscaleBlock(nn.Module):
     def _after_attention(self, skip: Tensor, context: Tensor, out: Tensor | None = None) -> Tensor:
         if (self.attn.shortcuts and not self.training and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(skip.device.type)):
-            return self._after_attention_inference(skip, context, out)
-        # Not in place: under autocast the projection is bf16 and the residual stays fp32.
-        x = skip + self.drop_path(self.attn.proj(context))
-        x_norm = self.norm2(x)
-        x_mlp = self.mlp(x_norm)
-        if self.proj is not None and not self.widen_in_attention:
-            x = self.proj(x_norm)
-        return torch.add(x, self.drop_path(x_mlp), out=out)
+            add_branch = linear_onto  # the residual adds ride in the GEMMs
+        else:
+            def add_branch(residual: Tensor, x: Tensor, layer: nn.Linear,
+                           out: Tensor | None = None) -> Tensor:
+                # Not in place: under autocast the branch is bf16 and the residual stays fp32.
+                return torch.add(residual, self.drop_path(layer(x)), out=out)
 
-    def _after_attention_inference(self, skip: Tensor, context: Tensor,
-                                   out: Tensor | None) -> Tensor:
-        """`_after_attention` with both residual adds done by the GEMMs (see linear_onto)."""
-        x = linear_onto(skip, context, self.attn.proj)
+        x = add_branch(skip, context, self.attn.proj)
         x_norm = self.norm2(x)
         hidden = self.mlp.hidden(x_norm)
         if self.proj is not None and not self.widen_in_attention:
             x = self.proj(x_norm)
-        return linear_onto(x, hidden, self.mlp.fc2, out=out)
+        return add_branch(x, hidden, self.mlp.fc2, out=out)
 
 
 class PositionalEmbedding(nn.Module):
