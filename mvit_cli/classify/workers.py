@@ -2,9 +2,9 @@
 
 A file whose decoding hangs (decord can block while holding the GIL) or kills its process
 must not stop the run. So each worker gets one file at a time over its own pipe, a thread
-of the parent watches the clock, and a worker that overruns `timeout` or dies is killed and replaced; the
-file gets an error row. Pipes, not a shared queue: killing a worker mid-send then breaks only
-that worker's pipe.
+of the parent watches the clock, and a worker that overruns `timeout` or dies is killed and
+replaced; the file gets an error row. Pipes, not a shared queue: killing a worker mid-send
+then breaks only that worker's pipe.
 """
 
 from __future__ import annotations
