@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model
 
 
 def make_clips(folder: Path, count: int, seconds: float = 3.0, fps: int = 30) -> None:
@@ -77,15 +78,14 @@ def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: in
 def model_only(model_name: str, files: int, batch: int) -> float:
     import mvit_cli
 
-    model = mvit_cli.build_model(model_name)
+    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(model_name))
     clip = torch.randn(batch, 3, 16, 224, 224)
-    with torch.inference_mode():
-        model(clip)
-        started = time.perf_counter()
-        done = 0
-        while done < files:
-            model(clip)
-            done += batch
+    clf.forward(clip)
+    started = time.perf_counter()
+    done = 0
+    while done < files:
+        clf.forward(clip)
+        done += batch
     return done / (time.perf_counter() - started)
 
 
@@ -102,7 +102,8 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     weights = weights_file(args.workdir, args.model)
-    results: dict = {"model": args.model, "batch": args.batch, "workers": args.workers}
+    results: dict = {"model": args.model, "batch": args.batch, "workers": args.workers,
+                     "cpu": cpu_model()}
     if args.memory:
         counts = [int(c) for c in args.memory.split(",")]
         peaks = {}

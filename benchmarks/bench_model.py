@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 import mvit_cli
+from machine import cpu_model
 
 PAIRS = {"B-16x4": "mvit_v1_b", "v2-S-16x4": "mvit_v2_s"}
 
@@ -45,29 +45,31 @@ def timed(model, clip, device) -> float:
     return time.perf_counter() - started
 
 
-def compare(name: str, tv_builder, batch: int, repeat: int, device, dtype,
+def compare(name: str, tv_builder, batch: int, repeat: int, device, precision: str,
             compile: bool = False) -> dict:
+    """torchvision's model against `Pipeline.forward` (what classify runs), same weights."""
     torch.manual_seed(0)
     reference = tv_builder().eval().to(device)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tv.pth"
         torch.save(reference.state_dict(), path)
-        ours = mvit_cli.build_model(name, weights=path).to(device)
-    if compile:
-        from mvit_cli.models import compile_for_inference
-
-        ours = compile_for_inference(ours)
+        ours = mvit_cli.load(path, model=name, device=str(device), precision=precision,
+                             compile=compile)
     clip = torch.randn(batch, 3, 16, 224, 224, device=device)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = torch.autocast(device.type, dtype=ours.dtype, enabled=precision != "fp32")
+
+    def torchvision_forward(x):
+        with torch.inference_mode(), autocast:
+            return reference(x).float()
+
     times = {"mvit": [], "torchvision": []}
-    with torch.inference_mode(), autocast:
-        error = ((ours(clip).float() - reference(clip).float()).abs().max()
-                 / reference(clip).float().abs().max()).item()
-        for attempt in range(repeat + 1):  # the first round warms both up
-            for label, model in (("torchvision", reference), ("mvit", ours)):
-                elapsed = timed(model, clip, device)
-                if attempt:
-                    times[label].append(elapsed)
+    expected = torchvision_forward(clip).cpu()
+    error = ((ours.forward(clip) - expected).abs().max() / expected.abs().max()).item()
+    for attempt in range(repeat + 1):  # the first round warms both up
+        for label, forward in (("torchvision", torchvision_forward), ("mvit", ours.forward)):
+            elapsed = timed(forward, clip, device)
+            if attempt:
+                times[label].append(elapsed)
     tv, mine = statistics.median(times["torchvision"]), statistics.median(times["mvit"])
     return {"model": name, "reference": PAIRS[name], "batch": batch,
             "torchvision_s_per_clip": tv / batch, "mvit_s_per_clip": mine / batch,
@@ -107,9 +109,8 @@ def main() -> None:
                         help="Instead: per-clip time at batch N against batch 1, alternating.")
     args = parser.parse_args()
     device = torch.device(args.device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {device}, {args.precision}")
+    print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{device}, {args.precision}")
     results = []
     if args.batch_check:
         for name in args.models.split(","):
@@ -122,8 +123,8 @@ def main() -> None:
     video = import_torchvision(args.torchvision_shim) if args.models else None
     for name in filter(None, args.models.split(",")):
         for batch in map(int, args.batches.split(",")):
-            row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device, dtype,
-                          args.compile)
+            row = compare(name, getattr(video, PAIRS[name]), batch, args.repeat, device,
+                          args.precision, args.compile)
             results.append(row)
             print(f"{name:10s} batch {batch:2d}: torchvision {row['torchvision_s_per_clip']:.3f} "
                   f"s/clip, mvit {row['mvit_s_per_clip']:.3f} s/clip, speed-up "

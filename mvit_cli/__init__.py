@@ -1,20 +1,53 @@
 """mvit: classify videos and images with Multiscale Vision Transformers.
 
-The Python API is what the `mvit` command is built on::
+The Python API is what every front end (the `mvit` command, timelines, cluster engines) is
+built on::
 
-    import torch, mvit_cli
-    model = mvit_cli.build_model("B-16x4", weights="mvit_v1_b-dbeb1030.pth")
-    logits = model(torch.randn(1, 3, 16, 224, 224))   # normalised clip -> (1, 400)
+    import mvit_cli
+    clf = mvit_cli.load("motion-demo")          # weights -> architecture, labels, protocol
+    clf("clip.mp4")                             # [{"label": ..., "score": ...}, ...]
+    for result in clf.classify(["videos/"]):    # batches across files, decoding in workers
+        print(result.path, result.labels[0])
+
+    model = mvit_cli.build_model("B-16x4", weights="mvit_v1_b-dbeb1030.pth")  # lower level
+
+Names resolve lazily: `import mvit_cli` costs no torch import, so `mvit --help` is instant.
 """
 
-from .checkpoints import CheckpointError
-from .factory import build_model, model_from_config
-from .models import (ARCHITECTURES, MViTConfig, UnknownArchitectureError, get_config,
-                     register_architecture)
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
+
+__version__ = "0.2.0"
+
+# Public name -> module that defines it, imported on first use.
+_EXPORTS = {
+    "load": ".api", "Pipeline": ".api", "FileResult": ".classify.results",
+    "build_model": ".factory", "model_from_config": ".factory",
+    "MvitError": ".errors", "UsageError": ".errors",
+    "CheckpointError": ".checkpoints.reader", "MediaError": ".media.decode",
+    "ARCHITECTURES": ".models.architectures", "UnknownArchitectureError": ".models.architectures",
+    "get_config": ".models.architectures", "register_architecture": ".models.architectures",
+    "MViTConfig": ".models.config",
+}
 
 __all__ = [
-    "ARCHITECTURES", "CheckpointError", "MViTConfig", "UnknownArchitectureError", "build_model",
-    "get_config", "model_from_config", "register_architecture", "__version__",
+    "ARCHITECTURES", "CheckpointError", "FileResult", "MViTConfig", "MediaError", "MvitError",
+    "Pipeline", "UnknownArchitectureError", "UsageError", "__version__", "build_model",
+    "get_config", "load", "model_from_config", "register_architecture",
 ]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from .api import Pipeline, load
+    from .checkpoints.reader import CheckpointError
+    from .classify.results import FileResult
+    from .errors import MvitError, UsageError
+    from .factory import build_model, model_from_config
+    from .media.decode import MediaError
+    from .models.architectures import (ARCHITECTURES, UnknownArchitectureError, get_config,
+                                       register_architecture)
+    from .models.config import MViTConfig
+

@@ -1,18 +1,21 @@
 """The `mvit` command: a thin Typer layer over the Python API.
 
-Every expected failure (unknown name, unreadable checkpoint, no network, ...) is one line on
-stderr with exit status 1; usage errors exit 2; tracebacks are for bugs only.
+Every expected failure is an `MvitError`, caught here and only here: one line on stderr,
+exit status 1 (2 for usage errors, as Typer's own). Tracebacks are for bugs only. Importing
+this module imports no torch, so `mvit --help` and `mvit --version` answer at once.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Optional
 
 import typer
 
 from . import __version__
 from .commands import classify, models, profile, synth, train, weights
-from .commands.common import console, errors
+from .commands.common import console, errors, report
+from .errors import MvitError
 
 app = typer.Typer(
     name="mvit",
@@ -20,6 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: no type boxes such as <bool> beside flags, and nothing to render slowly.
+    rich_markup_mode=None,
 )
 app.command("classify")(classify.classify_command)
 app.command("models")(models.models_command)
@@ -38,16 +43,20 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = None,
 ) -> None:
     """Classify videos and images with Multiscale Vision Transformers."""
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (`argv`: the arguments, for tests and embedding)."""
     try:
-        app()
+        app(args=argv, prog_name="mvit")
+    except MvitError as exc:
+        report(exc)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)

@@ -1,23 +1,36 @@
-"""Counting a model's multiply-adds without running it.
+"""Counting a model's multiply-adds without running it: the one FLOP counter of mvit.
 
 The model is built on PyTorch's meta device, where tensors have shapes but no data, and run
-under `FlopCounterMode`. On meta, scaled_dot_product_attention decomposes into plain batched
-matmuls, so attention is counted (on the CPU its fused kernel has no FLOP formula and would
-be silently dropped). Counted: convolutions, Linear layers and attention matmuls, the
-convention of the MViT papers' tables; norms, softmax and element-wise ops are not.
+segment by segment (patch embedding, each stage, the head) under `FlopCounterMode`. On meta,
+scaled_dot_product_attention decomposes into plain batched matmuls, so attention is counted
+(on the CPU its fused kernel has no FLOP formula and would be silently dropped). The papers'
+total counts convolutions, Linear layers and attention matmuls; norms (fvcore's 5 per
+element) are listed beside it, and softmax and element-wise ops are not counted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from . import __version__
+from .fileio import atomic_write_text
 from .models.config import MViTConfig
 from .paths import mvit_home
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models.mvit import MultiscaleTransformer
+
+# Operators by the category we report them under; the papers' total is the first three.
+CATEGORIES = {"convolution": "conv", "addmm": "linear", "mm": "linear", "bmm": "attention",
+              "native_layer_norm": "norm"}
+PAPER_CATEGORIES = ("conv", "linear", "attention")
 
 
 def input_shape(cfg: MViTConfig, frames: int | None = None, size: int | None = None,
@@ -29,26 +42,99 @@ def input_shape(cfg: MViTConfig, frames: int | None = None, size: int | None = N
     return (batch, 3, size, size)
 
 
+@dataclass
+class Segment:
+    """A part of the network that `mvit profile` reports on its own."""
+
+    name: str
+    modules: list[torch.nn.Module]
+    run: Callable[[Any], Any]
+    blocks: int = 0
+
+
+def segments(model: MultiscaleTransformer) -> list[Segment]:
+    """Patch embedding, one segment per stage, and the head, each a function of the last's
+    output."""
+    cfg = model.cfg
+    parts = [Segment("patch embed", [model.patch_embed] + (
+        [model.pos_embed] if hasattr(model, "pos_embed") else []), model.embed)]
+    start = 0
+    for index, depth in enumerate(cfg.depths):
+        def stage(state, start=start, stop=start + depth):
+            return model.run_blocks(*state, start=start, stop=stop)
+
+        parts.append(Segment(f"stage {index + 1}", list(model.blocks[start:start + depth]),
+                             stage, blocks=depth))
+        start += depth
+
+    def head(state):
+        return model.classify_features(model.pool_head(state[0]))
+
+    parts.append(Segment("head", [model.norm, model.head], head))
+    return parts
+
+
+def segment_flops(cfg: MViTConfig, shape: tuple[int, ...]
+                  ) -> tuple[list[dict[str, float]], list[tuple[int, int, int]]]:
+    """Per-segment G multiply-adds by category, and each segment's output grid."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models.mvit import model_from_config
+
+    with torch.device("meta"):
+        model = model_from_config(cfg).eval()
+        state: Any = torch.empty(shape)
+    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
+    norm = torch.ops.aten.native_layer_norm
+
+    def layer_norm_flops(input_shape, *args, **kwargs) -> int:
+        numel = 1
+        for d in input_shape:
+            numel *= d
+        return 5 * numel * 2  # fvcore's 5 per element, stored doubled like the others
+
+    per_segment, grids = [], []
+    for segment in segments(model):
+        with FlopCounterMode(display=False, custom_mapping={norm: layer_norm_flops}) as counter:
+            with torch.no_grad():
+                state = segment.run(state)
+        counts: dict[str, float] = {}
+        for op, value in counter.get_flop_counts()["Global"].items():
+            category = CATEGORIES.get(op.__name__.split(".")[0], "other")
+            # FlopCounterMode counts 2 FLOPs per multiply-add.
+            counts[category] = counts.get(category, 0.0) + value / 2 / 1e9
+        per_segment.append(counts)
+        grids.append(tuple(state[1]) if isinstance(state, tuple) else (1, 1, 1))
+    return per_segment, grids
+
+
+def paper_gflops(counts: dict[str, float]) -> float:
+    return sum(v for k, v in counts.items() if k in PAPER_CATEGORIES)
+
+
 def count(cfg: MViTConfig, frames: int | None = None, size: int | None = None) -> tuple[int, int]:
     """(parameters, multiply-adds) for one view, remembered on disk across runs.
 
     A meta-device pass takes 0.2 to 1 s per architecture; `mvit models` lists all of them, so
-    results are kept in `$MVIT_HOME/counts.json`, keyed by the exact config and torch version.
+    results are kept in `$MVIT_HOME/counts.json`, keyed by the exact config and the torch and
+    mvit versions (either can change the count), and read without importing torch.
     """
-    key = hashlib.sha256(f"{cfg!r}|{frames}|{size}|{torch.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{cfg!r}|{frames}|{size}|{metadata.version('torch')}|{__version__}"
+                         .encode()).hexdigest()[:16]
     path = mvit_home() / "counts.json"
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if key in cache:
+    if not isinstance(cache, dict):
+        cache = {}
+    if isinstance(cache.get(key), list) and len(cache[key]) == 2:
         return tuple(cache[key])  # type: ignore[return-value]
     result = _count_uncached(cfg, frames, size)
     cache[key] = list(result)
     try:
-        tmp = path.with_suffix(f".{key}.tmp")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(cache))
     except OSError:
         pass  # a read-only cache only costs time
     return result
@@ -56,14 +142,11 @@ def count(cfg: MViTConfig, frames: int | None = None, size: int | None = None) -
 
 @lru_cache(maxsize=64)
 def _count_uncached(cfg: MViTConfig, frames: int | None, size: int | None) -> tuple[int, int]:
-    from .factory import model_from_config
+    import torch
 
+    from .models.mvit import model_from_config
+
+    flops, _ = segment_flops(cfg, input_shape(cfg, frames, size))
     with torch.device("meta"):
-        model = model_from_config(cfg).eval()
-        clip = torch.empty(input_shape(cfg, frames, size))
-    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
-    with FlopCounterMode(display=False) as counter:
-        model(clip)
-    params = sum(p.numel() for p in model.parameters())
-    # FlopCounterMode counts 2 FLOPs per multiply-add.
-    return params, counter.get_total_flops() // 2
+        params = sum(p.numel() for p in model_from_config(cfg).parameters())
+    return params, round(sum(paper_gflops(c) for c in flops) * 1e9)

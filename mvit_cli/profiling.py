@@ -15,23 +15,18 @@ import statistics
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
 
-from .factory import model_from_config
-from .flops import input_shape
+from .flops import Segment, input_shape, paper_gflops, segment_flops, segments
 from .models.config import MViTConfig, conv_output_grid
-from .models.mvit import MultiscaleTransformer
+from .models.mvit import MultiscaleTransformer, model_from_config
 
 MB = 1024 * 1024
-# Operators by the category we report them under.
-_CATEGORIES = {"convolution": "conv", "addmm": "linear", "mm": "linear", "bmm": "attention",
-               "native_layer_norm": "norm"}
 
 
 @dataclass
@@ -79,42 +74,9 @@ class Profile:
                 "total_ms": self.total_ms, "paper": self.paper, "stages": stages}
 
 
-# ---- segments -------------------------------------------------------------------------------
+# ---- segments ------------------------------------------------------------------------------
 
-@dataclass
-class _Segment:
-    name: str
-    modules: list[torch.nn.Module]
-    run: Callable[[Any], Any]
-    blocks: int = 0
-
-
-def _segments(model: MultiscaleTransformer) -> list[_Segment]:
-    cfg = model.cfg
-
-    def embed(x):
-        return model.embed(x)
-
-    segments = [_Segment("patch embed", [model.patch_embed] + (
-        [model.pos_embed] if hasattr(model, "pos_embed") else []), embed)]
-    start = 0
-    for index, depth in enumerate(cfg.depths):
-        blocks = list(model.blocks[start:start + depth])
-
-        def stage(state, start=start, stop=start + depth):
-            return model.run_blocks(*state, start=start, stop=stop)
-
-        segments.append(_Segment(f"stage {index + 1}", blocks, stage, blocks=depth))
-        start += depth
-
-    def head(state):
-        return model.classify_features(model.pool_head(state[0]))
-
-    segments.append(_Segment("head", [model.norm, model.head], head))
-    return segments
-
-
-def _params(segment: _Segment, model: MultiscaleTransformer) -> int:
+def _params(segment: Segment, model: MultiscaleTransformer) -> int:
     count = sum(p.numel() for m in segment.modules for p in m.parameters())
     if segment.name == "patch embed" and model.cls_token is not None:
         count += model.cls_token.numel()
@@ -178,34 +140,6 @@ def _nbytes(value: Any) -> int:
 
 # ---- the three passes -----------------------------------------------------------------------
 
-def _count_flops(cfg: MViTConfig, shape: tuple[int, ...]) -> tuple[list[dict[str, float]], list]:
-    """Per-segment multiply-adds by category, and each segment's output grid (meta device)."""
-    with torch.device("meta"):
-        model = model_from_config(cfg).eval()
-        state: Any = torch.empty(shape)
-    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
-    norm = torch.ops.aten.native_layer_norm
-
-    def layer_norm_flops(input_shape, *args, **kwargs) -> int:
-        numel = 1
-        for d in input_shape:
-            numel *= d
-        return 5 * numel * 2  # fvcore's 5 per element, stored doubled like the others
-
-    per_segment, grids = [], []
-    for segment in _segments(model):
-        with FlopCounterMode(display=False, custom_mapping={norm: layer_norm_flops}) as counter:
-            with torch.no_grad():
-                state = segment.run(state)
-        counts: dict[str, float] = {}
-        for op, value in counter.get_flop_counts()["Global"].items():
-            category = _CATEGORIES.get(op.__name__.split(".")[0], "other")
-            counts[category] = counts.get(category, 0.0) + value / 2 / 1e9
-        per_segment.append(counts)
-        grids.append(tuple(state[1]) if isinstance(state, tuple) else (1, 1, 1))
-    return per_segment, grids
-
-
 def _measure(model, segments, clip, device, dtype, repeat: int):
     """(per-segment memory rows, per-segment median ms, total median ms) on the device."""
     cuda = device.type == "cuda"
@@ -263,22 +197,24 @@ def _measure(model, segments, clip, device, dtype, repeat: int):
 
 
 def profile(cfg: MViTConfig, frames: int | None = None, size: int | None = None, batch: int = 1,
-            device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
+            device: torch.device | None = None, dtype: torch.dtype = torch.float32,
             repeat: int = 3, measure: bool = True) -> Profile:
-    """Profile architecture `cfg` on one input; `measure=False` skips the device passes."""
+    """Profile architecture `cfg` on one input (on the CPU unless `device` says otherwise);
+    `measure=False` skips the device passes."""
+    device = device or torch.device("cpu")
     shape = input_shape(cfg, frames, size, batch)
-    flops, grids = _count_flops(cfg, shape)
+    flops, grids = segment_flops(cfg, shape)
     model = model_from_config(cfg).eval().to(device)
-    segments = _segments(model)
+    parts = segments(model)
     if measure:
         clip = torch.randn(shape, device=device)
-        memory, medians, total_ms = _measure(model, segments, clip, device, dtype, repeat)
+        memory, medians, total_ms = _measure(model, parts, clip, device, dtype, repeat)
     else:
-        memory, medians, total_ms = [(0.0, 0.0, 0.0)] * len(segments), [None] * len(segments), None
+        memory, medians, total_ms = [(0.0, 0.0, 0.0)] * len(parts), [None] * len(parts), None
 
     rows = []
     start = 0
-    for index, segment in enumerate(segments):
+    for index, segment in enumerate(parts):
         grid = grids[index]
         dim, heads, kv = cfg.embed_dim, 0, None
         if segment.blocks:
@@ -292,7 +228,7 @@ def profile(cfg: MViTConfig, frames: int | None = None, size: int | None = None,
         elif segment.name == "head":
             dim = model.head.in_features
         counts = flops[index]
-        total = sum(v for k, v in counts.items() if k in ("conv", "linear", "attention"))
+        total = paper_gflops(counts)
         activation, largest, peak = memory[index]
         rows.append(SegmentRow(
             name=segment.name, blocks=segment.blocks, tokens=list(grid), dim=dim, heads=heads,

@@ -24,16 +24,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+# PyAV is imported with this module, not when the first clip is written: decord bundles an
+# older libvpx and exports its symbols process-wide, so a PyAV loaded after decord finds that
+# libvpx and cannot open its VP9 encoder.
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-try:
-    # Loaded now, not when the first clip is written: decord bundles an older libvpx and
-    # exports its symbols process-wide, so a PyAV loaded after decord finds that libvpx
-    # and cannot open its VP9 encoder. Optional, as PyAV is needed only to write files.
-    import av
-except ImportError:  # pragma: no cover - reported by the command
-    av = None
+from .errors import MvitError
+from .fileio import atomic_path
 
 LABELS: tuple[str, ...] = ("moving left", "moving right", "moving up", "moving down",
                            "rotating clockwise", "rotating counterclockwise", "growing",
@@ -79,7 +78,7 @@ MIN_CONTRAST = 80  # luma between the object and every background pixel, out of 
 MIN_SCALE_FACTOR = 1.8
 
 
-class SynthError(Exception):
+class SynthError(MvitError):
     """A clip could not be written; the message is one line for the user."""
 
 
@@ -478,8 +477,6 @@ def render_clip(rng: np.random.Generator, label: str | int) -> np.ndarray:
 
 def encode(frames: np.ndarray, spec: ClipSpec, path: Path) -> None:
     """Write frames as a video in the spec's container, codec and frame rate."""
-    if av is None:
-        raise SynthError("writing videos needs PyAV: pip install av")
     form = FORMATS[spec.extension]
     # Bit-exact muxing leaves out random file ids and version strings, so the same seed
     # writes the same bytes (see FORMATS for x264's part; small frames gain nothing from
@@ -504,19 +501,14 @@ def write_clip(spec: ClipSpec, path: Path) -> None:
     Writing goes to a temporary name first, so an interrupted run leaves no truncated video
     for a later training run to trip over.
     """
-    partial = path.with_name(f".{path.name}.part")
     try:
-        encode(render(spec), spec, partial)
-        partial.replace(path)
+        with atomic_path(path, suffix=".part") as partial:
+            encode(render(spec), spec, partial)
     except (OSError, av.FFmpegError) as exc:
-        partial.unlink(missing_ok=True)
         hint = ""
         if FORMATS[spec.extension].codec.startswith("libvpx") and "decord" in sys.modules:
             hint = " (decord was loaded before PyAV, whose VP9 encoder then fails: import av first)"
         raise SynthError(f"cannot write {path}: {exc}{hint}") from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _remove_other_formats(path: Path) -> None:

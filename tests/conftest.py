@@ -9,8 +9,11 @@ import tempfile
 # cache before anything imports it.
 os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="mvit-test-hf-"))
 os.environ.pop("HF_HUB_OFFLINE", None)
+# huggingface-hub also reads HF_HUB_OFFLINE once, when imported: import it now, online, so a
+# test that turns offline mode on for itself cannot leave the library offline for the rest.
+import huggingface_hub.constants  # noqa: E402, F401
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,32 @@ def _isolated_mvit_home(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(params=sorted(REFERENCES))
 def reference_name(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args) -> CliResult:
+    """`mvit ARGS...` in this process, through the real entry point (`cli.main`), so expected
+    failures are reported as users see them; stdout and stderr captured apart."""
+    import contextlib
+    import io
+
+    from mvit_cli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())

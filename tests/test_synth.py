@@ -3,20 +3,18 @@ matches the label, measured from the rendered pixels rather than taken from the 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import av  # noqa: F401  (before decord, whose libvpx would break PyAV's VP9 encoder)
 import numpy as np
 import pytest
 import torch  # noqa: F401  (decord must come after torch)
-import typer
 from PIL import Image
-from typer.testing import CliRunner
 
 from mvit_cli import synth
-from mvit_cli.commands.synth import synth_command
 from mvit_cli.synth import LABELS, clip_spec, motion, render, write_dataset
+
+from conftest import run_cli
 
 SEED = 7
 CLIPS_PER_CLASS = 2
@@ -212,15 +210,9 @@ def test_rotating_objects_turn_the_labelled_way_on_screen(label):
 
 # -- the command -------------------------------------------------------------------------------
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(synth_command)
-    return app
-
-
 def test_command_writes_the_dataset(tmp_path):
     out = tmp_path / "made" / "here"
-    result = CliRunner().invoke(_app(), [str(out), "--per-class", "1", "--seed", "3"])
+    result = run_cli("synth", out, "--per-class", "1", "--seed", "3")
     assert result.exit_code == 0, result.output
     videos = [p for p in out.rglob("*") if p.suffix.lstrip(".") in synth.FORMATS]
     assert len(videos) == len(LABELS)
@@ -231,12 +223,12 @@ def test_command_writes_the_dataset(tmp_path):
 def test_command_reports_an_unwritable_folder_in_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = CliRunner().invoke(_app(), [str(blocker / "out"), "--per-class", "1"])
+    result = run_cli("synth", blocker / "out", "--per-class", "1")
     assert result.exit_code == 1
     assert result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
 
 
 def test_command_rejects_zero_clips(tmp_path):
-    result = CliRunner().invoke(_app(), [str(tmp_path), "--per-class", "0"])
+    result = run_cli("synth", tmp_path, "--per-class", "0")
     assert result.exit_code == 2

@@ -9,17 +9,8 @@ import time
 
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from mvit_cli.cli import app
-
-from conftest import reference, register_tiny_architectures
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
+from conftest import reference, register_tiny_architectures, run_cli as run
 
 
 def test_import_list_verify_remove(tmp_path, monkeypatch):

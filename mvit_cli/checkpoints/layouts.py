@@ -204,7 +204,7 @@ def _split_qkv(state: StateDict) -> StateDict:
         match = re.match(r"^(blocks\.\d+\.attn\.)qkv\.(weight|bias)$", key)
         if match:
             prefix, kind = match.groups()
-            for name, part in zip("qkv", out.pop(key).chunk(3, dim=0)):
+            for name, part in zip("qkv", out.pop(key).chunk(3, dim=0), strict=True):
                 out[f"{prefix}{name}.{kind}"] = part.clone()
     return out
 

@@ -5,22 +5,37 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..models.config import MViTConfig, config_to_json
+from ..fileio import atomic_path
+from ..models.config import MViTConfig, config_from_json, config_to_json
+from .metadata import (FORMAT_NAME, META_ARCHITECTURE, META_CONFIG, META_FORMAT, META_LABELS,
+                       META_POOL_NORM_EPS, META_PROTOCOL)
 from .layouts import Layout, detect_layout, fit_to_shape, to_native
 from .reader import CheckpointError, read_checkpoint
 
-# Metadata keys of our own safetensors files.
-META_FORMAT = "format"
-META_ARCHITECTURE = "mvit.architecture"
-META_LABELS = "mvit.labels"
-META_POOL_NORM_EPS = "mvit.pool_norm_eps"
-META_CONFIG = "mvit.config"
-FORMAT_NAME = "mvit"
+
+
+def _json_field(source: str, metadata: dict[str, str], key: str, kind: type) -> Any:
+    """A JSON value of our metadata, checked to be of `kind`; absent gives None.
+
+    Hand-edited or foreign files can hold anything under our keys: a broken value is one
+    clear error naming the key, never a traceback at the first frame classified.
+    """
+    raw = metadata.get(key)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise CheckpointError(f"{source}: its {key} metadata is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{source}: its {key} metadata is not a JSON {kind.__name__}")
+    return value
 
 
 @dataclass
@@ -30,6 +45,7 @@ class Checkpoint:
     state: dict[str, Tensor]
     layout: Layout
     metadata: dict[str, str] = field(default_factory=dict)
+    source: str = "checkpoint"
 
     @property
     def num_classes(self) -> int | None:
@@ -42,8 +58,11 @@ class Checkpoint:
 
     @property
     def labels(self) -> list[str] | None:
-        raw = self.metadata.get(META_LABELS)
-        return json.loads(raw) if raw else None
+        return file_labels(self.source, self.metadata)
+
+    @property
+    def protocol(self) -> dict[str, Any] | None:
+        return file_protocol(self.source, self.metadata)
 
     def fit_config(self, cfg: MViTConfig) -> MViTConfig:
         """The config these weights were trained under: head size and pool-norm eps."""
@@ -51,21 +70,80 @@ class Checkpoint:
         if self.num_classes and self.num_classes != cfg.num_classes:
             changes["num_classes"] = self.num_classes
         if META_POOL_NORM_EPS in self.metadata:
-            changes["pool_norm_eps"] = float(self.metadata[META_POOL_NORM_EPS])
+            try:
+                changes["pool_norm_eps"] = float(self.metadata[META_POOL_NORM_EPS])
+            except ValueError:
+                raise CheckpointError(f"{self.source}: its {META_POOL_NORM_EPS} metadata is "
+                                      "not a number") from None
         elif cfg.generation == 1 and self.layout.v1_pool_norm_eps is not None:
             changes["pool_norm_eps"] = self.layout.v1_pool_norm_eps
         return replace(cfg, **changes) if changes else cfg
 
 
-def read_weights(path: str | Path, cfg: MViTConfig) -> Checkpoint:
-    """Read a checkpoint file and convert it to native names for architecture `cfg`."""
-    tensors, metadata = read_checkpoint(path)
+def file_labels(source: str, metadata: dict[str, str]) -> list[str] | None:
+    """Class names a file of ours carries (`mvit.labels`), checked to be a list of strings."""
+    labels = _json_field(source, metadata, META_LABELS, list)
+    if labels is not None and not all(isinstance(label, str) for label in labels):
+        raise CheckpointError(f"{source}: its {META_LABELS} metadata is not a list of names")
+    return labels
+
+
+def file_protocol(source: str, metadata: dict[str, str]) -> dict[str, Any] | None:
+    """The test protocol a file of ours records (`mvit.protocol`), or None."""
+    return _json_field(source, metadata, META_PROTOCOL, dict)
+
+
+def file_config(source: str, metadata: dict[str, str]) -> MViTConfig | None:
+    """The whole architecture a file of ours records (`mvit.config`), or None."""
+    raw = _json_field(source, metadata, META_CONFIG, dict)
+    if raw is None:
+        return None
+    try:
+        return config_from_json(json.dumps(raw))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: its {META_CONFIG} metadata does not describe an "
+                              f"architecture ({exc})") from None
+
+
+def convert(tensors: dict[str, Tensor], metadata: dict[str, str], cfg: MViTConfig,
+            source: str) -> Checkpoint:
+    """A file's tensors in native names for architecture `cfg`."""
     try:
         layout = detect_layout(tensors)
         state = to_native(tensors, layout, cfg)
     except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    return Checkpoint(state, layout, metadata)
+        raise CheckpointError(f"{source}: {exc}") from None
+    return Checkpoint(state, layout, metadata, source)
+
+
+def read_weights(path: str | Path, cfg: MViTConfig) -> Checkpoint:
+    """Read a checkpoint file and convert it to native names for architecture `cfg`."""
+    tensors, metadata = read_checkpoint(path)
+    return convert(tensors, metadata, cfg, str(path))
+
+
+@dataclass
+class FitReport:
+    """How a state dict fits the tensors a model expects."""
+
+    state: dict[str, Tensor]  # singleton dims fitted where that is all that differs
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    @property
+    def fits(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def fit_report(state: dict[str, Tensor], expected: dict[str, torch.Size]) -> FitReport:
+    fitted = {k: fit_to_shape(v, expected[k]) if k in expected else v for k, v in state.items()}
+    return FitReport(
+        fitted,
+        missing=[k for k in expected if k not in fitted],
+        unexpected=[k for k in fitted if k not in expected],
+        mismatched=[f"{k} {tuple(fitted[k].shape)} vs {tuple(expected[k])}"
+                    for k in expected if k in fitted and fitted[k].shape != expected[k]])
 
 
 def _listing(keys: list[str], limit: int = 3) -> str:
@@ -76,29 +154,49 @@ def _listing(keys: list[str], limit: int = 3) -> str:
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
     """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error."""
     expected = model.state_dict()
-    state = {k: fit_to_shape(v, expected[k].shape) if k in expected else v
-             for k, v in checkpoint.state.items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-                  for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
+    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
+    if not report.fits:
         problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing ({_listing(missing)})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected ({_listing(unexpected)})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} with other shapes ({_listing(mismatched, 2)})")
+        if report.missing:
+            problems.append(f"{len(report.missing)} missing ({_listing(report.missing)})")
+        if report.unexpected:
+            problems.append(f"{len(report.unexpected)} unexpected "
+                            f"({_listing(report.unexpected)})")
+        if report.mismatched:
+            problems.append(f"{len(report.mismatched)} with other shapes "
+                            f"({_listing(report.mismatched, 2)})")
         raise CheckpointError(
             f"{source}: {checkpoint.layout.name} checkpoint does not fit {arch_name}: "
             + "; ".join(problems))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in report.state.items()},
+                          strict=True)
+
+
+def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None = None) -> nn.Module:
+    """Architecture `cfg` with the checkpoint's weights, in eval mode.
+
+    The head takes the checkpoint's size (fine-tuned files load as they are) unless
+    `num_classes` asks for another, which is then a mismatch error. Class names the file
+    carries become `model.labels`.
+    """
+    from ..models.mvit import model_from_config
+
+    fitted = checkpoint.fit_config(cfg)
+    if num_classes is not None:
+        fitted = replace(fitted, num_classes=num_classes)
+    model = model_from_config(fitted)
+    load_into(model, checkpoint, checkpoint.source, cfg.name)
+    if checkpoint.labels:
+        model.labels = checkpoint.labels
+    return model.eval()
 
 
 def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = None,
                 extra: dict[str, str] | None = None, half: bool = False) -> None:
-    """Write a model as this project's own safetensors, with its architecture and labels inside."""
+    """Write a model as this project's own safetensors, with its architecture and labels inside.
+
+    The file appears whole or not at all (written under a temporary name, then renamed).
+    """
     cfg: MViTConfig = model.cfg
     metadata = {META_FORMAT: FORMAT_NAME, META_ARCHITECTURE: cfg.name,
                 META_CONFIG: config_to_json(cfg)}
@@ -110,4 +208,5 @@ def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = N
     # half=True stores floats as float16 (half the file; loading casts back to float32).
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)

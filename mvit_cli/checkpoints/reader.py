@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from ..errors import MvitError, first_line
+
 # Nested places where training frameworks keep the model's weights, most specific first.
 _STATE_DICT_KEYS = ("model_state", "state_dict", "model", "model_ema", "module")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MvitError, ValueError):
     """A file that is not a readable checkpoint, or whose weights do not fit; one-line message."""
 
 
@@ -120,7 +122,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         if _looks_like_safetensors(path):
             return _read_safetensors(path)
     except Exception as exc:  # safetensors reports truncation and bad headers variously
-        raise CheckpointError(f"{path}: not a readable safetensors file ({_short(exc)})") from None
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     try:
         obj = _read_pickle(path)
     except pickle.UnpicklingError as exc:
@@ -132,7 +134,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                               f"checkpoint at all ({_unpickler_reason(str(exc))})") from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail inside the unpickler anyhow
         raise CheckpointError(f"{path}: not a readable checkpoint: truncated, corrupt or not a "
-                              f"checkpoint at all ({type(exc).__name__}: {_short(exc)})") from None
+                              f"checkpoint at all ({type(exc).__name__}: {first_line(exc)})") from None
     state = _find_state_dict(obj)
     if state is None:
         raise CheckpointError(f"{path}: holds no model weights (no tensors under "
@@ -156,12 +158,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt", device="cpu") as reader:
             return reader.metadata() or {}
     except Exception as exc:  # safetensors reports truncation and bad headers variously
-        raise CheckpointError(f"{path}: not a readable safetensors file ({_short(exc)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _blocked_global(message: str) -> str | None:

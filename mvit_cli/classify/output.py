@@ -1,10 +1,17 @@
-"""Result files that survive interruptions: CSV, JSON Lines, or one JSON array.
+"""Result files that survive interruptions and say what made them: CSV, JSON Lines, JSON.
 
 Each row is written and flushed as soon as its file is done, so a hard kill loses at most
-the row being written. Opening an existing output resumes it: a cut-off last row is cut
-away, the paths already there are reported as done (the run skips them), and new rows are
-appended, never duplicated. A `.json` array can only be written whole, so its rows go to a
-journal beside it (`.NAME.partial.jsonl`) until the run ends.
+the row being written. Every row carries its provenance (architecture, weights name and
+sha256, protocol, mvit version): rows stay self-describing when files are concatenated,
+filtered or loaded into a data frame.
+
+Opening an existing output resumes it, but only an output of ours made the same way: a file
+whose rows are not ours, or were made with other weights, another protocol, another top-k or
+another mvit version, is refused in one line and left untouched (`overwrite` starts afresh).
+A resumed file loses only a row cut off by a kill; the files already in it are reported as
+done (by resolved path) and skipped. A `.json` array can only be written whole, so its rows go
+to a journal beside it (`.NAME.partial.jsonl`) until the run ends. `-` writes JSON Lines to
+standard output.
 """
 
 from __future__ import annotations
@@ -12,20 +19,34 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from .runner import FileResult
+from ..errors import UsageError
+from ..fileio import atomic_path
+from ..media.discover import identity
+from .results import FileResult
 
-EXTRA_COLUMNS = ("error", "duration", "frames", "views")
+RESULT_COLUMNS = ("error", "duration", "frames", "views")
+# What made a row: compared field by field when an output is resumed.
+STAMP_COLUMNS = ("model", "weights", "weights_sha256", "protocol", "mvit_version")
+STDOUT = "-"
+SUFFIXES = (".csv", ".jsonl", ".json")
 
 
-class OutputError(ValueError):
-    """An output file we cannot resume or write; one line."""
+class OutputError(UsageError):
+    """An output we must not resume or cannot write as asked; one line, exit 2."""
 
 
-def result_record(result: FileResult, top_k: int) -> dict[str, Any]:
+def make_stamp(provenance, protocol) -> dict[str, str]:
+    """The provenance fields every row of a run carries."""
+    return {"model": provenance.architecture, "weights": provenance.weights,
+            "weights_sha256": provenance.sha256, "protocol": protocol.describe(),
+            "mvit_version": provenance.mvit_version}
+
+
+def result_record(result: FileResult, top_k: int, stamp: dict[str, str]) -> dict[str, Any]:
     """One output row; absent values are None (null in JSON, empty in CSV)."""
     record: dict[str, Any] = {"path": result.path}
     for rank in range(top_k):
@@ -36,27 +57,118 @@ def result_record(result: FileResult, top_k: int) -> dict[str, Any]:
     record["duration"] = round(result.duration, 3) if result.duration is not None else None
     record["frames"] = result.frames
     record["views"] = result.views or None
+    record.update(stamp)
     return record
 
 
-def _cut_incomplete_tail(path: Path) -> None:
-    """Drop bytes after the last newline: the row a hard kill interrupted."""
-    size = path.stat().st_size
-    if size == 0:
+def columns(top_k: int) -> list[str]:
+    ranks = [f"{kind}_{r}" for r in range(1, top_k + 1) for kind in ("label", "score")]
+    return ["path", *ranks, *RESULT_COLUMNS, *STAMP_COLUMNS]
+
+
+def check_output_path(path: str | Path) -> None:
+    """Refuse an output we cannot write before any work is done (no file is created)."""
+    if str(path) == STDOUT:
         return
-    with open(path, "rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) == b"\n":
-            return
-        data = handle.seek(0) or handle.read()
-        handle.truncate(data.rfind(b"\n") + 1)
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise OutputError(f"{path}: the output must end in .csv, .jsonl or .json (or be - for "
+                          "JSON Lines on standard output)")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
 
 
-class _Writer:
-    def __init__(self, path: Path, top_k: int, overwrite: bool) -> None:
-        self.path, self.top_k = path, top_k
+# ---- reading what is there, without changing it --------------------------------------------
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutputError(f"{path}: not UTF-8 text, so not an output of mvit; use --overwrite "
+                          "to replace it, or another --output") from None
+
+
+def _complete_csv(text: str) -> int:
+    """Length of the text up to its last complete CSV record.
+
+    A record ends at a newline outside quotes; quotes inside fields are doubled, so a newline
+    is outside quotes exactly when the quotes before it are even in number. (A kill can cut a
+    row inside a quoted field that holds a newline: cutting at the last newline byte would
+    keep half a row.)
+    """
+    end = quotes = 0
+    for position, char in enumerate(text):
+        if char == '"':
+            quotes += 1
+        elif char == "\n" and quotes % 2 == 0:
+            end = position + 1
+    return end
+
+
+def _complete_lines(text: str) -> int:
+    """Length up to the last newline: a JSON Lines record is one line ending in "\\n"."""
+    return text.rfind("\n") + 1
+
+
+def _json_lines(path: Path, text: str) -> list[dict]:
+    records = []
+    # Split on "\n" only: JSON strings may hold U+2028 or U+0085, which splitlines() breaks at.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise OutputError(f"{path}: line {number} is not JSON, so this is not an output "
+                              "of mvit; use --overwrite to replace it, or another "
+                              "--output") from None
+        records.append(record)
+    return records
+
+
+def _check_records(path: Path, records: list, top_k: int, stamp: dict[str, str]) -> set[str]:
+    """The identities of the files these records cover; refuses records not made like ours."""
+    expected = columns(top_k)
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            raise OutputError(f"{path}: holds records that are not mvit's (no path); use "
+                              "--overwrite to replace it, or another --output")
+        missing = [key for key in STAMP_COLUMNS if key not in record]
+        if missing:
+            raise OutputError(f"{path}: its rows do not say what made them (no "
+                              f"{', '.join(missing)}): made by an older mvit or another "
+                              "program; use --overwrite to replace it, or another --output")
+        differences = [f"{key} {record[key]!r} (this run: {stamp[key]!r})"
+                       for key in STAMP_COLUMNS if str(record[key]) != stamp[key]]
+        ranks = sum(1 for key in record if key.startswith("label_"))
+        if ranks != top_k:
+            differences.insert(0, f"top-k {ranks} (this run: {top_k})")
+        if differences:
+            raise OutputError(f"{path}: was made with other settings: {'; '.join(differences)}."
+                              " Resume with the same ones, use --overwrite to start afresh, or "
+                              "choose another --output")
+        if sorted(record) != sorted(expected):
+            raise OutputError(f"{path}: its fields are not the ones mvit writes; use "
+                              "--overwrite to replace it, or another --output")
+    return {identity(record["path"]) for record in records}
+
+
+def _truncate(path: Path, length: int) -> None:
+    """Cut a row a kill left half-written (only after the rest was found to be ours)."""
+    if length < path.stat().st_size:
+        with open(path, "rb+") as handle:
+            handle.truncate(len(path.read_text("utf-8")[:length].encode("utf-8")))
+
+
+# ---- writers -------------------------------------------------------------------------------
+
+class Writer:
+    """Appends rows, flushed one by one. `done`: the files (by identity) already written."""
+
+    def __init__(self, path: Path, top_k: int, stamp: dict[str, str], overwrite: bool) -> None:
+        self.path, self.top_k, self.stamp = path, top_k, stamp
         self.done: set[str] = set()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle: TextIO
         if overwrite:
             self._remove_existing()
         self._open()
@@ -67,6 +179,9 @@ class _Writer:
     def _open(self) -> None:
         raise NotImplementedError
 
+    def record(self, result: FileResult) -> dict[str, Any]:
+        return result_record(result, self.top_k, self.stamp)
+
     def write(self, result: FileResult) -> None:
         raise NotImplementedError
 
@@ -74,61 +189,68 @@ class _Writer:
         self.handle.close()
 
 
-class CsvWriter(_Writer):
-    def _columns(self) -> list[str]:
-        ranks = [f"{kind}_{r}" for r in range(1, self.top_k + 1) for kind in ("label", "score")]
-        return ["path", *ranks, *EXTRA_COLUMNS]
-
+class CsvWriter(Writer):
     def _open(self) -> None:
-        columns = self._columns()
+        header = columns(self.top_k)
         if self.path.exists() and self.path.stat().st_size:
-            _cut_incomplete_tail(self.path)
-            with open(self.path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.reader(handle))
-            if rows and rows[0] != columns:
-                raise OutputError(
-                    f"{self.path}: its columns differ from this run's (another --top-k?); "
-                    "use --overwrite to start afresh or another --output")
-            self.done = {row[0] for row in rows[1:] if row}
+            text = _read_text(self.path)
+            complete = _complete_csv(text)
+            rows = list(csv.reader(io.StringIO(text[:complete], newline="")))
+            if not rows or rows[0] != header:
+                self._refuse_header(rows[0] if rows else [])
+            if any(len(row) != len(header) for row in rows[1:] if row):
+                raise OutputError(f"{self.path}: some rows do not have mvit's columns; use "
+                                  "--overwrite to replace it, or another --output")
+            records = [dict(zip(header, row, strict=True)) for row in rows[1:] if row]
+            self.done = _check_records(self.path, records, self.top_k, self.stamp)
+            _truncate(self.path, complete)
             self.handle = open(self.path, "a", newline="", encoding="utf-8")
         else:
             self.handle = open(self.path, "w", newline="", encoding="utf-8")
-            csv.writer(self.handle).writerow(columns)
+            csv.writer(self.handle).writerow(header)
             self.handle.flush()
-        self.writer = csv.DictWriter(self.handle, fieldnames=columns)
+        self.writer = csv.DictWriter(self.handle, fieldnames=header)
+
+    def _refuse_header(self, found: list[str]) -> None:
+        if found[:1] == ["path"] and all(c in found for c in STAMP_COLUMNS):
+            ranks = sum(1 for c in found if c.startswith("label_"))
+            raise OutputError(f"{self.path}: was made with top-k {ranks} (this run: "
+                              f"{self.top_k}); resume with the same, use --overwrite to start "
+                              "afresh, or choose another --output")
+        raise OutputError(f"{self.path}: not an output of this mvit (its columns differ); use "
+                          "--overwrite to replace it, or another --output")
 
     def write(self, result: FileResult) -> None:
-        self.writer.writerow(result_record(result, self.top_k))
+        self.writer.writerow(self.record(result))
         self.handle.flush()
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    records = []
-    for line in path.read_text("utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # an interrupted line: dropped, its file is classified again
-    return records
-
-
-class JsonLinesWriter(_Writer):
+class JsonLinesWriter(Writer):
     def _open(self) -> None:
-        if self.path.exists():
-            _cut_incomplete_tail(self.path)
-            records = _read_jsonl(self.path)
-            self.done = {r.get("path") for r in records}
-            # Rewrite without any undecodable line, then append.
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            self.path.write_text(text, "utf-8")
+        if self.path.exists() and self.path.stat().st_size:
+            text = _read_text(self.path)
+            complete = _complete_lines(text)
+            self.done = _check_records(self.path, _json_lines(self.path, text[:complete]),
+                                       self.top_k, self.stamp)
+            _truncate(self.path, complete)
         self.handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, result: FileResult) -> None:
-        self.handle.write(json.dumps(result_record(result, self.top_k), ensure_ascii=False) + "\n")
+        self.handle.write(json.dumps(self.record(result), ensure_ascii=False) + "\n")
         self.handle.flush()
 
 
-class JsonArrayWriter(_Writer):
+class StdoutWriter(JsonLinesWriter):
+    """`-o -`: JSON Lines on standard output, for pipes (nothing to resume)."""
+
+    def _open(self) -> None:
+        self.handle = sys.stdout
+
+    def close(self) -> None:
+        self.handle.flush()
+
+
+class JsonArrayWriter(Writer):
     @property
     def journal(self) -> Path:
         return self.path.with_name(f".{self.path.name}.partial.jsonl")
@@ -141,38 +263,50 @@ class JsonArrayWriter(_Writer):
         self.records: list[dict] = []
         if self.path.exists() and self.path.stat().st_size:
             try:
-                self.records = json.loads(self.path.read_text("utf-8"))
+                records = json.loads(_read_text(self.path))
             except ValueError:
-                raise OutputError(f"{self.path}: not a JSON array we wrote; use --overwrite "
-                                  "or another --output") from None
+                records = None
+            if not isinstance(records, list):
+                raise OutputError(f"{self.path}: not a JSON array of mvit's records; use "
+                                  "--overwrite to replace it, or another --output")
+            _check_records(self.path, records, self.top_k, self.stamp)
+            self.records = records
+        journal_end = 0
         if self.journal.exists():
-            _cut_incomplete_tail(self.journal)
-            known = {r.get("path") for r in self.records}
-            self.records += [r for r in _read_jsonl(self.journal) if r.get("path") not in known]
-        self.done = {r.get("path") for r in self.records}
+            text = _read_text(self.journal)
+            journal_end = _complete_lines(text)
+            journaled = _json_lines(self.journal, text[:journal_end])
+            _check_records(self.journal, journaled, self.top_k, self.stamp)
+            known = {identity(r["path"]) for r in self.records}
+            self.records += [r for r in journaled if identity(r["path"]) not in known]
+            _truncate(self.journal, journal_end)
+        self.done = {identity(r["path"]) for r in self.records}
         self.handle = open(self.journal, "a", encoding="utf-8")
 
     def write(self, result: FileResult) -> None:
-        record = result_record(result, self.top_k)
+        record = self.record(result)
         self.records.append(record)
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with io.open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(self.records, handle, ensure_ascii=False, indent=1)
-            handle.write("\n")
-        tmp.replace(self.path)
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(self.records, handle, ensure_ascii=False, indent=1)
+                handle.write("\n")
         self.journal.unlink(missing_ok=True)
 
 
 WRITERS = {".csv": CsvWriter, ".jsonl": JsonLinesWriter, ".json": JsonArrayWriter}
 
 
-def open_output(path: Path, top_k: int, overwrite: bool) -> _Writer:
-    writer = WRITERS.get(path.suffix.lower())
-    if writer is None:
-        raise OutputError(f"{path}: the output must end in .csv, .jsonl or .json")
-    return writer(path, top_k, overwrite)
+def open_output(path: str | Path, top_k: int, stamp: dict[str, str],
+                overwrite: bool = False) -> Writer:
+    """A writer for `path` (or `-`), resuming what is there if it was made the same way."""
+    check_output_path(path)
+    if str(path) == STDOUT:
+        return StdoutWriter(Path(STDOUT), top_k, stamp, overwrite=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return WRITERS[path.suffix.lower()](path, top_k, stamp, overwrite)

@@ -7,60 +7,19 @@ the mean of its views' softmax, as in the papers' multi-view testing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from ..media.discover import InputItem
+from ..media.discover import InputItem, kind_error
 from ..media.protocol import Protocol
-from ..media.transform import normalise
-from ..models.architectures import ARCHITECTURES, BUILTIN
-from ..models.mvit import MultiscaleTransformer, compile_for_inference
+from .results import FileResult
 from .workers import DecodePool, Prepared, Task, inline
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class FileResult:
-    path: str
-    labels: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    error: str = ""
-    duration: float | None = None
-    frames: int | None = None
-    views: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on GPUs that have it (fp16 attention can overflow), fp32 elsewhere."""
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return PRECISIONS[name]
-
-
-def _other_kind_error(kind: str) -> str:
-    wanted = "image" if kind == "image" else "video"
-    names = [n for n in BUILTIN if ARCHITECTURES[n].is_video == (wanted == "video")]
-    article = "an" if wanted == "image" else "a"
-    return (f"this is {article} {wanted}, and the model is not: classify it with {article} "
-            f"{wanted} model ({', '.join(names)})")
+# uint8 views (B, T, crop, crop, 3) -> class probabilities (B, classes), float32 on the CPU.
+ScoreViews = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -71,34 +30,27 @@ class _Pending:
     probs: torch.Tensor | None = None
 
 
-class Classifier:
-    """Runs a model over files; yields one FileResult per input, as each completes."""
+class BatchRunner:
+    """Runs files through `score` in shared batches; yields one FileResult per input item,
+    in the order files complete."""
 
-    # Let FFmpeg's and decord's own complaints through to stderr (--verbose).
-    decoder_messages: bool = False
-
-    def __init__(self, model: MultiscaleTransformer, protocol: Protocol, device: torch.device,
-                 dtype: torch.dtype = torch.float32, batch_size: int = 8, top_k: int = 5,
-                 compile_model: bool = False):
-        self.model = model.to(device).eval()
-        self.forward = self.model
-        self.compiled = compile_model
-        if compile_model:
-            # One shape only: partial batches are padded (see _run_batch), so the compiled
-            # graph is built once.
-            self.forward = compile_for_inference(self.model)
-        self.protocol, self.device, self.dtype = protocol, device, dtype
+    def __init__(self, score: ScoreViews, labels: list[str], protocol: Protocol, video: bool,
+                 device_type: str = "cpu", batch_size: int = 8, top_k: int = 5,
+                 pad_batches: bool = False, decoder_messages: bool = False):
+        self.score, self.labels, self.protocol, self.video = score, labels, protocol, video
+        self.device_type = device_type
         self.batch_size, self.top_k = max(1, batch_size), top_k
-        self.video = model.cfg.is_video
-        self.labels = model.labels or [f"class {i}" for i in range(model.num_classes)]
+        # A compiled model keeps one batch shape: partial batches are padded, padding dropped.
+        self.pad_batches = pad_batches
+        # Let FFmpeg's and decord's own complaints through to stderr (--verbose).
+        self.decoder_messages = decoder_messages
 
     def run(self, items: list[InputItem], workers: int, timeout: float) -> Iterator[FileResult]:
         tasks = []
         for index, item in enumerate(items):
-            if item.error:
-                yield FileResult(item.path, error=item.error)
-            elif (item.kind == "video") != self.video:
-                yield FileResult(item.path, error=_other_kind_error(item.kind))
+            error = item.error or kind_error(item.kind, self.video)
+            if error:
+                yield FileResult(item.path, error=error)
             else:
                 tasks.append(Task(index, item.path, item.kind))
         if not tasks:
@@ -112,7 +64,7 @@ class Classifier:
             # them stalls the model's other threads at each step (on 2 cores, overlapping
             # them measured slower than not decoding in parallel at all). A GPU computes
             # on its own, so there decoding overlaps.
-            take_turns = self.device.type == "cpu"
+            take_turns = self.device_type == "cpu"
             with DecodePool(min(workers, len(tasks)), self.protocol, timeout,
                             quiet=not self.decoder_messages, prefetch=self.batch_size,
                             take_turns=take_turns) as pool:
@@ -152,21 +104,10 @@ class Classifier:
         batch, queue[:] = queue[:self.batch_size], queue[self.batch_size:]
         owners = [owner for owner, _ in batch]
         arrays = [view for _, view in batch]
-        if self.compiled:  # pad to the compiled batch size; the padding's scores are dropped
+        if self.pad_batches:
             arrays += [arrays[-1]] * (self.batch_size - len(arrays))
-        views = torch.from_numpy(np.stack(arrays))
-        if self.device.type == "cuda":
-            views = views.pin_memory().to(self.device, non_blocking=True)
-        # On the CPU the model runs a batch clip by clip anyway (MultiscaleTransformer.forward),
-        # so clips are also made float one at a time: one clip's input alive (9.6 MB for
-        # B-16x4), not the batch's. A compiled model keeps its one batch shape.
-        parts = views.split(1) if self.device.type == "cpu" and not self.compiled else [views]
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
-                                                    enabled=self.dtype != torch.float32):
-            logits = torch.cat([self.forward(normalise(part, self.protocol, self.video))
-                                for part in parts])
-            probs = logits.float().softmax(dim=-1).cpu()[:len(owners)]
-        for owner, row in zip(owners, probs):
+        probs = self.score(torch.from_numpy(np.stack(arrays)))[:len(owners)]
+        for owner, row in zip(owners, probs, strict=True):
             state = pending[owner]
             state.probs = row if state.probs is None else state.probs + row
             state.done += 1

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import first_line
 from ..media.decode import MediaError, decode, silence_decoder_messages
 from ..media.protocol import Protocol
 from ..media.transform import make_views
@@ -54,8 +55,7 @@ def prepare(task: Task, protocol: Protocol) -> Prepared:
     except MediaError as exc:
         return Prepared(task.index, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - anything else still becomes this file's row
-        return Prepared(task.index, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-                        if str(exc) else type(exc).__name__)
+        return Prepared(task.index, error=f"{type(exc).__name__}: {first_line(exc, 160)}")
     return Prepared(task.index, views, duration=sampled.duration,
                     source_frames=sampled.source_frames)
 

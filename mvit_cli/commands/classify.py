@@ -1,66 +1,22 @@
-"""`mvit classify`: label video and image files, one or thousands, resumably."""
+"""`mvit classify`: label video and image files, one or thousands, resumably.
+
+A thin layer over `mvit_cli.load(...).classify(...)`: this module only reads options, picks
+where results go (a table, a line per file, an output file, or JSON Lines on stdout) and
+shows progress.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from typing import Optional
+import warnings
+from contextlib import nullcontext
+from typing import Annotated, Literal, Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.table import Table
 
-from ..checkpoints import CheckpointError
-from ..checkpoints.loading import META_ARCHITECTURE, META_CONFIG
-from ..checkpoints.reader import read_metadata
-from ..classify.output import OutputError, open_output
-from ..classify.runner import Classifier, FileResult, resolve_device, resolve_precision
-from ..classify.workers import default_workers
-from ..factory import build_model
-from ..media.discover import discover
-from ..media.protocol import protocol_for
-from ..models.architectures import UnknownArchitectureError, get_config
-from ..models.config import MViTConfig, config_from_json
-from ..pretrained.download import DownloadError
-from ..pretrained.registry import UnknownWeightsError, default_entry, find_entry
-from ..pretrained.store import WeightsUnavailableError, resolve_weights
-from .common import console, errors, fail
-
-
-def _choose_weights(model: str | None, weights: str | None) -> tuple[str | MViTConfig, str]:
-    """(architecture, weights) from what the user gave; defaults from the registry.
-
-    Our own safetensors carry their architecture, so `--weights FILE` needs no --model.
-    """
-    if weights is None:
-        entry = default_entry(get_config(model).name if model else None)
-        return entry.architecture, entry.name
-    if model is not None:
-        return get_config(model).name, weights
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        return find_entry(weights).architecture, weights
-    metadata = read_metadata(path)
-    if META_CONFIG in metadata:
-        return config_from_json(metadata[META_CONFIG]), weights
-    if META_ARCHITECTURE in metadata:
-        return get_config(metadata[META_ARCHITECTURE]).name, weights
-    raise typer.BadParameter(f"{weights} does not say its architecture: add --model",
-                             param_hint="--model")
-
-
-def _recorded_protocol(weights: str) -> dict:
-    """The test protocol recorded for the weights: in the registry, or in the file."""
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        entry = find_entry(weights)
-        if entry.protocol:
-            return entry.protocol
-        path, _ = resolve_weights(weights)  # already fetched by build_model: a cache hit
-    metadata = read_metadata(path)
-    return json.loads(metadata.get("mvit.protocol") or "{}")
+from ..errors import UsageError
+from .common import (DeviceOption, Device, LabelsOption, ModelOption, Precision,
+                     PrecisionOption, WeightsOption, console, errors, say, shown)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -69,137 +25,177 @@ def _parse_clips(value: str) -> int | str:
     try:
         clips = int(value)
     except ValueError:
-        raise typer.BadParameter("a number of clips, or 'protocol'", param_hint="--clips")
+        raise typer.BadParameter("a number of clips, or 'protocol'", param_hint="--clips") from None
     if clips < 1:
         raise typer.BadParameter("at least 1", param_hint="--clips")
     return clips
 
 
-def _result_table(result: FileResult) -> Table:
-    table = Table(title=result.path, title_justify="left", show_edge=False, pad_edge=False)
+def _unmatched_error(unmatched: list[tuple[str, str]]) -> UsageError:
+    argument, reason = unmatched[0]
+    more = (f" (and {len(unmatched) - 1} more argument{'s' if len(unmatched) > 2 else ''} "
+            "naming no media file)") if len(unmatched) > 1 else ""
+    return UsageError(f"{argument}: {reason}{more}")
+
+
+def classify_command(
+    paths: Annotated[list[str], typer.Argument(
+        help="Video or image files, folders (searched recursively) or globs.",
+        metavar="PATH...", show_default=False)],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    labels: LabelsOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels per file.")] = 5,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", show_default=False,
+        help="Write one row per file to FILE.csv, .jsonl or .json (resumed if it exists), "
+             "or - for JSON Lines on standard output.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Views per model call.")] = 8,
+    device: DeviceOption = Device.auto,
+    precision: PrecisionOption = Precision.auto,
+    clips: Annotated[str, typer.Option(
+        "--clips", help="Clips per video, or 'protocol' for the number the weights were "
+                        "tested with.")] = "1",
+    crops: Annotated[Literal["1", "3"], typer.Option(
+        "--crops", help="Crops per clip: 1 (the centre) or 3 (along the long side).")] = "1",
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=0, show_default=False,
+        help="Decoding processes (0: decode in this process). Default: one per core, up "
+             "to 4, on the CPU; one fewer with a GPU.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Seconds one file may take to decode.")] = 60.0,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show the decoders' own messages.")] = False,
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (slow start; for big folders).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Only errors and the summary: no progress, no labels.")] = False,
+) -> None:
+    """Classify videos (and images, with image models): top-k labels per file."""
+    from ..api import load
+    from ..classify.output import STDOUT, check_output_path, make_stamp, open_output
+    from ..media.discover import find_inputs
+
+    n_clips = _parse_clips(clips)
+    if output is not None:
+        check_output_path(output)  # before any work: a wrong name costs nothing
+    inputs = find_inputs(paths)
+    if inputs.unmatched:
+        raise _unmatched_error(inputs.unmatched)
+    spinner = errors.status("loading the model ...") if errors.is_terminal and not quiet else None
+    with spinner or nullcontext():
+        clf = load(weights, model=model, labels=labels, device=device.value,
+                   precision=precision.value, compile=compile_model)
+    if n_clips == "protocol" and clf.recorded_protocol is None:
+        say(f"note: {clf.provenance.weights} record no test protocol; --clips protocol uses "
+            "1 clip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note above says it
+        protocol = clf.protocol_with(n_clips, int(crops))
+    # The output is opened (created, or checked for resuming) only now that the model has
+    # loaded: a failed download leaves no empty file behind.
+    writer = (open_output(output, top_k, make_stamp(clf.provenance, protocol), overwrite)
+              if output is not None else None)
+    todo = [item for item in inputs.items if writer is None or item.key not in writer.done]
+    if not quiet:
+        say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}, "
+            f"{clf.precision}; {protocol.describe()}")
+    to_stdout = output == STDOUT
+    results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops), workers=workers,
+                           timeout=timeout, batch_size=batch_size, decoder_messages=verbose)
+    show = _Display(single=len(inputs.items) == 1 and not inputs.skipped and writer is None,
+                    to_file=writer is not None and not to_stdout, quiet=quiet)
+    _run(results, len(todo), writer, output, show,
+         already=len(inputs.items) - len(todo), skipped=inputs.skipped_summary())
+
+
+class _Display:
+    """Where each result is shown: a table for a single file, a line per file otherwise,
+    nothing on stdout when rows go to a file (plain progress lines on stderr for logs)."""
+
+    def __init__(self, single: bool, to_file: bool, quiet: bool) -> None:
+        self.single, self.to_file, self.quiet = single, to_file, quiet
+
+    def result(self, result, done: int, total: int, progress) -> None:
+        from .common import escape
+
+        if self.quiet:
+            if not result.ok:
+                say(f"{shown(result.path)}: error: {result.error}")
+            return
+        top = f"{result.labels[0]} ({result.scores[0]:.3f})" if result.ok else ""
+        if self.to_file:
+            if not errors.is_terminal:  # a log file: one plain line per file
+                say(f"[{done}/{total}] {shown(result.path)}: " +
+                    (top if result.ok else f"error: {result.error}"))
+            elif not result.ok:
+                progress.console.print(f"{escape(shown(result.path))}: error: "
+                                       f"{escape(result.error)}", soft_wrap=True)
+            return
+        if not result.ok:
+            line = f"{shown(result.path)}: error: {result.error}"
+            (progress.console.print if progress.live.is_started else errors.print)(
+                escape(line), soft_wrap=True)
+            return
+        if self.single:
+            console.print(_result_table(result))
+            return
+        line = f"{shown(result.path)}\t{result.labels[0]}\t{result.scores[0]:.3f}"
+        if console.is_terminal and progress.live.is_started:
+            progress.console.print(escape(line), soft_wrap=True)  # above the bar, not through it
+        else:
+            say(line, to_stderr=False)
+
+
+def _result_table(result):
+    from rich.table import Table
+
+    say(shown(result.path), to_stderr=False)  # on a line of its own: never folded
+    table = Table(show_edge=False, pad_edge=False)
     table.add_column("rank", justify="right")
     table.add_column("label")
     table.add_column("probability", justify="right")
-    for rank, (label, score) in enumerate(zip(result.labels, result.scores), start=1):
+    for rank, (label, score) in enumerate(zip(result.labels, result.scores, strict=True), start=1):
         table.add_row(str(rank), label, f"{score:.3f}")
     return table
 
 
-def classify_command(
-    paths: list[str] = typer.Argument(..., help="Files, folders (searched recursively) or globs."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture (mvit models)."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w",
-                                          help="Registry name (mvit weights list) or a file."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Labels per file."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="Write rows to FILE.csv, .jsonl or .json."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Views per batch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
-    clips: str = typer.Option("1", "--clips",
-                              help="Clips per video, or 'protocol' for the weights' own."),
-    crops: int = typer.Option(1, "--crops", help="1 (centre) or 3 (along the long side)."),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", min=0, show_default=False,
-        help="Decoding processes (0: decode in this process). Default: one per core, up "
-             "to 4, on the CPU; one fewer with a GPU."),
-    timeout: float = typer.Option(60.0, "--timeout", min=0.1,
-                                  help="Seconds one file may take to decode."),
-    verbose: bool = typer.Option(False, "--verbose", help="Show the decoders' own messages."),
-    compile_model: bool = typer.Option(False, "--compile",
-                                 help="torch.compile the model (slow start; for big folders)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start the output afresh."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no tables."),
-) -> None:
-    """Classify videos (and images, with image models): top-k labels per file."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise typer.BadParameter("auto, cpu or cuda", param_hint="--device")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise typer.BadParameter("auto, fp32, bf16 or fp16", param_hint="--precision")
-    if crops not in (1, 3):
-        raise typer.BadParameter("1 or 3", param_hint="--crops")
-    n_clips = _parse_clips(clips)
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device")
-    try:
-        architecture, weights_name = _choose_weights(model, weights)
-    except (UnknownArchitectureError, UnknownWeightsError) as exc:
-        fail(str(exc), code=2)
-    except CheckpointError as exc:
-        fail(str(exc))
-    writer = None
-    if output is not None:
-        try:
-            writer = open_output(output, top_k, overwrite)
-        except (OutputError, OSError) as exc:
-            fail(str(exc), code=2 if isinstance(exc, OutputError) else 1)
-    items = discover(paths)
-    todo = [item for item in items if writer is None or item.path not in writer.done]
-    skipped = len(items) - len(todo)
-    try:
-        net = build_model(architecture, weights=weights_name)
-        protocol = protocol_for(net.cfg, _recorded_protocol(weights_name), n_clips, crops)
-    except (CheckpointError, WeightsUnavailableError, DownloadError, UnknownWeightsError,
-            UnknownArchitectureError, OSError) as exc:
-        if writer is not None:
-            writer.close()
-        fail(str(exc))
-    classifier = Classifier(net, protocol, torch_device,
-                            resolve_precision(precision, torch_device), batch_size, top_k,
-                            compile_model=compile_model)
-    classifier.decoder_messages = verbose
-    if workers is None:
-        workers = default_workers(torch_device.type)
-    _run(classifier, todo, skipped, writer, output, workers, timeout, quiet)
+def _run(results, total: int, writer, output, show: _Display, already: int,
+         skipped: str) -> None:
+    from ..progress import RateColumn, progress_bar
 
-
-def _run(classifier, todo, skipped, writer, output, workers, timeout, quiet) -> None:
     done = failed = 0
     started = time.monotonic()
-    show_bar = not quiet and errors.is_terminal
-    plain_lines = not quiet and not errors.is_terminal and writer is not None
-    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=errors, disable=not show_bar,
-                        transient=True)
+    progress = progress_bar("classifying", RateColumn("files"), console=errors,
+                            disable=show.quiet or show.single)
     interrupted = False
     try:
         with progress:
-            task = progress.add_task("", total=len(todo), rate="")
-            for result in classifier.run(todo, workers, timeout):
+            task = progress.add_task("", total=total)
+            for result in results:
                 done += 1
                 failed += not result.ok
                 if writer is not None:
                     writer.write(result)
-                elapsed = time.monotonic() - started
-                progress.update(task, advance=1, rate=f"{done / elapsed:.2f} files/s")
-                if plain_lines:
-                    what = (f"{result.labels[0]} ({result.scores[0]:.2f})" if result.ok
-                            else f"error: {result.error}")
-                    errors.print(f"[{done}/{len(todo)}] {result.path}: {what}",
-                                 markup=False, highlight=False, soft_wrap=True)
-                if writer is None and not quiet:
-                    if result.ok:
-                        console.print(_result_table(result))
-                    else:
-                        errors.print(f"{result.path}: error: {result.error}", markup=False,
-                                     highlight=False, soft_wrap=True)
+                progress.update(task, advance=1)
+                show.result(result, done, total, progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if writer is not None:
             writer.close()
     elapsed = time.monotonic() - started
-    where = f" -> {output}" if output is not None else ""
-    skipped_note = f", {skipped} already in the output" if skipped else ""
+    where = f" -> {output}" if output not in (None, "-") else ""
+    notes = "".join(f", {note}" for note in (
+        f"{already} already in the output" if already else "", skipped) if note)
     if interrupted:
-        errors.print(f"interrupted: {done - failed} of {len(todo)} files classified, {failed} "
-                     f"failed{skipped_note}; run the same command again to resume{where}",
-                     soft_wrap=True, highlight=False)
+        say(f"interrupted: {done - failed} of {total} files classified, {failed} failed"
+            f"{notes}; run the same command again to resume{where}")
         raise typer.Exit(130)
-    if not quiet or failed:
-        errors.print(f"{done - failed} of {len(todo)} files classified, {failed} failed"
-                     f"{skipped_note}, in {elapsed:.1f} s{where}", soft_wrap=True, highlight=False)
+    if not show.quiet or failed:
+        say(f"{done - failed} of {total} files classified, {failed} failed{notes}, in "
+            f"{elapsed:.1f} s{where}")
     raise typer.Exit(1 if failed else 0)

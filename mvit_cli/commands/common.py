@@ -1,17 +1,88 @@
-"""What every command shares: the consoles and the one-line failure."""
+"""What every command shares: the consoles, the options several commands take, and choices.
+
+Nothing here imports torch: `mvit --help` builds every command's signature from these, and
+must answer at once. Commands import the heavy parts inside their bodies.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 
-console = Console()
+from ..errors import MvitError
+
+console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Report an expected failure as one line on stderr and exit; tracebacks are for bugs."""
-    errors.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
-    raise typer.Exit(code)
+    raise MvitError(message) if code == 1 else _Exit(message, code)
+
+
+class _Exit(MvitError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def report(exc: MvitError) -> None:
+    """The one line an expected failure gets."""
+    errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def say(text: str, *, to_stderr: bool = True) -> None:
+    """A plain line (no markup, no highlighting, never wrapped mid-name by us)."""
+    (errors if to_stderr else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def shown(path: str) -> str:
+    """A path as a person reads it: relative to here when inside it, else as recorded."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.startswith("..") else relative
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+# ---- options several commands take, defined once -------------------------------------------
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Architecture (see mvit models). Default: what the weights say.",
+    show_default=False)]
+WeightsOption = Annotated[Optional[str], typer.Option(
+    "--weights", "-w", help="Registry name (see mvit weights list) or a checkpoint file. "
+    "Default: the default weights.", show_default=False)]
+LabelsOption = Annotated[Optional[Path], typer.Option(
+    "--labels", help="Text file of class names, one per line in the head's order (overrides "
+    "the names the weights carry).", show_default=False, dir_okay=False)]
+DeviceOption = Annotated[Device, typer.Option(
+    "--device", help="Where the model runs (auto: CUDA, else MPS, else the CPU).")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, else "
+    "fp32).")]

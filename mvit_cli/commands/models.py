@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich import box
 from rich.table import Table
 
-from ..checkpoints import CheckpointError, read_checkpoint
-from ..checkpoints.layouts import detect_layout
-from ..factory import build_model
-from ..flops import count
-from ..models.architectures import ARCHITECTURES, UnknownArchitectureError, get_config
-from ..pretrained.registry import weights_for
-from .common import console, fail
+from .common import LabelsOption, ModelOption, console
 
 
 def models_command() -> None:
     """List every architecture: input, parameters, GFLOPs per view, stages and weights."""
+    from ..flops import count
+    from ..models.architectures import ARCHITECTURES
+    from ..pretrained.registry import weights_for
+
     table = Table(title="MViT architectures", box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="GFLOPs: multiply-adds per view, the papers' convention; "
                           "* marks the default weights")
@@ -41,25 +39,34 @@ def models_command() -> None:
 
 
 def inspect_command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint file (.pth, .pyth, .safetensors)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="Also load it into this architecture."),
+    checkpoint: Annotated[Path, typer.Argument(
+        help="Checkpoint file (.pth, .pyth, .safetensors) in any supported layout.",
+        show_default=False)],
+    model: ModelOption = None,
+    labels: LabelsOption = None,
 ) -> None:
-    """Say what a checkpoint file is (layout, tensors) and whether it loads into --model."""
+    """Say what a checkpoint file is: its layout, architecture, classes and protocol, and
+    whether it loads (into --model, if given)."""
+    from ..checkpoints import CheckpointError, detect_layout, read_checkpoint
+    from ..resolve import resolve
+    from .common import say
+
+    tensors, _ = read_checkpoint(checkpoint)
     try:
-        tensors, metadata = read_checkpoint(checkpoint)
         layout = detect_layout(tensors)
-    except (CheckpointError, ValueError) as exc:
-        fail(str(exc))
-    params = sum(t.numel() for t in tensors.values())
-    console.print(f"{checkpoint}: {layout.description}; {len(tensors)} tensors, "
-                  f"{params:,} values")
-    if metadata.get("mvit.architecture"):
-        console.print(f"architecture (from the file): {metadata['mvit.architecture']}")
-    if model is not None:
-        try:
-            loaded = build_model(model, weights=checkpoint)
-        except (CheckpointError, UnknownArchitectureError, OSError) as exc:
-            fail(str(exc))
-        console.print(f"loads into {get_config(model).name}: ok, "
-                      f"{loaded.num_classes} classes")
+    except ValueError as exc:
+        raise CheckpointError(f"{checkpoint}: {exc}") from None
+    values = sum(t.numel() for t in tensors.values())
+    say(f"{checkpoint}: {layout.description}; {len(tensors)} tensors, {values:,} values",
+        to_stderr=False)
+    resolved = resolve(checkpoint, model=model, labels=labels)
+    net = resolved.model
+    say(f"architecture: {net.cfg.name} ({resolved.architecture_from}); loads: ok", to_stderr=False)
+    say(f"classes: {net.num_classes}; labels: {resolved.labels_from} "
+        f"({', '.join(resolved.labels[:3])}{', ...' if net.num_classes > 3 else ''})",
+        to_stderr=False)
+    protocol = resolved.recorded_protocol
+    say("test protocol: " + (", ".join(f"{k} {v}" for k, v in protocol.items()) if protocol
+                             else "none recorded (classify uses the defaults)"),
+        to_stderr=False)
+    say(f"sha256: {resolved.provenance.sha256}", to_stderr=False)

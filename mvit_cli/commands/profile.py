@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from rich import box
 from rich.table import Table
 
-from ..classify.runner import resolve_device, resolve_precision
-from ..models.architectures import UnknownArchitectureError, get_config
-from ..profiling import Profile, profile
-from .common import console, fail
+from ..models.architectures import get_config
+from .common import Device, DeviceOption, console, fail
+
+if TYPE_CHECKING:
+    from ..profiling import Profile
 
 
 def _numbers(text: Optional[str], option: str) -> list[int | None]:
@@ -22,7 +23,7 @@ def _numbers(text: Optional[str], option: str) -> list[int | None]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter("whole numbers separated by commas", param_hint=option)
+        raise typer.BadParameter("whole numbers separated by commas", param_hint=option) from None
     if not values or min(values) < 1:
         raise typer.BadParameter("at least one positive number", param_hint=option)
     return values
@@ -70,63 +71,85 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
         import matplotlib.pyplot as plt
     except ImportError:
         fail("--plot needs matplotlib: pip install 'mvit-cli[plot]'")
-    figure, axis = plt.subplots(figsize=(6, 4))
+    gflops_label = "GFLOPs (multiply-adds)" if scale == 1 else "GFLOPs (2 per multiply-add)"
+    first = results[0]
     if len(results) > 1:
+        figure, axis = plt.subplots(figsize=(8, 5))
         xs = [r.input[swept] for r in results]
-        axis.plot(xs, [r.gflops * scale for r in results], marker="o", label="GFLOPs")
-        axis.set_xlabel(swept)
-        axis.set_ylabel(unit)
+        lines = axis.plot(xs, [r.gflops * scale for r in results], marker="o",
+                          label=gflops_label)
+        axis.set_xlabel("frames per clip" if swept == "frames" else "input size (pixels)")
+        axis.set_ylabel(gflops_label)
+        axis.set_xticks(xs)
         times = [r.total_ms for r in results]
         if all(t is not None for t in times):
             twin = axis.twinx()
-            twin.plot(xs, times, marker="s", color="tab:red", label="ms")
-            twin.set_ylabel("ms per forward")
-        axis.set_title(f"{results[0].model}: cost against {swept}")
+            lines += twin.plot(xs, times, marker="s", color="tab:red",
+                               label=f"time per forward (ms, {first.device})")
+            twin.set_ylabel("time per forward (ms)")
+        axis.legend(lines, [line.get_label() for line in lines], loc="upper left")
+        axis.set_title(f"{first.model}: cost against {swept} (batch {first.input['batch']})")
+        axis.grid(alpha=0.3)
     else:
-        rows = results[0].stages
-        axis.bar([r.name for r in rows], [r.gflops * scale for r in rows])
-        axis.set_ylabel(unit)
-        axis.set_title(f"{results[0].model}: cost per segment")
-        axis.tick_params(axis="x", rotation=30)
+        rows = first.stages
+        names = [r.name for r in rows]
+        panels = [("compute", [r.gflops * scale for r in rows], gflops_label, "tab:blue"),
+                  ("memory", [r.peak_mb for r in rows], "peak memory (MB)", "tab:green")]
+        if all(r.ms is not None for r in rows):
+            panels.append(("time", [r.ms for r in rows], f"time (ms, {first.device})",
+                           "tab:red"))
+        figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5))
+        for axis, (title, values, label, colour) in zip(axes, panels, strict=True):
+            axis.bar(names, values, color=colour, label=label)
+            axis.set_ylabel(label)
+            axis.set_xlabel("segment")
+            axis.set_title(title)
+            axis.legend(loc="upper right")
+            axis.tick_params(axis="x", rotation=30)
+            for tick in axis.get_xticklabels():
+                tick.set_horizontalalignment("right")
+        figure.suptitle(f"{first.model}: per segment, input {first.input['batch']}x"
+                        f"{first.input['frames']}x{first.input['size']}², {first.precision}")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
 
 
 def profile_command(
-    model: str = typer.Option(..., "--model", "-m", help="Architecture (mvit models)."),
-    frames: Optional[str] = typer.Option(None, "--frames", help="Frames, or a sweep: 8,16,32."),
-    size: Optional[str] = typer.Option(None, "--size", help="Input size, or a sweep: 160,224."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Clips per forward."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16."),
-    repeat: Optional[int] = typer.Option(None, "--repeat", min=0,
-                                         help="Timed forwards (default 3; sweeps 0)."),
-    flops_unit: str = typer.Option("mac", "--flops-unit",
-                                   help="mac: multiply-adds (the papers'); flop: 2 per mac."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the result to FILE.png."),
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture (see mvit models).")],
+    frames: Annotated[Optional[str], typer.Option(
+        "--frames", help="Frames per clip, or a sweep: 8,16,32.", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option(
+        "--size", help="Input size in pixels, or a sweep: 160,224.", show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Clips per forward.")] = 1,
+    device: DeviceOption = Device.auto,
+    precision: Annotated[Literal["fp32", "bf16", "fp16"], typer.Option(
+        "--precision", help="Number format of the timed forwards.")] = "fp32",
+    repeat: Annotated[Optional[int], typer.Option(
+        "--repeat", min=0, show_default=False,
+        help="Timed forwards after one warm-up (0: count only). Default: 3; 1 per point of "
+             "a sweep.")] = None,
+    flops_unit: Annotated[Literal["mac", "flop"], typer.Option(
+        "--flops-unit", help="mac: multiply-adds (the papers'); flop: 2 per mac.")] = "mac",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the result to FILE.png (needs matplotlib).",
+        show_default=False)] = None,
 ) -> None:
     """Show where FLOPs, parameters, memory and time go, stage by stage."""
-    try:
-        cfg = get_config(model)
-    except UnknownArchitectureError as exc:
-        fail(str(exc), code=2)
-    if flops_unit not in ("mac", "flop"):
-        raise typer.BadParameter("mac or flop", param_hint="--flops-unit")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise typer.BadParameter("fp32, bf16 or fp16", param_hint="--precision")
+    from ..devices import resolve_device, resolve_precision
+    from ..profiling import profile
+
+    cfg = get_config(model)
     frame_values, size_values = _numbers(frames, "--frames"), _numbers(size, "--size")
     if frames is not None and not cfg.is_video:
         raise typer.BadParameter(f"{cfg.name} is an image model", param_hint="--frames")
     if len(frame_values) > 1 and len(size_values) > 1:
         raise typer.BadParameter("sweep one of --frames and --size at a time")
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device")
+    torch_device = resolve_device(device.value)
     dtype = resolve_precision(precision, torch_device)
     sweep = len(frame_values) > 1 or len(size_values) > 1
-    repeat = repeat if repeat is not None else (0 if sweep else 3)
+    repeat = repeat if repeat is not None else (1 if sweep else 3)
     settings = [(f, s) for f in frame_values for s in size_values]
     results = [profile(cfg, f, s, batch, torch_device, dtype, repeat, measure=not sweep or repeat > 0)
                for f, s in settings]

@@ -4,73 +4,81 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..checkpoints import CheckpointError
-from ..models.architectures import UnknownArchitectureError, get_config
-from ..pretrained.registry import UnknownWeightsError
-from ..pretrained.store import WeightsUnavailableError
-from ..training.data import DatasetError, load, time_opposites
-from ..training.trainer import TrainSettings, save_trained, train
-from .common import console, errors, fail
+from .common import console, errors, fail, say
 
 
 def train_command(
-    data_dir: Path = typer.Argument(..., help="One folder of videos per class."),
-    model: str = typer.Option(..., "--model", "-m", help="Architecture (mvit models)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to save OUT.safetensors."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w",
-                                          help="Start from these weights (fine-tune)."),
-    epochs: int = typer.Option(30, "--epochs", min=1),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0),
-    frames: Optional[int] = typer.Option(None, "--frames", min=1,
-                                         help="Frames per clip (default: the model's)."),
-    size: Optional[int] = typer.Option(None, "--size", min=16,
-                                       help="Input size (default: the model's)."),
-    val_split: float = typer.Option(0.15, "--val-split", min=0.0, max=0.9),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(2, "--workers", min=1, help="Processes decoding the data."),
-    half: bool = typer.Option(False, "--half", help="Store weights as float16 (half size)."),
-    time_reversal: bool = typer.Option(
-        False, "--time-reversal",
+    data_dir: Annotated[Path, typer.Argument(
+        help="One folder of videos per class (labels.txt inside may fix their order).",
+        show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture (see mvit models).",
+                                       show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save OUT.safetensors.",
+                                         show_default=False)],
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", "-w", show_default=False,
+        help="Start from these weights (fine-tune; a new head if the classes differ).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Clips per training step.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", min=0.0,
+                                      help="Peak learning rate (AdamW, cosine decay).")] = 1e-3,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", min=1, show_default=False,
+        help="Frames per clip (default: the model's).")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", min=16, show_default=False,
+        help="Input size in pixels (default: the model's).")] = None,
+    val_split: Annotated[float, typer.Option(
+        "--val-split", min=0.0, max=0.9,
+        help="Share of each class held out to measure accuracy.")] = 0.15,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, order and "
+                                                     "augmentations.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", min=1,
+                                         help="Processes decoding the data.")] = 2,
+    half: Annotated[bool, typer.Option("--half",
+                                       help="Store weights as float16 (half size).")] = False,
+    time_reversal: Annotated[bool, typer.Option(
+        "--time-reversal",
         help="Also train on clips played backwards, labelled with their opposite class "
-             "(pairs such as left/right, up/down, growing/shrinking, opening/closing)."),
-    colour_shuffle: bool = typer.Option(
-        False, "--colour-shuffle", help="Permute RGB channels at random (labels blind to colour)."),
+             "(pairs such as left/right, up/down, growing/shrinking, opening/closing).")] = False,
+    colour_shuffle: Annotated[bool, typer.Option(
+        "--colour-shuffle",
+        help="Permute RGB channels at random (for labels blind to colour).")] = False,
 ) -> None:
     """Train (or fine-tune with --weights) and save weights that classify can use."""
+    from ..models.architectures import get_config
+    from ..progress import progress_bar
+    from ..training.data import load, time_opposites
+    from ..training.trainer import TrainSettings, save_trained, train
+    from rich.progress import TextColumn
+
     if output.suffix != ".safetensors":
         raise typer.BadParameter("the output must end in .safetensors", param_hint="--output")
-    try:
-        cfg = get_config(model)
-    except UnknownArchitectureError as exc:
-        fail(str(exc), code=2)
+    cfg = get_config(model)
     cfg = replace(cfg, frames=frames or cfg.frames, size=size or cfg.size)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
                              seed=seed, time_reversal=time_reversal,
                              colour_shuffle=colour_shuffle)
-    try:
-        with console.status(f"decoding {data_dir} ..."):
-            data = load(data_dir, cfg.frames, cfg.size, workers)
-    except DatasetError as exc:
-        fail(str(exc))
+    with console.status(f"decoding {data_dir} ..."):
+        data = load(data_dir, cfg.frames, cfg.size, workers)
     console.print(f"{len(data.labels)} clips in {len(data.names)} classes: "
-                  + ", ".join(data.names))
+                  + ", ".join(data.names), markup=False)
     if data.skipped:
-        errors.print(f"skipped {len(data.skipped)} videos that could not be decoded, such as "
-                     f"{data.skipped[0]}", soft_wrap=True, highlight=False)
+        say(f"skipped {len(data.skipped)} videos that could not be decoded, such as "
+            f"{data.skipped[0]}")
     if time_reversal:
         pairs = time_opposites(data.names)
         shown = [f"{data.names[a]} <-> {data.names[b]}" for a, b in pairs.items() if a < b]
         console.print("time reversal: " + ("; ".join(shown) if shown else
-                                           "no pair of opposite labels, nothing reversed"))
-    progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.3f}  val {task.fields[val]}"),
-                        TimeRemainingColumn(), console=errors, disable=not errors.is_terminal)
+                                           "no pair of opposite labels, nothing reversed"),
+                      markup=False)
+    progress = progress_bar("training", TextColumn(
+        "loss {task.fields[loss]:.3f}  val {task.fields[val]}"), console=errors)
 
     def epoch_line(report) -> None:
         val = f"{report.val_accuracy:.1%}" if report.val_accuracy is not None else "-"
@@ -86,8 +94,6 @@ def train_command(
                            on_step=lambda step, total, loss: progress.update(
                                task, completed=step, total=total, loss=loss),
                            on_epoch=epoch_line)
-    except (CheckpointError, UnknownWeightsError, WeightsUnavailableError) as exc:
-        fail(str(exc))
     except KeyboardInterrupt:  # before training started (building the model)
         fail("interrupted: nothing was saved", code=130)
     if result.interrupted and not result.history:
@@ -99,4 +105,4 @@ def train_command(
              f"{epochs}", code=130)
     val = f"{result.val_accuracy:.1%}" if result.val_accuracy is not None else "not measured"
     console.print(f"saved {output} ({result.model.cfg.name}, {len(data.names)} classes, "
-                  f"validation accuracy {val})")
+                  f"validation accuracy {val})", markup=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MvitError, first_line
 from .protocol import Protocol
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
@@ -25,7 +26,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 DOWNSCALE_ABOVE = 3
 
 
-class MediaError(Exception):
+class MediaError(MvitError):
     """A file we cannot classify; the message is one line for the output's error column."""
 
 
@@ -163,14 +164,13 @@ def decode_video(path: Path, protocol: Protocol) -> Sampled:
 
 
 def _video_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = next((line for line in text if line.strip()), type(exc).__name__)
+    first = first_line(exc, 160)
     lowered = str(exc).lower()
     if "video stream" in lowered or "stream" in lowered and "find" in lowered:
         return "no video stream in the file (audio only?)"
     if "error reading" in lowered or "invalid data" in lowered or "moov atom" in lowered:
         return "not a readable video (damaged, cut off or another format)"
-    return f"cannot decode: {first[:160]}"
+    return f"cannot decode: {first}"
 
 
 def decode_image(path: Path) -> Sampled:
@@ -180,7 +180,7 @@ def decode_image(path: Path) -> Sampled:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MediaError(f"not a readable image ({str(exc).splitlines()[0][:120]})") from None
+        raise MediaError(f"not a readable image ({first_line(exc, 120)})") from None
     return Sampled(rgb[None], 0.0, 1)
 
 

@@ -1,70 +1,132 @@
-"""Turning the PATH arguments of `mvit classify` into a list of media files.
+"""Turning PATH arguments into a list of media files, each once.
 
 A file is taken as given, a folder is walked recursively for media extensions, anything
-else is tried as a glob. What cannot be resolved becomes an error row, never an exception.
+else is tried as a glob. Every file is named by its absolute path (what outputs record, so a
+resumed run finds it again from any working folder) and known by its resolved path, so
+`./in/a.mp4`, `in/../in/a.mp4` and a symlink to it are one file, classified once.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..models.architectures import ARCHITECTURES, BUILTIN
 from .decode import media_kind
 
 
 @dataclass(frozen=True)
 class InputItem:
-    path: str  # as the user will see it in the output
+    path: str  # absolute, as outputs record it
     kind: str | None  # "video", "image", or None when unusable
     error: str = ""
 
+    @property
+    def key(self) -> str:
+        """The file itself, however its path was written."""
+        return identity(self.path)
 
-def discover(arguments: list[str]) -> list[InputItem]:
-    items: list[InputItem] = []
+
+def identity(path: str) -> str:
+    """The resolved path: one file has one identity whatever path names it."""
+    return os.path.realpath(path)
+
+
+@dataclass
+class Inputs:
+    """What the PATH arguments name."""
+
+    items: list[InputItem] = field(default_factory=list)
+    # Arguments that name no media file at all, with the reason (the CLI's usage error).
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
+    # Files found in folders but left out for their extension, by extension.
+    skipped: Counter = field(default_factory=Counter)
+
+    def skipped_summary(self) -> str:
+        """"3 files skipped for their extension (.gz 2, .txt 1)", or ""."""
+        total = sum(self.skipped.values())
+        if not total:
+            return ""
+        kinds = ", ".join(f"{ext} {n}" for ext, n in self.skipped.most_common(4))
+        more = ", ..." if len(self.skipped) > 4 else ""
+        return f"{total} file{'s' if total != 1 else ''} skipped for their extension ({kinds}{more})"
+
+
+def find_inputs(arguments: list[str]) -> Inputs:
+    found = Inputs()
     seen: set[str] = set()
 
     def add(item: InputItem) -> None:
-        if item.path not in seen:
-            seen.add(item.path)
-            items.append(item)
+        if item.key not in seen:
+            seen.add(item.key)
+            found.items.append(item)
 
-    for argument in arguments:
+    def unmatched(argument: str, reason: str) -> None:
+        found.unmatched.append((argument, reason))
+        add(InputItem(os.path.abspath(argument), None, reason))
+
+    for argument in map(str, arguments):
         path = Path(argument)
         if path.is_dir():
-            found = sorted(_walk(path))
-            if not found:
-                add(InputItem(argument, None, "no video or image files in this folder"))
-            for media in found:
-                add(InputItem(str(media), media_kind(media)))
-        elif path.exists():
+            media = sorted(_walk(path, found.skipped))
+            if not media:
+                unmatched(argument, "no video or image files in this folder")
+            for file in media:
+                add(InputItem(os.path.abspath(file), media_kind(file)))
+        elif path.exists() or path.is_symlink():
             add(_file_item(path))
         elif glob.has_magic(argument):
-            matches = sorted(glob.glob(argument, recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file() and media_kind(Path(m))]
+            matches = [Path(m) for m in sorted(glob.glob(argument, recursive=True))]
+            files = [m for m in matches if m.is_file() and media_kind(m)]
             if not files:
-                add(InputItem(argument, None, "the pattern matches no video or image files"))
-            for media in files:
-                add(InputItem(str(media), media_kind(media)))
+                unmatched(argument, "the pattern matches no video or image files")
+            for file in files:
+                add(InputItem(os.path.abspath(file), media_kind(file)))
         else:
-            add(InputItem(argument, None, "no such file or folder"))
-    return items
+            unmatched(argument, "no such file or folder")
+    return found
 
 
-def _walk(folder: Path):
+def discover(arguments: list[str]) -> list[InputItem]:
+    """The media files the arguments name; an argument naming none is an error item."""
+    return find_inputs(arguments).items
+
+
+def _walk(folder: Path, skipped: Counter):
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
+            if name.startswith("."):
+                continue
             path = Path(root) / name
-            if not name.startswith(".") and media_kind(path):
+            if media_kind(path):
                 yield path
+            else:
+                skipped[path.suffix.lower() or "no extension"] += 1
 
 
 def _file_item(path: Path) -> InputItem:
     kind = media_kind(path)
+    absolute = os.path.abspath(path)
     if kind is None:
-        return InputItem(str(path), None, f"not a video or image file ({path.suffix or 'no extension'})")
+        return InputItem(absolute, None,
+                         f"not a video or image file ({path.suffix or 'no extension'})")
+    if not path.exists():
+        return InputItem(absolute, kind, "a symbolic link to nothing")
     if not os.access(path, os.R_OK):
-        return InputItem(str(path), kind, "permission denied: the file cannot be read")
-    return InputItem(str(path), kind)
+        return InputItem(absolute, kind, "permission denied: the file cannot be read")
+    return InputItem(absolute, kind)
+
+
+def kind_error(kind: str | None, video_model: bool) -> str:
+    """Why a file of `kind` cannot go through the model ("" when it can)."""
+    if kind is None or (kind == "video") == video_model:
+        return ""
+    wanted = "image" if kind == "image" else "video"
+    names = [n for n in BUILTIN if ARCHITECTURES[n].is_video == (wanted == "video")]
+    article = "an" if wanted == "image" else "a"
+    return (f"this is {article} {wanted}, and the model is not: classify it with {article} "
+            f"{wanted} model ({', '.join(names)})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UsageError
 from ..models.config import MViTConfig
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
@@ -40,6 +41,22 @@ class Protocol:
     def views(self) -> int:
         return self.clips * self.crops
 
+    def describe(self) -> str:
+        """The protocol in a few words, as outputs record it ("5 clips x 1 crop, 16 frames at
+        7.5 fps, short side 256, crop 224")."""
+        def count(n: int, word: str) -> str:
+            return f"{n} {word}{'s' if n != 1 else ''}"
+
+        if self.frames == 1:
+            sampling = "one frame"
+        elif self.frame_interval == 0:
+            sampling = f"{self.frames} frames spread over each clip's share of the video"
+        else:
+            sampling = f"{self.frames} frames at {1 / self.frame_interval:.4g} fps"
+        text = (f"{count(self.clips, 'clip')} x {count(self.crops, 'crop')}, {sampling}, "
+                f"short side {self.short_side}, crop {self.crop}")
+        return text if self.interpolation == "bilinear" else f"{text}, {self.interpolation}"
+
     def resize_target(self) -> int:
         """Short side to resize to: the crop size itself for the 3-crop protocol."""
         return self.crop if self.crops == 3 else self.short_side
@@ -52,6 +69,10 @@ def protocol_for(cfg: MViTConfig, recorded: dict[str, Any] | None = None,
     `clips`: a number, None for 1, or "protocol" for the recorded number of clips.
     """
     recorded = recorded or {}
+    if clips not in (None, "protocol") and (not isinstance(clips, int) or clips < 1):
+        raise UsageError(f"clips: a number of at least 1, or 'protocol' (not {clips!r})")
+    if crops not in (None, 1, 3):
+        raise UsageError(f"crops: 1 (the centre) or 3 (along the long side), not {crops!r}")
     video = cfg.is_video
     frames = cfg.frames if video else 1
     if recorded.get("uniform"):

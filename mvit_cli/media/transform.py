@@ -59,10 +59,16 @@ def make_views(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
     return stacked.permute(0, 1, 3, 4, 2).contiguous().numpy()
 
 
+def standardise(x: torch.Tensor, mean: tuple[float, float, float],
+                std: tuple[float, float, float]) -> torch.Tensor:
+    """Floats in [0, 1], channels on axis 1 -> (x - mean) / std per channel: the one
+    normalisation that classification and training share."""
+    shape = (1, 3) + (1,) * (x.ndim - 2)
+    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+
+
 def normalise(views: torch.Tensor, protocol: Protocol, video: bool) -> torch.Tensor:
     """(V, T, c, c, 3) uint8 -> float model input (V, 3, T, c, c), or (V, 3, c, c) for images."""
-    x = views.permute(0, 4, 1, 2, 3).float().div_(255.0)
-    mean = torch.tensor(protocol.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(protocol.std).view(1, 3, 1, 1, 1)
-    x = (x - mean) / std
+    x = standardise(views.permute(0, 4, 1, 2, 3).float().div_(255.0), protocol.mean,
+                    protocol.std)
     return x if video else x[:, :, 0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..errors import UsageError
 from .config import MViTConfig
 
 _V1_VIDEO = dict(generation=1, kv_stride=(1, 8, 8))
@@ -99,7 +100,7 @@ def register_architecture(cfg: MViTConfig) -> None:
     _BY_KEY[_normalise(cfg.name)] = cfg.name
 
 
-class UnknownArchitectureError(ValueError):
+class UnknownArchitectureError(UsageError, ValueError):
     """Raised for a name that is not one of ARCHITECTURES; the message lists the known ones."""
 
 

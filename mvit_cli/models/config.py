@@ -11,7 +11,7 @@ grid in the last stage.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 Triple = tuple[int, int, int]
@@ -65,7 +65,6 @@ class MViTConfig:
     paper_gflops: float | None = None
     sampling_rate: int = 4
     dataset: str = "kinetics400"
-    aliases: tuple[str, ...] = field(default=())
 
     @property
     def is_video(self) -> bool:
@@ -113,7 +112,7 @@ class BlockSetting:
 
 def conv_output_grid(grid: Triple, kernel: Triple, stride: Triple, padding: Triple) -> Triple:
     """Output length floor((L + 2p - k) / s) + 1 per axis: the paper's pooling formula."""
-    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(grid, kernel, stride, padding))
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(grid, kernel, stride, padding, strict=True))
 
 
 def _round_width(width: float, multiplier: float, divisor: int = 1) -> int:
@@ -151,7 +150,7 @@ def block_settings(cfg: MViTConfig) -> list[BlockSetting]:
     no_stride: Triple = (1, 1, 1)
     for i in range(cfg.depth):
         stride_q = cfg.q_stride if i in stage_starts else no_stride
-        kv_stride = tuple(max(kv // q, 1) for kv, q in zip(kv_stride, stride_q))
+        kv_stride = tuple(max(kv // q, 1) for kv, q in zip(kv_stride, stride_q, strict=True))
         heads = _round_width(heads, head_mul_at(i))
         if cfg.dim_mul_in_att:
             dim_out = _round_width(dim, dim_mul_at(i), divisor=heads)

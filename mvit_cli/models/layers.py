@@ -117,7 +117,7 @@ def key_coordinates(k_grid: Grid, temporal: bool) -> Tensor:
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     onehot = torch.zeros(columns[0].numel(), sum(sizes))
     rows = torch.arange(columns[0].numel())
-    for column, offset in zip(columns, offsets):
+    for column, offset in zip(columns, offsets, strict=True):
         onehot[rows, column + offset] = 1.0
     return onehot
 

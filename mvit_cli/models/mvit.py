@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .config import MViTConfig, block_settings, conv_output_grid
+from .config import MViTConfig, block_settings
 from .layers import Grid, MultiscaleBlock, PositionalEmbedding
 
 
@@ -26,9 +26,8 @@ def _cpu_inference_batch(x: Tensor) -> bool:
 class MultiscaleTransformer(nn.Module):
     """Patchify, class token, multiscale blocks, final norm and a linear classifier."""
 
-    # Class names in head order, and the weights loaded, when built with weights.
+    # Class names in head order, when built with weights that name them.
     labels: list[str] | None = None
-    weights_name: str | None = None
 
     def __init__(self, cfg: MViTConfig) -> None:
         super().__init__()
@@ -42,7 +41,7 @@ class MultiscaleTransformer(nn.Module):
         # Stochastic depth grows linearly with depth (training only).
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
-            MultiscaleBlock(setting, cfg, rate) for setting, rate in zip(settings, rates))
+            MultiscaleBlock(setting, cfg, rate) for setting, rate in zip(settings, rates, strict=True))
         width = settings[-1].dim_out
         self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
@@ -64,11 +63,6 @@ class MultiscaleTransformer(nn.Module):
     def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
         """Hook for a generation's absolute positions; tokens include the class token."""
         return tokens
-
-    def token_grid(self, frames: int, height: int, width: int) -> Grid:
-        cfg = self.cfg
-        return conv_output_grid((frames, height, width), cfg.patch_kernel, cfg.patch_stride,
-                                cfg.patch_padding)
 
     def embed(self, x: Tensor) -> tuple[Tensor, Grid]:
         """Pixels -> tokens: patchify, class token, positions. Returns (tokens, grid)."""
@@ -157,6 +151,11 @@ class MViT(MultiscaleTransformer):
 
 class MViTv2(MultiscaleTransformer):
     """MViTv2: positions live in attention (relative), nothing is added to the tokens."""
+
+
+def model_from_config(cfg: MViTConfig) -> MultiscaleTransformer:
+    """An untrained network of the given architecture, in train mode (weights random)."""
+    return (MViT if cfg.generation == 1 else MViTv2)(cfg)
 
 
 def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Tensor]:

@@ -91,7 +91,7 @@ class ReadPositions:
 @lru_cache(maxsize=256)
 def read_positions(grid: Triple, kernel: Triple, stride: Triple) -> ReadPositions:
     return ReadPositions(grid, tuple(plan_axis(n, k, s)  # type: ignore[arg-type]
-                                     for n, k, s in zip(grid, kernel, stride)))
+                                     for n, k, s in zip(grid, kernel, stride, strict=True)))
 
 
 @lru_cache(maxsize=256)

@@ -16,14 +16,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from filelock import FileLock
-from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+from ..errors import MvitError, first_line
+from ..progress import progress_bar
 
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(MvitError, RuntimeError):
     """A download that failed; the message is one line that says what to do."""
 
 
@@ -56,10 +57,7 @@ def digest_matches(actual: str, expected: str | None) -> bool:
 
 
 def _progress(description: str) -> Progress:
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                    transient=True, disable=not console.is_terminal)
+    return progress_bar(description, DownloadColumn(), TransferSpeedColumn(), counted=False)
 
 
 def _open(url: str, start: int):
@@ -150,7 +148,7 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
                            "be reached") from None
     except Exception as exc:  # noqa: BLE001 - hub errors come as many types; one line each
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {first_line(exc)}"
         if status is None and ("connect" in str(exc).lower() or isinstance(exc, OSError)):
             raise OfflineError(f"cannot reach the Hub for {repo}/{filename} ({detail})") from None
         raise DownloadError(f"{repo}/{filename}@{revision}: {detail}") from None

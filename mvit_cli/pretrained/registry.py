@@ -9,19 +9,24 @@ user adds (`mvit weights import`, or by hand to point at a mirror) live in
 from __future__ import annotations
 
 import json
-import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..errors import MvitError, UsageError
+from ..fileio import atomic_write_text
 from ..paths import mvit_home
 
 
-class UnknownWeightsError(ValueError):
+class UnknownWeightsError(UsageError, ValueError):
     """A weights name that is neither in the registry nor an existing file."""
+
+
+class RegistryError(MvitError):
+    """A registry file that cannot be read, or that lacks what is asked of it; one line."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,6 @@ class WeightsEntry:
 
     name: str
     architecture: str
-    layout: str
     labels: str
     url: str | None = None
     hub: dict[str, str] | None = None
@@ -64,10 +68,30 @@ class WeightsEntry:
         return digest.lower() if digest else None
 
 
+_FIELDS = frozenset(f.name for f in fields(WeightsEntry))
+
+
+def _entry(raw: Any, where: str) -> WeightsEntry:
+    """One entry from a registry file. Keys of other mvit versions are ignored (an older
+    user registry names a `layout`, which loading now reads from the file itself)."""
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: an entry is not a table of fields")
+    try:
+        return WeightsEntry(**{k: v for k, v in raw.items() if k in _FIELDS})
+    except TypeError as exc:
+        raise RegistryError(f"{where}: an entry lacks a field ({exc})") from None
+
+
 @lru_cache(maxsize=1)
 def published_entries() -> tuple[WeightsEntry, ...]:
     text = resources.files("mvit_cli.weights").joinpath("registry.toml").read_text("utf-8")
-    return tuple(WeightsEntry(**entry) for entry in tomllib.loads(text)["weights"])
+    return tuple(_entry(entry, "registry.toml") for entry in tomllib.loads(text)["weights"])
+
+
+def published_entry(name: str) -> WeightsEntry | None:
+    """The entry mvit publishes under `name` (whatever the user registry says), if any."""
+    wanted = name.strip().lower()
+    return next((e for e in published_entries() if e.name.lower() == wanted), None)
 
 
 def user_registry_path() -> Path:
@@ -80,17 +104,18 @@ def user_entries() -> list[WeightsEntry]:
         return []
     try:
         raw = json.loads(path.read_text("utf-8"))
-        return [WeightsEntry(**entry) for entry in raw.get("weights", [])]
-    except (ValueError, TypeError) as exc:
-        raise UnknownWeightsError(f"{path}: not a readable registry ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{path}: not a readable registry ({exc}); fix or delete it") from None
+    entries = raw.get("weights", []) if isinstance(raw, dict) else None
+    if not isinstance(entries, list):
+        raise RegistryError(f"{path}: not a registry (no list of weights); fix or delete it")
+    return [_entry(entry, str(path)) for entry in entries]
 
 
 def save_user_entries(entries: list[WeightsEntry]) -> None:
     """Rewrite the user registry atomically (write a temporary file, then rename)."""
-    path = user_registry_path()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"weights": [asdict(e) for e in entries]}, indent=2), "utf-8")
-    tmp.replace(path)
+    atomic_write_text(user_registry_path(),
+                      json.dumps({"weights": [asdict(e) for e in entries]}, indent=2))
 
 
 def load_registry() -> list[WeightsEntry]:
@@ -113,11 +138,16 @@ def default_entry(architecture: str | None = None) -> WeightsEntry:
     """The registry's default weights, or the first entry for `architecture`."""
     entries = load_registry()
     if architecture is None:
-        return next(entry for entry in entries if entry.default)
+        default = next((entry for entry in entries if entry.default), None)
+        if default is None:
+            raise RegistryError("no weights are marked as the default in the registry; name "
+                                "some with --weights (mvit weights list)")
+        return default
     for entry in sorted(entries, key=lambda e: not e.default):
         if entry.architecture == architecture:
             return entry
-    raise UnknownWeightsError(f"no weights are registered for {architecture}")
+    raise UnknownWeightsError(f"no weights are registered for {architecture}; give a file "
+                              "with --weights")
 
 
 def weights_for(architecture: str) -> list[WeightsEntry]:

@@ -17,14 +17,18 @@ from urllib.parse import urlparse
 
 from filelock import FileLock
 
-from ..labels import labels_for_classes
+from ..checkpoints.metadata import META_SOURCE, META_SOURCE_SHA256
+from ..errors import MvitError, UsageError, first_line
+from ..fileio import atomic_write_text
+from ..labels import choose_labels, read_label_file
 from ..paths import mvit_home
-from .download import DownloadError, OfflineError, fetch_hub, fetch_url, sha256_of
-from .registry import (UnknownWeightsError, WeightsEntry, find_entry, save_user_entries,
-                       user_entries)
+from .download import (DownloadError, OfflineError, digest_matches, fetch_hub, fetch_url,
+                       sha256_of)
+from .registry import (UnknownWeightsError, WeightsEntry, find_entry, published_entry,
+                       save_user_entries, user_entries)
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(MvitError, RuntimeError):
     """Weights that are neither cached nor downloadable now; the message says what to do."""
 
 
@@ -98,8 +102,8 @@ def ensure_weights(entry: WeightsEntry) -> Path:
         except OfflineError as exc:
             raise _unavailable(entry, str(exc)) from None
         digest = sha256_of(original)
-        convert_to_native(original, entry, target, {"mvit.source": entry.url,
-                                                     "mvit.source_sha256": digest})
+        convert_to_native(original, entry, target, {META_SOURCE: entry.url,
+                                                     META_SOURCE_SHA256: digest})
         original.unlink()
     return target
 
@@ -113,24 +117,33 @@ class Converted:
 def convert_to_native(source: Path, entry: WeightsEntry, target: Path,
                       extra: dict[str, str] | None = None,
                       labels: list[str] | None = None) -> Converted:
-    """Load `source` (any layout) strictly into its architecture and save it as ours."""
+    """Load `source` (any layout) strictly into its architecture and save it as ours.
+
+    The result carries the entry's name, labels and test protocol, so it says what it is
+    wherever it is copied. `labels` (a user's list) must fit the head.
+    """
+    from ..checkpoints.files import load_file
     from ..checkpoints.loading import save_native
-    from ..factory import build_model
+    from ..checkpoints.metadata import META_PROTOCOL, META_WEIGHTS
 
-    model = build_model(entry.architecture, weights=source)
-    if labels is None:
-        labels = model.labels or labels_for_classes(entry.labels, model.num_classes)
-    metadata = {"mvit.weights": entry.name, "mvit.protocol": json.dumps(entry.protocol),
-                **(extra or {})}
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    save_native(model, tmp, labels=labels, extra=metadata)
-    tmp.replace(target)
-    Path(str(target) + ".sha256").write_text(sha256_of(target) + "\n")
-    return Converted(target, model.num_classes)
+    loaded = load_file(source, entry.architecture)
+    names, _ = choose_labels(loaded.model.num_classes, given=labels, in_file=loaded.checkpoint.labels,
+                          source=str(source), label_set=entry.labels)
+    metadata = {META_WEIGHTS: entry.name, **(extra or {})}
+    if entry.protocol:
+        metadata[META_PROTOCOL] = json.dumps(entry.protocol)
+    save_native(loaded.model, target, labels=names, extra=metadata)
+    atomic_write_text(Path(str(target) + ".sha256"), sha256_of(target) + "\n")
+    return Converted(target, loaded.model.num_classes)
 
 
-def resolve_weights(spec: str | os.PathLike) -> tuple[Path, WeightsEntry | None]:
-    """A weights argument as users give it: an existing file, or a registry name."""
+def resolve_weights(spec: str | os.PathLike, fetch: bool = True
+                    ) -> tuple[Path | None, WeightsEntry | None]:
+    """A weights argument as users give it: an existing file, or a registry name.
+
+    Returns (file, None) for a file, (cached or downloaded file, entry) for a name; with
+    `fetch=False`, (None, entry) without touching the cache or the network.
+    """
     path = Path(spec).expanduser()
     if path.is_file():
         return path, None
@@ -140,30 +153,71 @@ def resolve_weights(spec: str | os.PathLike) -> tuple[Path, WeightsEntry | None]
         if path.suffix or os.sep in str(spec):
             return path, None  # meant as a file: the reader says it is missing
         raise
-    return ensure_weights(entry), entry
+    return (ensure_weights(entry) if fetch else None), entry
 
 
-def import_checkpoint(source: Path, architecture: str, name: str,
-                      labels_file: Path | None = None) -> WeightsEntry:
-    """Make a user's checkpoint (any supported layout) a named registry entry."""
-    from ..models.architectures import get_config
+class ImportRefusedError(UsageError):
+    """An import that would claim to be published weights it is not; one line."""
 
-    cfg = get_config(architecture)
-    labels = None
-    if labels_file is not None:
-        labels = [line.strip() for line in labels_file.read_text("utf-8").splitlines()
-                  if line.strip()]
-    entry = WeightsEntry(name=name, architecture=cfg.name, layout="native",
-                         labels="custom" if labels else cfg.dataset,
-                         file=str(weights_dir() / f"{name}.safetensors"),
-                         reported_by=f"imported from {source}")
-    converted = convert_to_native(source, entry, Path(entry.file),
-                                  {"mvit.source": str(source.resolve())}, labels=labels)
-    if labels is not None and len(labels) != converted.num_classes:
-        Path(entry.file).unlink()
-        raise WeightsUnavailableError(f"{labels_file}: {len(labels)} labels for a head of "
-                                      f"{converted.num_classes} classes")
-    entry = replace(entry, sha256=sha256_of(converted.path))
+
+def import_checkpoint(source: Path, name: str, architecture: str | None = None,
+                      labels_file: Path | None = None, force: bool = False) -> WeightsEntry:
+    """Make a checkpoint (any supported layout) usable offline under `name`.
+
+    Under a published entry's name the file must be that entry's file: its sha256 is checked
+    against the published digest, and a match makes it exactly what a download would have
+    made (the entry keeps its default, labels, protocol and accuracy). A mismatch, or an
+    entry with no digest to check, is refused; `force` then imports the file as the user's
+    own entry of that name, which keeps the default and the protocol but claims no accuracy.
+    Any other name makes a user entry, its architecture from --model or from the file.
+    """
+    from ..checkpoints.files import load_file
+    from ..models.architectures import get_config, same_architecture
+
+    if not source.is_file():
+        raise ImportRefusedError(f"{source}: no such checkpoint file")
+    labels = read_label_file(labels_file) if labels_file is not None else None
+    published = published_entry(name)
+    digest = sha256_of(source)
+    if published is not None:
+        if architecture is not None and not same_architecture(architecture, published.architecture):
+            raise ImportRefusedError(f"{published.name} are {published.architecture} weights, not "
+                                     f"{get_config(architecture).name}")
+        expected = published.expected_digest
+        if expected and digest_matches(digest, expected) and labels is None:
+            target = _native_path(published)
+            with FileLock(str(target) + ".lock"):
+                convert_to_native(source, published, target,
+                                  {META_SOURCE: str(source.resolve()), META_SOURCE_SHA256: digest})
+            return published
+        if not force:
+            if labels is not None:
+                why = "published weights keep their own labels"
+            elif expected:
+                why = (f"its sha256 {digest} does not "
+                       f"{'start with' if len(expected) < 64 else 'match'} the published "
+                       f"{expected}")
+            else:
+                why = f"{published.name} has no published digest to check it against"
+            raise ImportRefusedError(
+                f"{source}: not imported as {published.name}: {why}; --force imports it as "
+                "your own entry of that name, without the published accuracy")
+        entry = replace(published, url=None, hub=None, top1=None, top5=None,
+                        sha256_prefix=None, labels="custom" if labels else published.labels,
+                        reported_by=f"imported with --force from {source} (sha256 {digest}, "
+                                    f"not the published file)")
+    else:
+        if architecture is None:
+            architecture = load_file(source).cfg.name
+        cfg = get_config(architecture)
+        entry = WeightsEntry(name=name, architecture=cfg.name,
+                             labels="custom" if labels else cfg.dataset,
+                             reported_by=f"imported from {source}")
+    target = weights_dir() / f"{entry.name}.safetensors"
+    converted = convert_to_native(source, entry, target,
+                                  {META_SOURCE: str(source.resolve()), META_SOURCE_SHA256: digest},
+                                  labels=labels)
+    entry = replace(entry, file=str(converted.path), sha256=sha256_of(converted.path))
     others = [e for e in user_entries() if e.name.lower() != name.lower()]
     save_user_entries([entry, *others])
     return entry
@@ -191,11 +245,11 @@ def verify_entry(entry: WeightsEntry) -> VerifyResult:
     if recorded and not actual.startswith(recorded.lower()):
         return VerifyResult(entry, "corrupt", f"sha256 {actual[:12]}... expected {recorded[:12]}...")
     try:
-        from ..factory import build_model
+        from ..checkpoints.files import load_file
 
-        build_model(entry.architecture, weights=path)
+        load_file(path, entry.architecture)
     except Exception as exc:  # noqa: BLE001 - any failure to load means the cache is bad
-        return VerifyResult(entry, "corrupt", str(exc).splitlines()[0])
+        return VerifyResult(entry, "corrupt", first_line(exc))
     return VerifyResult(entry, "ok", str(path))
 
 

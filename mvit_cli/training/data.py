@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MvitError
 from ..media.decode import decode_video, media_kind, silence_decoder_messages
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD, Protocol
 from ..media.transform import crop_boxes, resize_short_side
@@ -36,7 +37,7 @@ REVERSED_WORDS = (("left", "right"), ("up", "down"), ("clockwise", "counterclock
                   ("approaching", "receding"), ("in", "out"))
 
 
-class DatasetError(ValueError):
+class DatasetError(MvitError, ValueError):
     """A data folder we cannot train from; one line."""
 
 
@@ -134,7 +135,7 @@ def load(data_dir: Path, frames: int, size: int, workers: int = 2) -> ClipSet:
     return ClipSet(np.stack([arrays[i] for i in kept]),
                    np.array([items[i][1] for i in kept], dtype=np.int64), names,
                    [str(items[i][0]) for i in kept],
-                   [str(path) for (path, _), array in zip(items, arrays) if array is None])
+                   [str(path) for (path, _), array in zip(items, arrays, strict=True) if array is None])
 
 
 def augment(clips: torch.Tensor, labels: torch.Tensor, names: list[str], size: int,

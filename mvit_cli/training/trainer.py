@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoints.loading import save_native
+from ..checkpoints.metadata import META_PROTOCOL, META_TRAINING
 from ..factory import build_model, model_from_config
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD
+from ..media.transform import standardise
 from ..models.config import MViTConfig
 from ..models.mvit import MultiscaleTransformer
 from .data import ClipSet, augment, reverse_in_time, shuffle_colours, time_opposites, whole
 
-MEAN = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)
-STD = torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class TrainResult:
 
 def model_input(clips: torch.Tensor) -> torch.Tensor:
     """(B, T, 3, S, S) in [0, 1] -> normalised (B, 3, T, S, S)."""
-    return (clips.permute(0, 2, 1, 3, 4) - MEAN) / STD
+    return standardise(clips.permute(0, 2, 1, 3, 4), KINETICS_MEAN, KINETICS_STD)
 
 
 def split(data: ClipSet, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,8 +187,8 @@ def save_trained(result: TrainResult, data: ClipSet, path: Path, settings: Train
     protocol = {"uniform": True, "frames": cfg.frames, "clips": 1, "crops": 1,
                 "short_side": cfg.size, "crop": cfg.size, "mean": list(KINETICS_MEAN),
                 "std": list(KINETICS_STD)}
-    extra = {"mvit.protocol": json.dumps(protocol),
-             "mvit.training": json.dumps({"epochs": len(result.history),
+    extra = {META_PROTOCOL: json.dumps(protocol),
+             META_TRAINING: json.dumps({"epochs": len(result.history),
                                           "epochs_planned": settings.epochs, "lr": settings.lr,
                                           "batch_size": settings.batch_size,
                                           "seed": settings.seed, "clips": len(data.labels),

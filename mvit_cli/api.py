@@ -1,0 +1,221 @@
+"""`mvit_cli.load`: the one pipeline from weights to labels, for every front end.
+
+weights -> architecture, labels and test protocol (`resolve`) -> decoding and sampling
+(`media`, in worker processes) -> views batched across files through the model (`classify`)
+-> one result per file. `mvit classify` is a thin layer over `Pipeline.classify`; Python
+users get the same numbers from the same code::
+
+    clf = mvit_cli.load("b16x4-k400")
+    clf("clip.mp4", top_k=3)          # [{"label": "abseiling", "score": 0.91}, ...]
+    x = clf.preprocess("clip.mp4")    # (views, 3, T, H, W): exactly what the model gets
+    logits = clf.forward(x)           # fp32 logits, at the pipeline's precision and device
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+import torch
+
+from .classify.results import FileResult
+from .classify.runner import BatchRunner
+from .classify.workers import Task, default_workers, prepare
+from .devices import precision_name, resolve_device, resolve_precision
+from .errors import UsageError
+from .labels import LabelsError, choose_labels
+from .media.decode import MediaError
+from .media.discover import InputItem, find_inputs, kind_error
+from .media.protocol import Protocol, protocol_for
+from .media.transform import normalise
+from .models.config import MViTConfig
+from .resolve import LabelsArgument, Provenance, given_labels, resolve
+
+if TYPE_CHECKING:
+    from .models.mvit import MultiscaleTransformer
+
+BACKENDS = ("torch",)
+PathLike = str | os.PathLike
+
+
+def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = None,
+         labels: LabelsArgument = None, device: str = "auto", precision: str = "auto",
+         backend: str = "torch", compile: bool = False) -> Pipeline:
+    """Resolve weights once and return a ready classifier.
+
+    `weights`: a registry name (`mvit weights list`; downloaded, verified and cached on first
+    use), a checkpoint file in any supported layout, or None for the default weights (of
+    `model`, if given). `model` names the architecture where the file does not decide it.
+    `labels`: class names (a list, a shipped set's name, or a file of one per line) overriding
+    those of the weights. `device`: auto, cpu, cuda, cuda:N or mps. `precision`: auto, fp32,
+    bf16 or fp16. `compile`: torch.compile the model (a slow first batch; for big folders).
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}: available: {', '.join(BACKENDS)}")
+    torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
+    resolved = resolve(weights, model=model, labels=labels)
+    return Pipeline(resolved.model, resolved.labels, resolved.recorded_protocol,
+                    lambda: resolved.provenance, torch_device, dtype, compile=compile)
+
+
+class Pipeline:
+    """A model with its labels and test protocol, from files (or clips) to labels."""
+
+    def __init__(self, model: MultiscaleTransformer, labels: list[str],
+                 recorded_protocol: dict[str, Any] | None,
+                 provenance: Callable[[], Provenance], device: torch.device,
+                 dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
+        self.model = model.to(device).eval()
+        self.cfg: MViTConfig = self.model.cfg
+        if len(labels) != self.model.num_classes:
+            raise LabelsError(f"{len(labels)} labels for a head of {self.model.num_classes} "
+                              "classes")
+        self.labels: list[str] = list(labels)
+        # How the weights were tested, as recorded (None: nothing records it).
+        self.recorded_protocol = recorded_protocol
+        self.device, self.dtype = device, dtype
+        self.compiled = compile
+        self._provenance = provenance
+        self._forward = self.model
+        if compile:
+            from .models.mvit import compile_for_inference
+
+            self._forward = compile_for_inference(self.model)
+
+    @classmethod
+    def from_model(cls, model: MultiscaleTransformer, *, labels: LabelsArgument = None,
+                   protocol: dict[str, Any] | None = None, device: str = "cpu",
+                   precision: str = "fp32", name: str = "an in-memory model") -> Pipeline:
+        """A pipeline around a model you built or trained in Python (no weights file).
+
+        `protocol` is a recorded protocol as in the registry ({"frames": 16, "rate": 4, ...});
+        its provenance names `name` and no file digest.
+        """
+        torch_device = resolve_device(device)
+        names, where = given_labels(labels)
+        chosen, _ = choose_labels(model.num_classes, given=names, given_by=where or "labels",
+                                  in_file=model.labels)
+        provenance = Provenance(architecture=model.cfg.name, weights=name, sha256="")
+        return cls(model, chosen, protocol, lambda: provenance, torch_device,
+                   resolve_precision(precision, torch_device))
+
+    # ---- what the weights are ----------------------------------------------------------
+
+    @property
+    def protocol(self) -> Protocol:
+        """The weights' own test protocol (its clips and crops): what `clips="protocol"` runs."""
+        return self.protocol_with("protocol")
+
+    @property
+    def provenance(self) -> Provenance:
+        """Architecture, weights name and the weights file's sha256 (hashed on first use)."""
+        return self._provenance()
+
+    @property
+    def precision(self) -> str:
+        return precision_name(self.dtype)
+
+    def protocol_with(self, clips: int | str = 1, crops: int = 1) -> Protocol:
+        """The protocol at `clips` (a number, or "protocol" for the recorded number) x `crops`."""
+        if clips == "protocol" and self.recorded_protocol is None:
+            warnings.warn(f"{self.provenance.weights} record no test protocol: clips='protocol' "
+                          "uses the defaults (1 clip)", stacklevel=3)
+        return protocol_for(self.cfg, self.recorded_protocol, clips, crops)
+
+    # ---- the model -----------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) in fp32 on the CPU, from normalised float clips (N, 3, T, H, W)
+        (images: (N, 3, H, W)), run at the pipeline's device and precision."""
+        with torch.inference_mode(), self._autocast():
+            return self._forward(x.to(self.device)).float().cpu()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype,
+                              enabled=self.dtype != torch.float32)
+
+    def _probabilities(self, views: torch.Tensor, protocol: Protocol) -> torch.Tensor:
+        """uint8 views (B, T, c, c, 3) -> softmax (B, classes), fp32 on the CPU."""
+        if self.device.type == "cuda":
+            views = views.pin_memory().to(self.device, non_blocking=True)
+        else:
+            views = views.to(self.device)
+        # On the CPU the model runs a batch clip by clip anyway (MultiscaleTransformer.forward),
+        # so clips are also made float one at a time: one clip's input alive (9.6 MB for
+        # B-16x4), not the batch's. A compiled model keeps its one batch shape.
+        cpu = self.device.type == "cpu" and not self.compiled
+        parts = views.split(1) if cpu else [views]
+        with torch.inference_mode(), self._autocast():
+            logits = torch.cat([self._forward(normalise(part, protocol, self.cfg.is_video))
+                                for part in parts])
+            return logits.float().softmax(dim=-1).cpu()
+
+    # ---- files ---------------------------------------------------------------------------
+
+    def preprocess(self, path: PathLike, clips: int | str = 1, crops: int = 1) -> torch.Tensor:
+        """The views of one file exactly as the model gets them: normalised floats
+        (views, 3, T, H, W), or (views, 3, H, W) for an image model. Raises MediaError."""
+        protocol = self.protocol_with(clips, crops)
+        item = self._one_item(path)
+        prepared = prepare(Task(0, item.path, item.kind), protocol)
+        if prepared.error:
+            raise MediaError(f"{path}: {prepared.error}")
+        return normalise(torch.from_numpy(prepared.views), protocol, self.cfg.is_video)
+
+    def _one_item(self, path: PathLike) -> InputItem:
+        items = find_inputs([str(path)]).items
+        if len(items) != 1 or Path(path).is_dir():
+            raise MediaError(f"{path}: one video or image file, please (for folders and "
+                             "globs, use classify)")
+        [item] = items
+        error = item.error or kind_error(item.kind, self.cfg.is_video)
+        if error:
+            raise MediaError(f"{path}: {error}")
+        return item
+
+    def __call__(self, path: PathLike, top_k: int = 5, clips: int | str = 1,
+                 crops: int = 1) -> list[dict[str, Any]]:
+        """Top-k labels of one file: [{"label": ..., "score": ...}, ...]. Raises MediaError."""
+        item = self._one_item(path)
+        [result] = self.classify([item], top_k=top_k, clips=clips, crops=crops, workers=0)
+        if result.error:
+            raise MediaError(f"{path}: {result.error}")
+        return result.top()
+
+    def classify(self, paths: PathLike | InputItem | Iterable[PathLike | InputItem],
+                 top_k: int = 5, clips: int | str = 1, crops: int = 1,
+                 workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
+                 decoder_messages: bool = False) -> Iterator[FileResult]:
+        """Label files, folders (recursively) and globs: one FileResult per file, as each
+        completes. Bad files are results with an `error`, never exceptions.
+
+        `workers` decoding processes (None: one per core, up to 4; 0: decode in this
+        process, without the per-file `timeout`); `batch_size` views per model call.
+        """
+        if top_k < 1:
+            raise UsageError(f"top_k: at least 1, not {top_k}")
+        protocol = self.protocol_with(clips, crops)
+        if isinstance(paths, (str, os.PathLike, InputItem)):
+            paths = [paths]
+        items: list[InputItem] = []
+        arguments: list[str] = []
+        for path in paths:
+            if isinstance(path, InputItem):
+                items.append(path)
+            else:
+                arguments.append(os.fspath(path))
+        if arguments:
+            items += find_inputs(arguments).items
+        runner = BatchRunner(lambda views: self._probabilities(views, protocol), self.labels,
+                             protocol, self.cfg.is_video, self.device.type, batch_size, top_k,
+                             pad_batches=self.compiled, decoder_messages=decoder_messages)
+        if workers is None:
+            workers = default_workers(self.device.type)
+        return runner.run(items, workers, timeout)
+
+    def __repr__(self) -> str:
+        return (f"Pipeline({self.cfg.name}, {len(self.labels)} labels, {self.device}, "
+                f"{self.precision})")

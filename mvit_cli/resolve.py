@@ -1,0 +1,126 @@
+"""From what a user names (weights, an architecture, labels) to everything a run needs.
+
+Which architecture, class names and test protocol belong to some weights is decided here,
+once, for every front end: `load` and `build_model` in Python, `mvit classify`, `mvit
+inspect`, and whatever comes next. The rules, most specific first:
+
+- Architecture: `model` if given; else the registry entry's; else what the file records (our
+  safetensors); else what its tensors' shapes decide. Given both, they must agree.
+- Labels: `labels` if given; else the names the file carries; else the entry's label set;
+  else the standard set of the head's size (400, 600, 1000); else "class N".
+- Protocol: the entry's, else the file's; None when nothing records one.
+- Provenance: the architecture, the weights' name (or the file's path) and the file's sha256.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from . import __version__
+from .errors import UsageError
+from .labels import LABEL_SETS, choose_labels, load_labels, read_label_file
+from .models.architectures import get_config, same_architecture
+from .models.config import MViTConfig
+from .pretrained.registry import WeightsEntry, default_entry
+
+if TYPE_CHECKING:
+    from .models.mvit import MultiscaleTransformer
+
+LabelsArgument = str | os.PathLike | Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a result: recorded in every output, compared when one is resumed."""
+
+    architecture: str
+    weights: str  # a registry name, or the weights file's path
+    sha256: str  # of the weights file as loaded
+    mvit_version: str = __version__
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Resolved:
+    model: MultiscaleTransformer  # eval mode, on the CPU
+    labels: list[str]
+    labels_from: str  # where the names came from, as a person would say it
+    architecture_from: str  # likewise for the architecture
+    recorded_protocol: dict[str, Any] | None  # None: nothing records how it was tested
+    entry: WeightsEntry | None
+    path: Path
+
+    @cached_property
+    def provenance(self) -> Provenance:
+        """Hashed on first use: `build_model` callers, who never ask, never pay for it."""
+        from .pretrained.download import sha256_of
+
+        return Provenance(architecture=self.model.cfg.name,
+                          weights=(self.entry.name if self.entry is not None
+                                   else os.path.abspath(self.path)),
+                          sha256=sha256_of(self.path))
+
+
+def given_labels(labels: LabelsArgument) -> tuple[list[str] | None, str]:
+    """(names, where they came from) for a `labels` argument: a list of names, a shipped
+    label set's name, or a text file of one name per line."""
+    if labels is None:
+        return None, ""
+    if isinstance(labels, (str, os.PathLike)):
+        if str(labels) in LABEL_SETS:
+            return list(load_labels(str(labels))), str(labels)
+        return read_label_file(labels), str(labels)
+    names = [str(name) for name in labels]
+    return names, "labels"
+
+
+def _entry_for(weights: str | os.PathLike | None, model: str | MViTConfig | None
+               ) -> tuple[Path | None, WeightsEntry | None]:
+    """(file, entry) for a weights argument; the file is None for a registry entry."""
+    from .pretrained.store import resolve_weights
+
+    if weights is None:
+        name = None
+        if model is not None:
+            name = model.name if isinstance(model, MViTConfig) else get_config(model).name
+        return None, default_entry(name)
+    path, entry = resolve_weights(weights, fetch=False)
+    return (None, entry) if entry is not None else (path, None)
+
+
+def resolve(weights: str | os.PathLike | None = None, *, model: str | MViTConfig | None = None,
+            labels: LabelsArgument = None, num_classes: int | None = None) -> Resolved:
+    """Everything a run needs from the weights, read once (downloading them if need be)."""
+    from .checkpoints.files import load_file
+    from .pretrained.store import ensure_weights
+
+    path, entry = _entry_for(weights, model)
+    architecture: str | MViTConfig | None = model
+    if entry is not None:
+        if model is not None:
+            wanted = model.name if isinstance(model, MViTConfig) else get_config(model).name
+            if not same_architecture(entry.architecture, wanted):
+                raise UsageError(f"weights {entry.name!r} are for {entry.architecture}, "
+                                 f"not {wanted}")
+        else:
+            architecture = entry.architecture
+        path = ensure_weights(entry)
+    assert path is not None
+    loaded = load_file(path, architecture, num_classes)
+    names, where = given_labels(labels)
+    loaded.model.labels, labels_from = choose_labels(
+        loaded.model.num_classes, given=names, given_by=where or "--labels",
+        in_file=loaded.checkpoint.labels, source=str(path),
+        label_set=entry.labels if entry is not None else None)
+    protocol = (entry.protocol if entry is not None and entry.protocol else
+                loaded.checkpoint.protocol)
+    architecture_from = ("as the registry says" if entry is not None and model is None
+                         else loaded.architecture_from)
+    return Resolved(loaded.model, loaded.model.labels, labels_from, architecture_from,
+                    protocol or None, entry, path)
