@@ -37,6 +37,10 @@ TINY_V2_IMAGE = replace(get_config("v2-T"), name="tiny-v2-image", depths=(1, 2, 
 TINY_V1_IMAGE = replace(get_config("B-16"), name="tiny-v1-image", depths=(1, 2, 1),
                         embed_dim=16, size=32, num_classes=7)
 
+# The tiny video model takes 4 frames of 32x32. Short side 40 keeps both halves of the
+# numbered frames (tests/media.py) inside the centre crop.
+PROTOCOL = {"frames": 4, "rate": 2, "short_side": 40, "crop": 32}
+
 REFERENCES = {"tv_v1_tiny": TINY_V1, "tv_v2_tiny": TINY_V2}
 TINY = (TINY_V1, TINY_V2, TINY_V2_IMAGE, TINY_V1_IMAGE)
 
@@ -106,3 +110,22 @@ def run_cli(*args) -> CliResult:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def save_tiny(path: Path, seed: int = 0, labels: list[str] | None = None,
+              cfg: MViTConfig = TINY_V1) -> Path:
+    """A tiny video model in our own safetensors: architecture, labels and protocol inside."""
+    import json
+
+    from mvit_cli import build_model
+    from mvit_cli.checkpoints import save_native
+
+    torch.manual_seed(seed)
+    save_native(build_model(cfg), path, extra={"mvit.protocol": json.dumps(PROTOCOL)},
+                labels=labels or [f"action {i}" for i in range(cfg.num_classes)])
+    return path
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    return save_tiny(tmp_path / "tiny.safetensors")

@@ -16,16 +16,12 @@ import pytest
 import torch
 
 from mvit_cli import Pipeline, build_model
-from mvit_cli.checkpoints import save_native
 from mvit_cli.classify.workers import DecodePool, Task, prepare
 from mvit_cli.media.protocol import protocol_for
 
-from conftest import TINY_V1, TINY_V1_IMAGE
+from conftest import PROTOCOL, TINY_V1, TINY_V1_IMAGE
 from media import read_number, write_audio_only, write_image, write_video
 
-# The tiny video model takes 4 frames of 32x32. Short side 40 keeps both halves of the
-# numbered frames inside the centre crop.
-PROTOCOL = {"frames": 4, "rate": 2, "short_side": 40, "crop": 32}
 
 
 def tiny_protocol(clips=1, crops=1, **changes):
@@ -183,16 +179,6 @@ def test_without_turns_workers_decode_ahead_unasked(tmp_path):
 
 
 # ---- the command, end to end ---------------------------------------------------------------
-
-@pytest.fixture
-def tiny_weights(tmp_path) -> Path:
-    """A tiny video model in our own safetensors: architecture and protocol inside."""
-    torch.manual_seed(0)
-    path = tmp_path / "tiny.safetensors"
-    save_native(build_model(TINY_V1), path, labels=[f"action {i}" for i in range(10)],
-                extra={"mvit.protocol": json.dumps(PROTOCOL)})
-    return path
-
 
 def mvit(*args, timeout=300, **kwargs):
     return subprocess.run([sys.executable, "-m", "mvit_cli.cli", *map(str, args)],

@@ -69,3 +69,67 @@ def test_bad_input_is_one_line_and_an_error_status(tmp_path, kind):
 def test_version(tmp_path):
     result = mvit("--version", home=tmp_path)
     assert result.returncode == 0 and "mvit" in result.stdout
+
+
+def _imports_torch(*args: str, home) -> tuple[bool, str]:
+    """Run `mvit ARGS` in a fresh interpreter; whether torch got imported, and the output."""
+    code = ("import sys\nfrom mvit_cli.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")
+    env = dict(os.environ, MVIT_HOME=str(home), COLUMNS="120")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    return done.stdout.rstrip().endswith("TORCH True"), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["classify", "--help"],
+                                  ["profile", "--help"], ["train", "--help"],
+                                  ["weights", "import", "--help"]])
+def test_help_and_version_import_no_torch(tmp_path, args):
+    imported, output = _imports_torch(*args, home=tmp_path)
+    assert not imported, output
+    assert "<bool>" not in output and "Traceback" not in output
+
+
+def test_help_describes_every_option():
+    import click
+    import typer.main
+
+    from mvit_cli.cli import app
+
+    def commands(group):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command)
+            else:
+                yield name, command
+
+    for name, command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"mvit {name} {param.opts[0]} has no help"
+
+
+def test_models_answers_from_its_cache_without_torch(tmp_path):
+    first = mvit("models", home=tmp_path)
+    assert first.returncode == 0
+    imported, output = _imports_torch("models", home=tmp_path)
+    assert not imported and "B-16x4" in output
+
+
+def test_a_bad_device_is_a_usage_error_not_a_traceback(tmp_path):
+    for args in (["profile", "-m", "B-16x4", "--device", "foo"],
+                 ["classify", "x.mp4", "--device", "tpu"]):
+        result = mvit(*args, home=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "Invalid value for '--device'" in result.stderr
+
+
+def test_train_from_weights_that_cannot_be_fetched_is_one_line(tmp_path):
+    env = dict(os.environ, MVIT_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(tmp_path),
+                             "-m", "v2-XS-8", "-o", str(tmp_path / "x.safetensors"),
+                             "--weights", "b16x4-k400"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "are not cached and cannot be downloaded" in lines[0]

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import reference, register_tiny_architectures, run_cli as run
+from media import write_video
 
 
 def test_import_list_verify_remove(tmp_path, monkeypatch):
@@ -52,3 +53,100 @@ def test_offline_download_with_an_empty_cache_fails_fast(tmp_path):
     assert len(lines) == 1
     assert "https://download.pytorch.org/models/mvit_v1_b-dbeb1030.pth" in lines[0]
     assert "mvit weights import FILE --model B-16x4 --name b16x4-k400" in lines[0]
+
+
+# ---- importing under a published name ------------------------------------------------------
+
+def _published(monkeypatch, tmp_path, digest: str | None):
+    """Make a published default entry for tiny-v1 (as the registry ships b16x4-k400), whose
+    file has `digest`; return the torchvision-layout file that is, or is not, that file."""
+    import hashlib
+
+    from mvit_cli.pretrained import registry
+
+    register_tiny_architectures()
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, weights, _, _ = reference("tv_v1_tiny")
+    checkpoint = tmp_path / "tiny-tv.pth"
+    torch.save(load_file(str(weights)), checkpoint)
+    real = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    entry = registry.WeightsEntry(
+        name="tiny-k", architecture="tiny-v1", labels="custom", default=True, top1=77.7,
+        url="https://example.invalid/tiny-k.pth", sha256_prefix=real[:8] if digest is None else digest,
+        protocol={"frames": 4, "rate": 2, "clips": 3, "short_side": 40, "crop": 32})
+    others = tuple(e for e in registry.published_entries() if not e.default)
+    monkeypatch.setattr(registry, "published_entries", lambda: (entry, *others))
+    return checkpoint, real
+
+
+def test_a_published_file_imported_is_as_if_downloaded(tmp_path, monkeypatch):
+    from mvit_cli.pretrained.registry import default_entry, find_entry, user_entries
+
+    checkpoint, _ = _published(monkeypatch, tmp_path, digest=None)
+    result = run("weights", "import", str(checkpoint), "--name", "tiny-k")
+    assert result.exit_code == 0, result.output
+    assert "verified: the published file" in result.stdout
+    assert user_entries() == []  # the published entry itself, now cached
+    entry = find_entry("tiny-k")
+    assert entry.default and entry.top1 == 77.7 and default_entry() == entry
+    assert (tmp_path / "home" / "weights" / "tiny-k.safetensors").exists()
+    assert run("weights", "verify", "tiny-k").exit_code == 0
+    video = write_video(tmp_path / "clip.mp4", frames=30)
+    out = tmp_path / "labels.csv"
+    assert run("classify", str(video), "-o", str(out), "--clips", "protocol",
+               "--workers", "0").exit_code == 0
+    assert "3 clips" in out.read_text() and ",3," in out.read_text()  # the entry's protocol
+
+
+def test_a_file_that_is_not_the_published_one_is_refused_then_forced(tmp_path, monkeypatch):
+    from mvit_cli.pretrained.registry import default_entry, find_entry
+
+    checkpoint, real = _published(monkeypatch, tmp_path, digest="dbeb1030")
+    result = run("weights", "import", str(checkpoint), "--name", "tiny-k", "--model", "tiny-v1")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and real in lines[0] and "dbeb1030" in lines[0]
+    assert "--force" in lines[0]
+    assert not (tmp_path / "home" / "weights" / "tiny-k.safetensors").exists()
+
+    forced = run("weights", "import", str(checkpoint), "--name", "tiny-k", "--force")
+    assert forced.exit_code == 0, forced.output
+    entry = find_entry("tiny-k")
+    assert entry.file and entry.top1 is None and entry.top5 is None
+    assert "not the published file" in entry.reported_by
+    assert entry.default and default_entry().name == "tiny-k"  # classify's default still works
+    assert entry.protocol["clips"] == 3
+    video = write_video(tmp_path / "clip.mp4", frames=30)
+    classified = run("classify", str(video), "--workers", "0")
+    assert classified.exit_code == 0, classified.output
+    listing = run("weights", "list")
+    row = next(line for line in listing.stdout.splitlines() if "tiny-k" in line)
+    assert "77.7" not in row
+
+
+def test_a_published_entry_without_a_digest_cannot_be_claimed(tmp_path, monkeypatch):
+    checkpoint, _ = _published(monkeypatch, tmp_path, digest="")
+    result = run("weights", "import", str(checkpoint), "--name", "tiny-k")
+    assert result.exit_code == 2 and "no published digest" in result.stderr
+
+
+def test_no_state_of_the_user_registry_is_a_traceback(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("MVIT_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    video = write_video(tmp_path / "clip.mp4", frames=10)
+    for content in ("{", "[]", '{"weights": 3}', '{"weights": [1]}',
+                    '{"weights": [{"name": "x"}]}',
+                    '{"weights": [{"name": 5, "architecture": [], "labels": null}]}',
+                    '{"weights": [{"name": "b16x4-k400", "architecture": "B-99", '
+                    '"labels": "kinetics400"}]}', "\xff\xfe"):
+        (home / "registry.json").write_text(content, encoding="utf-8", errors="surrogateescape")
+        for args in (["weights", "list"], ["classify", str(video), "--workers", "0"],
+                     ["weights", "import", str(video), "--name", "b16x4-k400"]):
+            result = run(*args)  # an exception other than SystemExit would fail the test here
+            if result.exit_code or args[0] != "weights":
+                assert result.exit_code in (1, 2), (content, args, result.output)
+                assert result.stderr.startswith("error:"), (content, args, result.output)
+                assert len(result.stderr.strip().splitlines()) == 1

@@ -43,6 +43,16 @@ def _depth(tensors: dict[str, Tensor]) -> int:
     return len({m.group(1) for m in map(re.compile(r"^blocks\.(\d+)\.").match, tensors) if m})
 
 
+# Config fields that name or describe a network without changing what it computes.
+_NOT_THE_NETWORK = dict(name="", paper_params_m=None, paper_gflops=None, dataset="",
+                        head_dropout=0.0, drop_path=0.0)
+
+
+def _head_size(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> int | None:
+    head = to_native(tensors, layout, cfg).get("head.weight")
+    return int(head.shape[0]) if head is not None else None
+
+
 def _fits(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> bool:
     try:
         state = to_native(tensors, layout, cfg)
@@ -60,6 +70,13 @@ def architecture_from_shapes(tensors: dict[str, Tensor], layout: Layout,
     depth = _depth(tensors)
     matches = [cfg for cfg in ARCHITECTURES.values()
                if cfg.depth == depth and _fits(tensors, layout, cfg)]
+    # Entries that differ only in name and head size are one network: keep the one whose
+    # head is the file's size, else the first.
+    head = _head_size(tensors, layout, matches[0]) if matches else None
+    distinct: dict[MViTConfig, MViTConfig] = {}
+    for cfg in sorted(matches, key=lambda c: c.num_classes != head):
+        distinct.setdefault(replace(cfg, num_classes=0, **_NOT_THE_NETWORK), cfg)
+    matches = list(distinct.values())
     builtin = [cfg for cfg in matches if cfg.name in BUILTIN]
     if len(matches) == 1:
         return matches[0]

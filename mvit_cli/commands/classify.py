@@ -76,7 +76,7 @@ def classify_command(
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     from ..api import load
-    from ..classify.output import STDOUT, check_output_path, make_stamp, open_output
+    from ..classify.output import check_output_path, make_stamp, open_output
     from ..media.discover import find_inputs
 
     n_clips = _parse_clips(clips)
@@ -103,11 +103,10 @@ def classify_command(
     if not quiet:
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}, "
             f"{clf.precision}; {protocol.describe()}")
-    to_stdout = output == STDOUT
     results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops), workers=workers,
                            timeout=timeout, batch_size=batch_size, decoder_messages=verbose)
     show = _Display(single=len(inputs.items) == 1 and not inputs.skipped and writer is None,
-                    to_file=writer is not None and not to_stdout, quiet=quiet)
+                    to_file=writer is not None, quiet=quiet)
     _run(results, len(todo), writer, output, show,
          already=len(inputs.items) - len(todo), skipped=inputs.skipped_summary())
 

@@ -7,6 +7,7 @@ must answer at once. Commands import the heavy parts inside their bodies.
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -43,8 +44,8 @@ def escape(text: str) -> str:
 
 
 def say(text: str, *, to_stderr: bool = True) -> None:
-    """A plain line (no markup, no highlighting, never wrapped mid-name by us)."""
-    (errors if to_stderr else console).print(text, markup=False, highlight=False, soft_wrap=True)
+    """A plain line, written as it is: no markup, no wrapping, tabs kept (for `cut -f`)."""
+    print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
 
 
 def shown(path: str) -> str:

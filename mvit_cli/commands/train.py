@@ -61,6 +61,10 @@ def train_command(
         raise typer.BadParameter("the output must end in .safetensors", param_hint="--output")
     cfg = get_config(model)
     cfg = replace(cfg, frames=frames or cfg.frames, size=size or cfg.size)
+    if weights is not None:  # fetched (or refused) before minutes of decoding, not after
+        from ..pretrained.store import resolve_weights
+
+        resolve_weights(weights)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
                              seed=seed, time_reversal=time_reversal,
                              colour_shuffle=colour_shuffle)

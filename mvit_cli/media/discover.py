@@ -50,7 +50,8 @@ class Inputs:
         total = sum(self.skipped.values())
         if not total:
             return ""
-        kinds = ", ".join(f"{ext} {n}" for ext, n in self.skipped.most_common(4))
+        common = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))[:4]
+        kinds = ", ".join(f"{ext} {n}" for ext, n in common)
         more = ", ..." if len(self.skipped) > 4 else ""
         return f"{total} file{'s' if total != 1 else ''} skipped for their extension ({kinds}{more})"
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from ..errors import MvitError, UsageError
 from ..fileio import atomic_write_text
@@ -68,16 +69,36 @@ class WeightsEntry:
         return digest.lower() if digest else None
 
 
-_FIELDS = frozenset(f.name for f in fields(WeightsEntry))
+def _accepted(annotation: Any) -> tuple[type, ...]:
+    """The plain types a field's annotation admits (None for Optional; int for float)."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    kinds: list[type] = []
+    for option in options:
+        option = get_origin(option) or option
+        kinds += [type(None)] if option is type(None) else [option]
+        if option is float:
+            kinds.append(int)
+    return tuple(kinds)
+
+
+_KINDS = {name: _accepted(kind) for name, kind in get_type_hints(WeightsEntry).items()}
 
 
 def _entry(raw: Any, where: str) -> WeightsEntry:
-    """One entry from a registry file. Keys of other mvit versions are ignored (an older
-    user registry names a `layout`, which loading now reads from the file itself)."""
+    """One entry from a registry file, its fields checked against their types, so that a
+    hand-edited registry fails here in one line rather than later in a traceback. Keys of
+    other mvit versions are ignored (an older user registry names a `layout`, which loading
+    now reads from the file itself)."""
     if not isinstance(raw, dict):
         raise RegistryError(f"{where}: an entry is not a table of fields")
+    values = {k: v for k, v in raw.items() if k in _KINDS}
+    for key, value in values.items():
+        if not isinstance(value, _KINDS[key]) or (isinstance(value, bool) and bool not in
+                                                  _KINDS[key]):
+            raise RegistryError(f"{where}: entry {raw.get('name')!r} has a {key} of the wrong "
+                                f"kind ({value!r})")
     try:
-        return WeightsEntry(**{k: v for k, v in raw.items() if k in _FIELDS})
+        return WeightsEntry(**values)
     except TypeError as exc:
         raise RegistryError(f"{where}: an entry lacks a field ({exc})") from None
 

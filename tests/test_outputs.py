@@ -1,0 +1,192 @@
+"""Outputs say what made them, and a resumed output is only ever one made the same way.
+
+Real videos, real weights files and the real `mvit` entry point (in this process, with
+decoding inline, so each run takes a second rather than an interpreter start-up).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import mvit_cli
+from mvit_cli.classify.output import STAMP_COLUMNS, _complete_csv
+
+from conftest import register_tiny_architectures, run_cli, save_tiny
+from media import write_video
+
+
+@pytest.fixture(autouse=True)
+def _tiny():
+    register_tiny_architectures()
+
+
+@pytest.fixture
+def videos(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        write_video(folder / f"clip{i}.mp4", frames=10)
+    return folder
+
+
+def classify(*args):
+    return run_cli("classify", *args, "--workers", "0")
+
+
+def read(path: Path) -> list[dict]:
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_every_row_says_what_made_it(tmp_path, videos, tiny_weights, suffix):
+    out = tmp_path / f"labels{suffix}"
+    result = classify(videos, "--weights", tiny_weights, "-o", out, "-k", "2", "--clips", "2")
+    assert result.exit_code == 0, result.output
+    rows = read(out)
+    assert len(rows) == 3
+    digest = hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
+    for row in rows:
+        assert row["model"] == "tiny-v1" and row["weights"] == str(tiny_weights)
+        assert row["weights_sha256"] == digest and row["mvit_version"] == mvit_cli.__version__
+        assert row["protocol"] == "2 clips x 1 crop, 4 frames at 15 fps, short side 40, crop 32"
+        assert os.path.isabs(row["path"]) and "label_2" in row and "label_3" not in row
+        assert str(row["views"]) == "2"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_resuming_with_other_settings_is_refused_and_leaves_the_file(tmp_path, videos,
+                                                                      tiny_weights, suffix):
+    out = tmp_path / f"labels{suffix}"
+    assert classify(videos / "clip0.mp4", "--weights", tiny_weights, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    other = save_tiny(tmp_path / "other.safetensors", seed=7)
+    for args, words in (
+            (["--weights", other], "weights_sha256"),
+            (["--weights", tiny_weights, "-k", "3"], "top-k"),
+            (["--weights", tiny_weights, "--clips", "2"], "protocol '1 clip x 1 crop"),
+            (["--weights", tiny_weights, "--crops", "3"], "3 crops")):
+        result = classify(videos, *args, "-o", out)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
+        assert "--overwrite" in lines[0]
+        assert out.read_bytes() == before
+    again = classify(videos, "--weights", other, "-o", out, "--overwrite")
+    assert again.exit_code == 0
+    assert {row["weights"] for row in read(out)} == {str(other)} and len(read(out)) == 3
+
+
+def test_another_mvit_version_is_refused(tmp_path, videos, tiny_weights):
+    out = tmp_path / "labels.jsonl"
+    assert classify(videos / "clip0.mp4", "--weights", tiny_weights, "-o", out).exit_code == 0
+    [row] = read(out)
+    out.write_text(json.dumps({**row, "mvit_version": "0.0.1"}) + "\n")  # an older mvit's
+    before = out.read_bytes()
+    result = classify(videos, "--weights", tiny_weights, "-o", out)
+    assert result.exit_code == 2 and "mvit_version '0.0.1'" in result.stderr
+    assert out.read_bytes() == before
+
+
+def test_one_file_is_one_row_however_its_path_is_typed(tmp_path, videos, tiny_weights,
+                                                      monkeypatch):
+    out = tmp_path / "labels.csv"
+    monkeypatch.chdir(tmp_path)
+    assert classify("in", "./in/clip0.mp4", "--weights", tiny_weights, "-o", out).exit_code == 0
+    assert len(read(out)) == 3
+    (tmp_path / "link.mp4").symlink_to(videos / "clip1.mp4")
+    again = classify(str(videos.resolve()), "in/../in", "link.mp4", "--weights", tiny_weights,
+                     "-o", out)
+    assert again.exit_code == 0 and "3 already in the output" in again.stderr
+    assert len(read(out)) == 3
+
+
+def test_the_output_is_not_created_before_the_model_loads(tmp_path, videos):
+    out = tmp_path / "labels.csv"
+    result = classify(videos, "--weights", tmp_path / "absent.safetensors", "-o", out)
+    assert result.exit_code == 1 and "no such checkpoint file" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", ["name,age\nann,3\n", '{"not": "ours"}\n',
+                                     "path,label_1\n/x.mp4,dog\n"])
+def test_files_that_are_not_our_outputs_are_never_touched(tmp_path, videos, tiny_weights,
+                                                          content):
+    for suffix in (".csv", ".jsonl", ".json"):
+        out = tmp_path / f"notes{suffix}"
+        out.write_text(content)
+        result = classify(videos, "--weights", tiny_weights, "-o", out)
+        assert result.exit_code == 2, (suffix, result.output)
+        assert "--overwrite" in result.stderr and "Traceback" not in result.output
+        assert out.read_text() == content
+
+
+def test_a_row_cut_inside_a_quoted_field_is_cut_whole(tmp_path, tiny_weights):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    write_video(folder / "a.mp4", frames=8)
+    write_video(folder / "line\nbreak.mp4", frames=8)
+    out = tmp_path / "labels.csv"
+    assert classify(folder, "--weights", tiny_weights, "-o", out).exit_code == 0
+    whole = out.read_text()
+    assert '"' in whole  # the newline in the name is quoted
+    start = whole.index(f'"{folder}/line')
+    out.write_text(whole[:start + len(str(folder)) + 7])  # a kill inside the quoted field
+    assert _complete_csv(out.read_text()) == start
+    result = classify(folder, "--weights", tiny_weights, "-o", out)
+    assert result.exit_code == 0 and "1 already in the output" in result.stderr
+    rows = read(out)
+    assert sorted(Path(r["path"]).name for r in rows) == ["a.mp4", "line\nbreak.mp4"]
+
+
+def test_dash_writes_json_lines_to_stdout(videos, tiny_weights):
+    result = classify(videos, "--weights", tiny_weights, "-o", "-", "-k", "1")
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3 and all(set(STAMP_COLUMNS) <= set(r) for r in rows)
+    assert "3 of 3 files classified" in result.stderr
+
+
+def test_a_folder_without_output_prints_a_line_per_file(tmp_path, videos, tiny_weights):
+    (videos / "archive.mp4.gz").write_bytes(b"\x1f\x8b")
+    (videos / "readme.txt").write_text("hi")
+    result = classify(videos, "--weights", tiny_weights)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        path, label, score = line.split("\t")
+        assert path.endswith(".mp4") and label.startswith("action") and 0 < float(score) <= 1
+    assert "2 files skipped for their extension (.gz 1, .txt 1)" in result.stderr
+
+
+def test_a_single_file_prints_a_table_under_its_path(tmp_path, videos, tiny_weights):
+    result = classify(videos / "clip0.mp4", "--weights", tiny_weights, "-k", "2")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("clip0.mp4") and "probability" in lines[1]
+    assert result.stdout.count("action") == 2
+
+
+def test_paths_naming_nothing_are_usage_errors_before_any_work(tmp_path, videos,
+                                                              tiny_weights):
+    out = tmp_path / "labels.csv"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argument, words in ((tmp_path / "missing.mp4", "no such file or folder"),
+                            (empty, "no video or image files in this folder"),
+                            (str(tmp_path / "*.nothing"), "matches no video")):
+        result = classify(videos, argument, "--weights", tiny_weights, "-o", out)
+        assert result.exit_code == 2 and words in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not out.exists()

@@ -1,0 +1,223 @@
+"""`mvit_cli.load`: weights to architecture, labels, protocol and provenance, resolved once,
+and the pipeline's calls (`clf(path)`, `classify`, `preprocess`, `forward`) on real files."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mvit_cli
+from mvit_cli import CheckpointError, MediaError, UsageError
+from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native, read_weights, save_native
+from mvit_cli.labels import LabelsError, load_labels
+
+from conftest import (PROTOCOL, TINY_V1, TINY_V2, max_rel_error, reference,
+                      register_tiny_architectures)
+from media import write_video
+
+KINETICS_HEAD = replace(TINY_V1, name="tiny-v1-k400", num_classes=400)
+
+
+@pytest.fixture(autouse=True)
+def _tiny():
+    register_tiny_architectures()
+
+
+def _torchvision_file(tmp_path, cfg, name="tv.pth", seed=1):
+    torch.manual_seed(seed)
+    state = mvit_cli.build_model(cfg).state_dict()
+    path = tmp_path / name
+    torch.save(from_native(state, LAYOUTS_BY_NAME["torchvision"], cfg), path)
+    return path
+
+
+# ---- architecture ---------------------------------------------------------------------------
+
+def test_a_file_of_ours_says_its_architecture(tiny_weights):
+    clf = mvit_cli.load(tiny_weights)
+    assert clf.cfg.name == "tiny-v1" and clf.labels[3] == "action 3"
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "slowfast", "pytorchvideo"])
+def test_foreign_layouts_are_recognised_by_their_shapes(tmp_path, reference_name, layout):
+    cfg, weights, clip, expected = reference(reference_name)
+    native = read_weights(weights, cfg).state
+    path = tmp_path / f"{layout}.pth"
+    state = from_native(native, LAYOUTS_BY_NAME[layout], cfg)
+    torch.save(state if layout == "torchvision" else {"model_state": state}, path)
+    clf = mvit_cli.load(path)  # no model named
+    assert clf.cfg.name == cfg.name
+    if layout == "torchvision":
+        assert max_rel_error(clf.forward(clip), expected) < 1e-5
+
+
+def test_timm_layout_is_recognised_by_its_shapes(tmp_path):
+    from safetensors.torch import save_file
+
+    from conftest import TINY_V2_IMAGE
+
+    torch.manual_seed(2)
+    state = mvit_cli.build_model(TINY_V2_IMAGE).state_dict()
+    path = tmp_path / "model.safetensors"
+    save_file(from_native(state, LAYOUTS_BY_NAME["timm"], TINY_V2_IMAGE), str(path))
+    assert mvit_cli.load(path).cfg.name == "tiny-v2-image"
+
+
+def test_the_published_architectures_are_told_apart_by_their_shapes(tmp_path):
+    """Full-size B-16x4 and v2-S-16x4 in torchvision's layout, as torchvision publishes them
+    (16 blocks each, like B-32x3, B-64x3, S-16x4, B-16 and v2-S: only shapes tell them)."""
+    for name in ("B-16x4", "v2-S-16x4"):
+        path = _torchvision_file(tmp_path, mvit_cli.get_config(name), f"{name}.pth")
+        resolved = mvit_cli.load(path)
+        assert resolved.cfg.name == name
+        assert resolved.labels[0] == "abseiling" and len(resolved.labels) == 400
+        path.unlink()
+
+
+def test_a_file_fitting_no_architecture_asks_for_model(tmp_path):
+    odd = replace(TINY_V1, name="odd", embed_dim=24)  # not registered anywhere
+    path = _torchvision_file(tmp_path, odd)
+    with pytest.raises(CheckpointError, match="fit none of the known architectures.*--model"):
+        mvit_cli.load(path)
+
+
+def test_model_and_file_must_agree(tiny_weights):
+    with pytest.raises(CheckpointError, match="holds weights for tiny-v1, not tiny-v2"):
+        mvit_cli.load(tiny_weights, model="tiny-v2")
+
+
+# ---- labels ---------------------------------------------------------------------------------
+
+def test_a_kinetics_sized_head_gets_kinetics_names(tmp_path):
+    register = mvit_cli.register_architecture
+    register(KINETICS_HEAD)
+    clf = mvit_cli.load(_torchvision_file(tmp_path, KINETICS_HEAD))
+    assert clf.labels == list(load_labels("kinetics400"))
+
+
+def test_other_head_sizes_get_neutral_names(tmp_path):
+    clf = mvit_cli.load(_torchvision_file(tmp_path, TINY_V1))
+    assert clf.labels == [f"class {i}" for i in range(10)]
+
+
+def test_a_labels_file_overrides_and_must_fit_the_head(tmp_path, tiny_weights):
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"thing {i}\n" for i in range(10)) + "\n")
+    assert mvit_cli.load(tiny_weights, labels=names).labels[9] == "thing 9"
+    assert mvit_cli.load(tiny_weights, labels=[f"x{i}" for i in range(10)]).labels[0] == "x0"
+    names.write_text("one\ntwo\n")
+    with pytest.raises(LabelsError, match="2 labels for a head of 10 classes"):
+        mvit_cli.load(tiny_weights, labels=names)
+    with pytest.raises(UsageError, match="no such labels file"):
+        mvit_cli.load(tiny_weights, labels=tmp_path / "absent.txt")
+
+
+def test_labels_in_the_file_that_do_not_fit_are_one_error(tmp_path):
+    path = tmp_path / "short.safetensors"
+    save_native(mvit_cli.build_model(TINY_V1), path, labels=["a", "b"])
+    with pytest.raises(LabelsError, match="2 labels for a head of 10"):
+        mvit_cli.load(path)
+
+
+# ---- protocol and provenance ----------------------------------------------------------------
+
+def test_protocol_and_provenance(tiny_weights):
+    clf = mvit_cli.load(tiny_weights)
+    assert clf.recorded_protocol == PROTOCOL
+    assert clf.protocol.frames == 4 and clf.protocol.crop == 32
+    assert clf.protocol.frame_interval == pytest.approx(2 / 30)
+    provenance = clf.provenance
+    assert provenance.architecture == "tiny-v1"
+    assert provenance.weights == str(tiny_weights)
+    assert provenance.sha256 == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
+    assert provenance.mvit_version == mvit_cli.__version__
+
+
+def test_clips_protocol_warns_when_nothing_records_one(tmp_path):
+    clf = mvit_cli.load(_torchvision_file(tmp_path, TINY_V1))
+    assert clf.recorded_protocol is None
+    with pytest.warns(UserWarning, match="record no test protocol"):
+        assert clf.protocol_with("protocol").clips == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.protocol_with(2)  # a number asks nothing of the weights
+
+
+def test_bad_device_precision_and_backend_are_usage_errors(tiny_weights):
+    for kwargs, words in (({"device": "foo"}, "unknown device 'foo'"),
+                          ({"device": "cuda:7"}, "device cuda:7"),
+                          ({"precision": "fp8"}, "unknown precision"),
+                          ({"backend": "tensorrt"}, "unknown backend")):
+        with pytest.raises(UsageError, match=words):
+            mvit_cli.load(tiny_weights, **kwargs)
+
+
+# ---- the calls ------------------------------------------------------------------------------
+
+def test_call_classify_preprocess_and_forward_agree(tmp_path, tiny_weights):
+    video = write_video(tmp_path / "clip.mp4", frames=40)
+    clf = mvit_cli.load(tiny_weights)
+    top = clf(video, top_k=3)
+    assert [set(row) for row in top] == [{"label", "score"}] * 3
+    assert top[0]["score"] >= top[1]["score"] >= top[2]["score"]
+
+    seen = []
+    clf.model.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    [result] = list(clf.classify([video], top_k=3, clips=2, workers=1))
+    views = clf.preprocess(video, clips=2)
+    assert views.shape == (2, 3, 4, 32, 32)
+    assert torch.equal(torch.cat(seen), views)  # exactly what the model got
+    probs = clf.forward(views).softmax(dim=-1).mean(dim=0)
+    assert result.labels[0] == clf.labels[int(probs.argmax())]
+    assert result.scores[0] == pytest.approx(float(probs.max()), abs=1e-6)
+    assert result.views == 2 and result.frames == 40
+
+
+def test_forward_gives_fp32_logits_on_the_cpu(tiny_weights):
+    clf = mvit_cli.load(tiny_weights, precision="bf16")
+    logits = clf.forward(torch.randn(2, 3, 4, 32, 32))
+    assert logits.dtype == torch.float32 and logits.shape == (2, 10)
+    assert clf.precision == "bf16"
+
+
+def test_bad_files_raise_from_a_call_and_are_rows_from_classify(tmp_path, tiny_weights):
+    clf = mvit_cli.load(tiny_weights)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(MediaError, match="notes.mp4: not a readable video"):
+        clf(text)
+    with pytest.raises(MediaError, match="no such file"):
+        clf(tmp_path / "absent.mp4")
+    [row] = list(clf.classify(text, workers=0))
+    assert "not a readable video" in row.error and not row.ok
+
+
+def test_build_model_stays_the_lower_level_call(tiny_weights):
+    model = mvit_cli.build_model("tiny-v1", weights=tiny_weights)
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert model.labels[0] == "action 0"
+    expected = load_file(str(tiny_weights))["head.weight"]
+    assert torch.equal(model.head.weight, expected)
+
+
+def test_pipeline_from_an_in_memory_model():
+    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(TINY_V2), protocol=PROTOCOL)
+    assert clf.labels == [f"class {i}" for i in range(10)]
+    assert clf.provenance.weights == "an in-memory model" and clf.provenance.sha256 == ""
+
+
+def test_importing_the_package_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, mvit_cli, mvit_cli.cli; "
+            "print('torch' in sys.modules, mvit_cli.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", mvit_cli.__version__]
+
