@@ -83,7 +83,8 @@ def test_json_schema_and_flop_unit():
 
 def test_frame_sweep_grows_at_least_linearly_and_plots(tmp_path):
     plot = tmp_path / "sweep.png"
-    result = mvit("profile", "-m", "B-16x4", "--frames", "8,16,32,64", "--json", "--plot", plot)
+    result = mvit("profile", "-m", "B-16x4", "--frames", "8,16,32,64", "--json", "--plot", plot,
+                  "--repeat", "0")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [row["input"]["frames"] for row in rows] == [8, 16, 32, 64]
@@ -97,3 +98,12 @@ def test_table_output_and_bad_options():
     assert result.returncode == 0 and "x first" in result.stdout
     assert mvit("profile", "-m", "v2-T", "--frames", "8").returncode == 2
     assert mvit("profile", "-m", "nope").returncode == 2
+
+
+def test_sweeps_time_by_default_and_plot_every_column(tmp_path):
+    result = mvit("profile", "-m", "v2-XS-8", "--frames", "4,8", "--json")
+    assert result.returncode == 0, result.stderr
+    assert all(row["total_ms"] > 0 for row in json.loads(result.stdout))
+    plot = tmp_path / "stages.png"
+    single = mvit("profile", "-m", "v2-XS-8", "--repeat", "1", "--plot", plot)
+    assert single.returncode == 0 and plot.read_bytes()[:4] == b"\x89PNG"

@@ -104,7 +104,7 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
             axis.set_ylabel(label)
             axis.set_xlabel("segment")
             axis.set_title(title)
-            axis.legend(loc="upper right")
+            axis.legend(loc="best")
             axis.tick_params(axis="x", rotation=30)
             for tick in axis.get_xticklabels():
                 tick.set_horizontalalignment("right")
