@@ -25,10 +25,10 @@ from typing import Any, TextIO
 
 from ..errors import UsageError
 from ..fileio import atomic_path
-from ..media.discover import identity
+from ..media.discover import identity, printable
 from .results import FileResult
 
-RESULT_COLUMNS = ("error", "duration", "frames", "views")
+RESULT_COLUMNS = ("error", "warning", "duration", "frames", "views")
 # What made a row: compared field by field when an output is resumed.
 STAMP_COLUMNS = ("model", "weights", "weights_sha256", "protocol", "mvit_version")
 STDOUT = "-"
@@ -48,12 +48,13 @@ def make_stamp(provenance, protocol) -> dict[str, str]:
 
 def result_record(result: FileResult, top_k: int, stamp: dict[str, str]) -> dict[str, Any]:
     """One output row; absent values are None (null in JSON, empty in CSV)."""
-    record: dict[str, Any] = {"path": result.path}
+    record: dict[str, Any] = {"path": printable(result.path)}
     for rank in range(top_k):
         has = rank < len(result.labels)
         record[f"label_{rank + 1}"] = result.labels[rank] if has else None
         record[f"score_{rank + 1}"] = round(result.scores[rank], 6) if has else None
     record["error"] = result.error
+    record["warning"] = result.warning
     record["duration"] = round(result.duration, 3) if result.duration is not None else None
     record["frames"] = result.frames
     record["views"] = result.views or None

@@ -10,8 +10,9 @@ class FileResult:
     """Top-k labels of one input file, or why there are none.
 
     `duration` is the video's length in seconds (None for images), `frames` the number of
-    frames the file holds as far as the decoder could tell, `views` how many clips x crops
-    were scored and averaged.
+    frames of the file that decode, `views` how many clips x crops were scored and averaged,
+    `warning` what to know about labels that were still given (a damaged file classified
+    from the frames that decode).
     """
 
     path: str
@@ -21,6 +22,7 @@ class FileResult:
     duration: float | None = None
     frames: int | None = None
     views: int = 0
+    warning: str = ""
 
     @property
     def ok(self) -> bool:

@@ -95,7 +95,7 @@ class BatchRunner:
             pending[result.index] = _Pending(
                 FileResult(item.path, duration=result.duration if self.video else None,
                            frames=result.source_frames if self.video else None,
-                           views=len(views)), total=len(views))
+                           views=len(views), warning=result.warning), total=len(views))
             queue.extend((result.index, view) for view in views)
             while len(queue) >= self.batch_size:
                 yield from self._run_batch(queue, pending)

@@ -42,6 +42,7 @@ class Prepared:
     error: str = ""
     duration: float = 0.0
     source_frames: int = 0
+    warning: str = ""
 
 
 _DONE = object()  # the dispatch thread's last word
@@ -57,7 +58,7 @@ def prepare(task: Task, protocol: Protocol) -> Prepared:
     except Exception as exc:  # noqa: BLE001 - anything else still becomes this file's row
         return Prepared(task.index, error=f"{type(exc).__name__}: {first_line(exc, 160)}")
     return Prepared(task.index, views, duration=sampled.duration,
-                    source_frames=sampled.source_frames)
+                    source_frames=sampled.source_frames, warning=sampled.warning)
 
 
 def _worker_main(conn: Connection, protocol: Protocol, quiet: bool) -> None:

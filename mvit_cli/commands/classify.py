@@ -15,8 +15,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..errors import UsageError
-from .common import (DeviceOption, Device, LabelsOption, ModelOption, Precision,
-                     PrecisionOption, WeightsOption, console, errors, say, shown)
+from .common import (Device, DeviceOption, LabelsOption, ModelOption, Precision,
+                     PrecisionOption, WeightsOption, console, errors, escape, say, shown)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -113,36 +113,39 @@ def classify_command(
 
 class _Display:
     """Where each result is shown: a table for a single file, a line per file otherwise,
-    nothing on stdout when rows go to a file (plain progress lines on stderr for logs)."""
+    nothing on stdout when rows go to a file (plain progress lines on stderr for logs).
+    Notes go to stderr, above the progress bar while one is drawn."""
 
     def __init__(self, single: bool, to_file: bool, quiet: bool) -> None:
         self.single, self.to_file, self.quiet = single, to_file, quiet
 
     def result(self, result, done: int, total: int, progress) -> None:
-        from .common import escape
+        def note(text: str) -> None:
+            if progress.live.is_started:
+                progress.console.print(escape(text), soft_wrap=True, highlight=False)
+            else:
+                say(text)
 
+        path = shown(result.path)
+        if not result.ok:
+            if not (self.to_file and not errors.is_terminal and not self.quiet):
+                note(f"{path}: error: {result.error}")
+        elif result.warning and not self.quiet:
+            note(f"{path}: warning: {result.warning}")
         if self.quiet:
-            if not result.ok:
-                say(f"{shown(result.path)}: error: {result.error}")
             return
-        top = f"{result.labels[0]} ({result.scores[0]:.3f})" if result.ok else ""
         if self.to_file:
             if not errors.is_terminal:  # a log file: one plain line per file
-                say(f"[{done}/{total}] {shown(result.path)}: " +
-                    (top if result.ok else f"error: {result.error}"))
-            elif not result.ok:
-                progress.console.print(f"{escape(shown(result.path))}: error: "
-                                       f"{escape(result.error)}", soft_wrap=True)
+                say(f"[{done}/{total}] {path}: " +
+                    (f"{result.labels[0]} ({result.scores[0]:.3f})" if result.ok
+                     else f"error: {result.error}"))
             return
         if not result.ok:
-            line = f"{shown(result.path)}: error: {result.error}"
-            (progress.console.print if progress.live.is_started else errors.print)(
-                escape(line), soft_wrap=True)
             return
         if self.single:
             console.print(_result_table(result))
             return
-        line = f"{shown(result.path)}\t{result.labels[0]}\t{result.scores[0]:.3f}"
+        line = f"{path}\t{result.labels[0]}\t{result.scores[0]:.3f}"
         if console.is_terminal and progress.live.is_started:
             progress.console.print(escape(line), soft_wrap=True)  # above the bar, not through it
         else:

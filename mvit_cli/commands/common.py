@@ -49,12 +49,15 @@ def say(text: str, *, to_stderr: bool = True) -> None:
 
 
 def shown(path: str) -> str:
-    """A path as a person reads it: relative to here when inside it, else as recorded."""
+    """A path as a person reads it: relative to here when inside it, else as recorded (odd
+    bytes of a name escaped, as in outputs)."""
+    from ..media.discover import printable
+
     try:
         relative = os.path.relpath(path)
     except ValueError:  # another drive (Windows)
-        return path
-    return path if relative.startswith("..") else relative
+        relative = path
+    return printable(path if relative.startswith("..") else relative)
 
 
 class Device(str, Enum):

@@ -1,4 +1,5 @@
-"""Decoding media files into sampled frames: videos with decord, images with Pillow.
+"""Decoding media files into sampled frames: videos with decord (FFmpeg through PyAV for
+files decord cannot read whole), images with Pillow.
 
 Video frames are chosen by timestamp, not index, so variable frame rates sample the right
 moments; a clip longer than the video repeats its last frames (a one-frame video still
@@ -10,8 +11,11 @@ from __future__ import annotations
 import math
 import os
 import stat
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -34,7 +38,8 @@ class MediaError(MvitError):
 class Sampled:
     frames: np.ndarray  # (clips * T, H, W, 3) uint8
     duration: float  # seconds (0 for images)
-    source_frames: int  # frames in the file, as far as we could tell
+    source_frames: int  # frames in the file that decode
+    warning: str = ""  # e.g. a damaged file classified from the frames that decode
 
 
 def media_kind(path: Path) -> str | None:
@@ -125,63 +130,212 @@ def decode_size(width: int, height: int, channels: int, target: int) -> tuple[in
 
 
 def decode_video(path: Path, protocol: Protocol) -> Sampled:
-    decord = _decord()
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        count = len(reader)
-        if count == 0:
-            raise MediaError("the video has no frames")
-        height, width, channels = reader[0].shape
-        resize = decode_size(width, height, channels, protocol.resize_target())
-        if resize is not None:
-            del reader
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1,
-                                        width=resize[0], height=resize[1])
-        stamps = reader.get_frame_timestamp(range(count))
-        starts = np.asarray(stamps[:, 0], dtype=np.float64)
-        duration = float(stamps[-1, 1]) if stamps[-1, 1] > 0 else float(starts[-1])
-        index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
+    """The protocol's frames of a video: with decord, or frame by frame with FFmpeg (PyAV)
+    for a file decord cannot read whole (damaged, cut off), from the frames that decode."""
+    with _openable(path) as name:
         try:
-            batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
-        except Exception:  # noqa: BLE001 - fewer frames than the container says
-            last = _last_decodable(reader, count)
-            starts = starts[:last + 1]
-            duration = float(stamps[last, 1])
-            count = last + 1
-            index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
-            batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
-    except MediaError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - decord/FFmpeg failures, one line each
-        raise MediaError(_video_error(exc)) from None
+            return _decode_with_decord(name, protocol)
+        except MediaError:
+            raise
+        except Exception:  # noqa: BLE001 - decord's errors: read it the slow, tolerant way
+            pass
+        return _decode_with_pyav(name, protocol)
+
+
+@contextmanager
+def _openable(path: Path) -> Iterator[str]:
+    """A name of `path` the decoders can open. decord passes names to C as UTF-8, so a name
+    that is not valid UTF-8 is reached through a symbolic link with a plain name."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        with tempfile.TemporaryDirectory(prefix="mvit-name-") as folder:
+            link = Path(folder) / f"video{path.suffix.encode('ascii', 'ignore').decode()}"
+            os.symlink(os.path.abspath(path), link)
+            yield str(link)
+        return
+    yield str(path)
+
+
+def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
+    decord = _decord()
+    reader = decord.VideoReader(name, ctx=decord.cpu(0), num_threads=1)
+    count = claimed = len(reader)
+    if count == 0:
+        raise MediaError("the video has no frames")
+    height, width, channels = reader[0].shape
+    resize = decode_size(width, height, channels, protocol.resize_target())
+    if resize is not None:
+        del reader
+        reader = decord.VideoReader(name, ctx=decord.cpu(0), num_threads=1,
+                                    width=resize[0], height=resize[1])
+    stamps = reader.get_frame_timestamp(range(count))
+    starts = np.asarray(stamps[:, 0], dtype=np.float64)
+    duration = float(stamps[-1, 1]) if stamps[-1, 1] > 0 else float(starts[-1])
+    index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
+    try:
+        batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
+    except Exception:  # noqa: BLE001 - fewer frames than the container says
+        last = _last_decodable(reader, count)
+        starts = starts[:last + 1]
+        duration = float(stamps[last, 1])
+        count = last + 1
+        index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
+        batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
     if batch.ndim != 4 or batch.shape[-1] != 3:
         # Even after decode_size's workaround: refuse rather than classify garbage.
         raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
                          f"for this {width}x{height} video")
     position = {frame: i for i, frame in enumerate(sorted(set(index.tolist())))}
     frames = batch[[position[i] for i in index.tolist()]]
-    return Sampled(frames, duration, count)
+    return Sampled(frames, duration, count, _damage(count, claimed))
 
 
-def _video_error(exc: BaseException) -> str:
-    first = first_line(exc, 160)
-    lowered = str(exc).lower()
-    if "video stream" in lowered or "stream" in lowered and "find" in lowered:
-        return "no video stream in the file (audio only?)"
-    if "error reading" in lowered or "invalid data" in lowered or "moov atom" in lowered:
-        return "not a readable video (damaged, cut off or another format)"
-    return f"cannot decode: {first}"
+def _damage(decoded: int, claimed: int) -> str:
+    """The note a partly decodable video's row carries."""
+    if claimed > decoded:
+        return f"damaged: {decoded} of the {claimed} frames its container lists decode"
+    return ""
+
+
+def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
+    """Decode packet by packet, skipping packets FFmpeg rejects: a cut or damaged file gives
+    the frames it still holds. Two passes (times, then the chosen frames), so memory holds
+    only the sampled frames whatever the length."""
+    import av
+
+    try:
+        container = av.open(name)
+    except av.error.FFmpegError:
+        raise MediaError(_unreadable(name)) from None
+    with container:
+        if not container.streams.video:
+            raise MediaError("no video stream: the file holds only audio"
+                             if container.streams.audio else "no video stream in the file")
+        stream = container.streams.video[0]
+        claimed = int(stream.frames or 0)
+        rate = float(stream.average_rate or 30)
+        times = [t for t, _ in _frames(container, stream, rate)]
+    if not times:
+        raise MediaError("not a readable video: no frame of it decodes (damaged or cut off)")
+    order = np.argsort(np.asarray(times), kind="stable")
+    starts = np.asarray(times)[order]
+    gap = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0 / rate
+    duration = float(starts[-1]) + gap
+    index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
+    wanted = {int(order[i]) for i in index.tolist()}  # positions in decoding order
+    kept: dict[int, np.ndarray] = {}
+    with av.open(name) as container:
+        stream = container.streams.video[0]
+        for ordinal, frame in _frames(container, stream, rate, keep=wanted):
+            kept[ordinal] = frame
+    missing = wanted - set(kept)
+    if missing:  # a second pass that decoded less than the first: the file changed
+        raise MediaError("the video changed while it was read")
+    frames = np.stack([kept[int(order[i])] for i in index.tolist()])
+    return Sampled(frames, duration, len(times),
+                   _damage(len(times), claimed) or "damaged: decoded frame by frame, as its "
+                   "decoder could not read it whole")
+
+
+def _frames(container, stream, rate: float, keep: set[int] | None = None):
+    """(time, None) per decodable frame, or (ordinal, RGB array) for the ordinals in `keep`."""
+    import av
+
+    ordinal = 0
+    size = None
+
+    def emit(frame):
+        nonlocal ordinal, size
+        seconds = frame.time if frame.time is not None else ordinal / rate
+        if keep is None:
+            result = (seconds, None)
+        elif ordinal in keep:
+            if size is None:
+                size = decode_size(frame.width, frame.height, 3, 10**9) or (frame.width,
+                                                                              frame.height)
+            result = (ordinal, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        else:
+            result = None
+        ordinal += 1
+        return result
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                continue  # a damaged packet: skip it, as FFmpeg's own tools do
+            for frame in decoded:
+                item = emit(frame)
+                if item is not None:
+                    yield item
+    except av.error.FFmpegError:
+        pass  # the container ends early (cut off): what came before stands
+    try:
+        for frame in stream.codec_context.decode(None):  # frames still in the decoder
+            item = emit(frame)
+            if item is not None:
+                yield item
+    except av.error.FFmpegError:
+        pass
+
+
+def _unreadable(name: str) -> str:
+    """Why FFmpeg cannot open a file, in our words (its own are about internals)."""
+    try:
+        with open(name, "rb") as handle:
+            head = handle.read(12)
+            if head[4:8] == b"ftyp":  # the MP4 family: is the index (moov) there at all?
+                handle.seek(0)
+                while block := handle.read(1 << 20):
+                    if b"moov" in block:
+                        break
+                else:
+                    return ("not a readable video: cut off or damaged before its index "
+                            "(the mp4 'moov' box is missing)")
+    except OSError:
+        pass
+    return "not a readable video (damaged, cut off or another format)"
 
 
 def decode_image(path: Path) -> Sampled:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            rgb = _rgb8(ImageOps.exif_transpose(image))  # as a camera held upright saw it
+    except UnidentifiedImageError:
+        raise MediaError("not a readable image (damaged, or a format Pillow does not "
+                         "know)") from None
+    except Image.DecompressionBombError:
+        raise MediaError("the image is too large to decode safely (more than "
+                         f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"not a readable image ({first_line(exc, 120)})") from None
     return Sampled(rgb[None], 0.0, 1)
+
+
+def _rgb8(image) -> np.ndarray:
+    """8-bit RGB of any Pillow image: 16-bit and float images scaled to 0..255 (Pillow's own
+    conversion clips them, turning a 16-bit picture nearly all white), palettes expanded,
+    transparency laid over white."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+            values = values * (255.0 / 65535.0)
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        from PIL import Image
+
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
 
 
 def decode(path: Path, kind: str, protocol: Protocol) -> Sampled:

@@ -31,8 +31,27 @@ class InputItem:
 
 
 def identity(path: str) -> str:
-    """The resolved path: one file has one identity whatever path names it."""
-    return os.path.realpath(path)
+    """The resolved path, as text: one file has one identity whatever path names it."""
+    return printable(os.path.realpath(path))
+
+
+def printable(path: str) -> str:
+    """A path as text any UTF-8 output can hold, the same way every time.
+
+    File names are bytes; one that is not valid UTF-8 reaches Python with its odd bytes as
+    surrogates, which no UTF-8 file or terminal accepts. Those bytes are written as `\\xff`
+    escapes, so the row exists, reads clearly, and a resumed run recognises it (it escapes
+    the same name the same way). Valid names are returned unchanged.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    except UnicodeEncodeError:  # surrogates that are not escaped bytes of a file name
+        return path.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 @dataclass
