@@ -22,6 +22,10 @@ class Served:
     cut_after: int | None = None  # close the connection after this many bytes, once
     delay: float = 0.0  # seconds to sleep per 64 KiB sent
     etag: str | None = None  # Hub hash to announce (default: the real sha256)
+    # Misbehaviour instead of an answer: "chunk-cut" (a chunked body cut inside a chunk),
+    # "garbage" (no HTTP status line), "headers" (150 header lines), "drip" (the body one
+    # byte at a time, `delay` seconds apart), "endless" (a body with no length, never ending).
+    misbehave: str | None = None
     requests: list[dict] = field(default_factory=list)
 
 
@@ -53,6 +57,9 @@ class FakeServer:
                     self.end_headers()
                     return
                 served.requests.append({"method": self.command, "range": self.headers.get("Range")})
+                if served.misbehave:
+                    self._misbehave(served)
+                    return
                 start = 0
                 match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
                 if match:
@@ -93,6 +100,37 @@ class FakeServer:
                 if limit < len(body):
                     self.close_connection = True
                     self.connection.shutdown(2)
+
+            def _misbehave(self, served: Served) -> None:
+                self.close_connection = True
+                raw = self.wfile
+                try:
+                    if served.misbehave == "garbage":
+                        raw.write(b"HELLO THERE\r\n\r\n")
+                    elif served.misbehave == "headers":
+                        raw.write(b"HTTP/1.1 200 OK\r\n")
+                        raw.write(b"".join(b"X-Filler-%d: x\r\n" % i for i in range(150)))
+                        raw.write(b"Content-Length: 1\r\n\r\nx")
+                    elif served.misbehave == "chunk-cut":
+                        raw.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                        raw.write(b"400\r\n" + served.data[:1024] + b"\r\n")
+                        raw.write(b"400\r\n" + served.data[1024:1100])  # cut inside a chunk
+                    elif served.misbehave == "drip":
+                        raw.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+                                  % len(served.data))
+                        for byte in served.data:
+                            raw.write(bytes([byte]))
+                            raw.flush()
+                            time.sleep(served.delay)
+                    elif served.misbehave == "endless":
+                        raw.write(b"HTTP/1.1 200 OK\r\n\r\n")
+                        block = b"\0" * 65536
+                        while True:
+                            raw.write(block)
+                    raw.flush()
+                    self.connection.shutdown(2)
+                except OSError:
+                    return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -11,6 +11,7 @@ import io
 import multiprocessing
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -54,12 +55,14 @@ def _tv_checkpoint() -> bytes:
 
 
 def _publish(server: FakeServer, name: str, data: bytes, digest: str | None = None,
-             **behaviour) -> WeightsEntry:
-    """Serve `data` as a publisher file and register it as weights `name`."""
+             size_mb: float | None = None, **behaviour) -> WeightsEntry:
+    """Serve `data` as a publisher file and register it as weights `name` (with its own
+    sha256 prefix unless `digest` says otherwise; "" for a publisher that gives none)."""
     server.files[f"{name}.pth"] = Served(data, **behaviour)
-    entry = WeightsEntry(name=name, architecture="tiny-v1", labels="custom", url=f"{server.url}/files/{name}.pth",
-                         sha256_prefix=digest or hashlib.sha256(data).hexdigest()[:8],
-                         protocol={"frames": 4, "rate": 2})
+    entry = WeightsEntry(name=name, architecture="tiny-v1", labels="custom",
+                         url=f"{server.url}/files/{name}.pth", size_mb=size_mb,
+                         sha256_prefix=hashlib.sha256(data).hexdigest()[:8] if digest is None
+                         else digest, protocol={"frames": 4, "rate": 2})
     save_user_entries([entry])
     return entry
 
@@ -150,7 +153,8 @@ def test_wrong_digest_deletes_the_file_and_says_so(server, home):
 
 
 def test_404_is_one_clear_error(server):
-    entry = WeightsEntry(name="tiny-404", architecture="tiny-v1", labels="custom", url=f"{server.url}/files/missing.pth")
+    entry = WeightsEntry(name="tiny-404", architecture="tiny-v1", labels="custom", url=f"{server.url}/files/missing.pth",
+                         sha256_prefix="0" * 8)
     save_user_entries([entry])
     with pytest.raises(DownloadError, match="HTTP 404"):
         build_model("tiny-v1", weights="tiny-404")
@@ -162,7 +166,8 @@ def test_server_gone_fails_fast_with_instructions(home):
         port = sock.getsockname()[1]  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}/files/gone.pth"
     save_user_entries([WeightsEntry(name="tiny-gone", architecture="tiny-v1",
-                                    labels="custom", url=url)])
+                                    labels="custom", url=url,
+                                    sha256_prefix="0" * 8)])
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as error:
         build_model("tiny-v1", weights="tiny-gone")
@@ -182,7 +187,8 @@ def test_offline_uses_the_cache_and_refuses_the_rest(server, monkeypatch):
     server.files["other.pth"] = Served(_tv_checkpoint())
     save_user_entries([WeightsEntry(name="tiny-other", architecture="tiny-v1",
                                     labels="custom",
-                                    url=f"{server.url}/files/other.pth"), find_entry("tiny-off")])
+                                    url=f"{server.url}/files/other.pth", sha256_prefix="0" * 8),
+                        find_entry("tiny-off")])
     with pytest.raises(WeightsUnavailableError, match="offline mode is on"):
         build_model("tiny-v1", weights="tiny-other")
     assert server.files["other.pth"].requests == []
@@ -313,3 +319,73 @@ def test_weights_shipped_in_the_package_need_no_download(tmp_path, monkeypatch):
     loaded = build_model("tiny-v1", weights="tiny-shipped")
     assert loaded.labels[2] == "c2" and torch.equal(_logits(loaded), _logits(model))
     assert remove_entry(entry) == [] and (package / "demo.safetensors").exists()
+
+
+# ---- no digest, no trust; every HTTP failure one line -------------------------------------
+
+@pytest.mark.parametrize("digest", ["", None])
+def test_weights_without_a_published_digest_are_fetched_only_when_pinned(server, home,
+                                                                        digest):
+    entry = _publish(server, "tiny-nodigest", _tv_checkpoint(), digest="")
+    if digest is None:  # the same, said with no digest field at all
+        entry = replace(entry, sha256_prefix=None)
+        save_user_entries([entry])
+    with pytest.raises(WeightsUnavailableError, match="--pin"):
+        build_model("tiny-v1", weights="tiny-nodigest")
+    assert server.files["tiny-nodigest.pth"].requests == []  # nothing fetched
+    path = ensure_weights(entry, pin=True)
+    assert path.exists()
+    result = verify_entry(entry)
+    real = hashlib.sha256(_tv_checkpoint()).hexdigest()
+    assert result.status == "ok" and "pinned by you" in result.detail and real in result.detail
+    assert build_model("tiny-v1", weights="tiny-nodigest").num_classes == 10
+
+
+def test_the_pin_is_shown_by_the_command(server, home):
+    from conftest import run_cli
+
+    _publish(server, "tiny-show", _tv_checkpoint(), digest="")
+    refused = run_cli("weights", "download", "tiny-show")
+    assert refused.exit_code == 1 and "--pin" in refused.stderr
+    shown = run_cli("weights", "download", "tiny-show", "--pin")
+    assert shown.exit_code == 0, shown.output
+    assert hashlib.sha256(_tv_checkpoint()).hexdigest() in shown.stdout
+    assert "pinned" in run_cli("weights", "verify", "tiny-show").stdout
+
+
+def test_a_cached_file_with_no_recorded_digest_is_not_called_verified(tmp_path, home):
+    from mvit_cli.checkpoints import save_native
+
+    path = tmp_path / "loose.safetensors"
+    save_native(build_model(TINY_V1), path)
+    entry = WeightsEntry(name="loose", architecture="tiny-v1", labels="custom", file=str(path))
+    save_user_entries([entry])
+    assert verify_entry(entry).status == "unverifiable"
+
+
+def test_a_digest_that_is_not_hex_is_a_registry_error(home):
+    from mvit_cli.pretrained.registry import RegistryError, user_entries, user_registry_path
+
+    user_registry_path().write_text('{"weights": [{"name": "x", "architecture": "B-16x4", '
+                                    '"labels": "kinetics400", "sha256_prefix": "zz"}]}')
+    with pytest.raises(RegistryError, match="not a sha256"):
+        user_entries()
+
+
+@pytest.mark.parametrize("misbehave,words", [
+    ("chunk-cut", "transfer broke off"), ("garbage", "not valid HTTP"),
+    ("headers", "not valid HTTP"), ("endless", "MB expected; stopped, and the part was deleted"),
+    ("drip", "not done after 2 s")])
+def test_every_http_failure_is_one_line_within_bounds(server, home, monkeypatch, misbehave,
+                                                      words):
+    monkeypatch.setenv("MVIT_DOWNLOAD_DEADLINE", "2")
+    _publish(server, f"tiny-{misbehave}", _tv_checkpoint()[:5000], size_mb=0.1,
+             misbehave=misbehave, delay=0.5)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as error:
+        ensure_weights(find_entry(f"tiny-{misbehave}"))
+    assert time.monotonic() - started < 20
+    message = str(error.value)
+    assert words in message and "\n" not in message, message
+    part = home / "downloads" / f"tiny-{misbehave}.pth.part"
+    assert not part.exists() or part.stat().st_size <= 0.1e6 * 1.05 + 1e6

@@ -40,13 +40,24 @@ def list_command() -> None:
 def download_command(
     name: Annotated[str, typer.Argument(help="Registry name (see mvit weights list).",
                                         show_default=False)],
+    pin: Annotated[bool, typer.Option(
+        "--pin", help="For weights whose publisher gives no digest: download them anyway and "
+                      "record the sha256 they have now, which later checks then hold them "
+                      "to.")] = False,
 ) -> None:
     """Fetch, verify and cache weights now (classify does this on first use)."""
+    from ..checkpoints.metadata import META_DIGEST_FROM, META_SOURCE_SHA256
+    from ..checkpoints.reader import read_metadata
     from ..pretrained.registry import find_entry
     from ..pretrained.store import ensure_weights
 
-    path = ensure_weights(find_entry(name))
+    entry = find_entry(name)
+    path = ensure_weights(entry, pin=pin)
     say(f"{name}: {path}", to_stderr=False)
+    metadata = read_metadata(path)
+    if metadata.get(META_DIGEST_FROM) == "user":
+        say(f"pinned: sha256 {metadata.get(META_SOURCE_SHA256)} (the publisher gives none; "
+            "mvit weights verify holds the file to it)", to_stderr=False)
 
 
 @app.command("import")
@@ -87,7 +98,8 @@ def verify_command(
     for result in map(verify_entry, entries):
         if result.status == "not cached" and not names:
             continue
-        mark = {"ok": "[green]ok[/]", "corrupt": "[red]corrupt[/]"}.get(result.status,
+        mark = {"ok": "[green]ok[/]", "corrupt": "[red]corrupt[/]",
+                "unverifiable": "[red]unverifiable[/]"}.get(result.status,
                                                                       escape(result.status))
         console.print(f"{escape(result.entry.name)}: {mark} {escape(result.detail)}",
                       soft_wrap=True)

@@ -8,10 +8,13 @@ rename after its digest matched, and a lock file serialises processes fetching t
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,8 +55,28 @@ def sha256_of(path: Path, hasher: "hashlib._Hash | None" = None) -> str:
 
 
 def digest_matches(actual: str, expected: str | None) -> bool:
-    """A full sha256 must match exactly; a publisher's prefix must start it."""
-    return expected is None or actual.lower().startswith(expected.lower())
+    """A full sha256 must match exactly; a publisher's prefix (8 digits at least) must start
+    it. No digest matches nothing: a file is never called verified without one."""
+    if not expected or len(expected) < 8:
+        return False
+    return actual.lower().startswith(expected.lower())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one download may take: bytes at most, and seconds in all."""
+
+    max_bytes: int
+    deadline_s: float
+
+
+def limits_for(size_mb: float | None) -> Limits:
+    """The entry's size with a 5% margin (else 4 GB), and time for at least 100 KB/s plus a
+    few minutes; MVIT_DOWNLOAD_DEADLINE (seconds) overrides the time."""
+    max_bytes = int(size_mb * 1e6 * 1.05 + 1e6) if size_mb else 4 * 10**9
+    deadline = os.environ.get("MVIT_DOWNLOAD_DEADLINE")
+    seconds = float(deadline) if deadline else 300.0 + max_bytes / 100e3
+    return Limits(max_bytes, seconds)
 
 
 def _progress(description: str) -> Progress:
@@ -67,8 +90,15 @@ def _open(url: str, start: int):
     return urllib.request.urlopen(request, timeout=network_timeout())
 
 
-def fetch_url(url: str, dest: Path, expected_digest: str | None = None) -> Path:
-    """Download `url` to `dest` unless a verified copy is already there; return `dest`."""
+def fetch_url(url: str, dest: Path, expected_digest: str | None,
+              limits: Limits | None = None) -> Path:
+    """Download `url` to `dest` unless a copy is already there; return `dest`.
+
+    With `expected_digest`, the bytes must match it; None means the caller pins whatever
+    arrives (only for entries whose publisher gives no digest, and only when the user said
+    so: see store.ensure_weights).
+    """
+    limits = limits or limits_for(None)
     if offline_mode():
         raise OfflineError(f"offline mode is on and {dest.name} is not downloaded")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -88,14 +118,17 @@ def fetch_url(url: str, dest: Path, expected_digest: str | None = None) -> Path:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise OfflineError(f"cannot reach {url} ({reason})") from None
+        except http.client.HTTPException as exc:
+            raise DownloadError(f"{url}: the server's answer is not valid HTTP "
+                                f"({_http_problem(exc)})") from None
         if response is not None and start and response.status != 206:
             start = 0  # the server ignored the Range header: start afresh
         if start:
             sha256_of(partial, hasher)
         if response is not None:
-            _stream(response, partial, start, hasher, url)
+            _stream(response, partial, start, hasher, url, limits)
         digest = hasher.hexdigest()
-        if not digest_matches(digest, expected_digest):
+        if expected_digest is not None and not digest_matches(digest, expected_digest):
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{url}: sha256 {digest[:16]}... does not match the expected "
                                 f"{expected_digest}; the file was deleted")
@@ -103,22 +136,55 @@ def fetch_url(url: str, dest: Path, expected_digest: str | None = None) -> Path:
     return dest
 
 
-def _stream(response, partial: Path, start: int, hasher, url: str) -> None:
+def _http_problem(exc: BaseException) -> str:
+    """http.client's errors in a few words (they are neither OSError nor URLError)."""
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the body ended early"
+    if isinstance(exc, http.client.BadStatusLine):
+        return "no HTTP status line"
+    if isinstance(exc, http.client.LineTooLong):
+        return "a header line too long"
+    text = first_line(exc, 80)
+    return text if text != type(exc).__name__ else f"{type(exc).__name__}"
+
+
+def _stream(response, partial: Path, start: int, hasher, url: str, limits: Limits) -> None:
+    """Append the body to `partial`, within the size and time limits.
+
+    `read1` returns whatever has arrived, so a server that sends a byte every few seconds
+    (each read within the socket timeout) still meets the overall deadline.
+    """
     length = response.headers.get("Content-Length")
-    total = start + int(length) if length is not None else None
+    total = start + int(length) if length is not None and length.isdigit() else None
+    if total is not None and total > limits.max_bytes:
+        response.close()
+        raise DownloadError(f"{url}: the server announces {total / 1e6:.1f} MB, more than the "
+                            f"{limits.max_bytes / 1e6:.1f} MB expected; not downloaded")
     received = start
+    deadline = time.monotonic() + limits.deadline_s
     with response, open(partial, "ab" if start else "wb") as out, _progress(
             f"downloading {partial.name.removesuffix('.part')}") as bar:
         task = bar.add_task("", total=total, completed=start)
         try:
-            for block in iter(lambda: response.read(CHUNK), b""):
+            for block in iter(lambda: response.read1(CHUNK), b""):
                 out.write(block)
                 hasher.update(block)
                 received += len(block)
                 bar.update(task, completed=received)
-        except (OSError, urllib.error.URLError) as exc:
+                if received > limits.max_bytes:
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise DownloadError(f"{url}: sent more than the {limits.max_bytes / 1e6:.1f} "
+                                        "MB expected; stopped, and the part was deleted")
+                if time.monotonic() > deadline:
+                    raise DownloadError(f"{url}: not done after {limits.deadline_s:.0f} s "
+                                        f"({received / 1e6:.1f} MB); run the command again to "
+                                        "resume")
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+            reason = (_http_problem(exc) if isinstance(exc, http.client.HTTPException)
+                      else first_line(exc, 80))
             raise DownloadError(f"{url}: transfer broke off after {received / 1e6:.1f} MB "
-                                f"({exc}); run the command again to resume") from None
+                                f"({reason}); run the command again to resume") from None
     if total is not None and received < total:
         raise DownloadError(f"{url}: transfer broke off after {received / 1e6:.1f} of "
                             f"{total / 1e6:.1f} MB; run the command again to resume")
@@ -152,8 +218,11 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
         if status is None and ("connect" in str(exc).lower() or isinstance(exc, OSError)):
             raise OfflineError(f"cannot reach the Hub for {repo}/{filename} ({detail})") from None
         raise DownloadError(f"{repo}/{filename}@{revision}: {detail}") from None
-    expected = expected_digest or _hub_blob_hash(path)
+    expected = expected_digest or hub_blob_hash(path)
     digest = sha256_of(path)
+    if not expected:
+        raise DownloadError(f"{repo}/{filename}: neither the registry nor the Hub gives a "
+                            "sha256 for this file, so it cannot be verified")
     if not digest_matches(digest, expected):
         blob = path.resolve()
         path.unlink(missing_ok=True)
@@ -174,7 +243,7 @@ def reachable(url: str) -> bool:
     return True
 
 
-def _hub_blob_hash(path: Path) -> str | None:
+def hub_blob_hash(path: Path) -> str | None:
     """The Hub cache names LFS blobs by their sha256: use it to check the bytes."""
     name = path.resolve().name
     return name if len(name) == 64 and all(c in "0123456789abcdef" for c in name) else None

@@ -97,6 +97,11 @@ def _entry(raw: Any, where: str) -> WeightsEntry:
                                                   _KINDS[key]):
             raise RegistryError(f"{where}: entry {raw.get('name')!r} has a {key} of the wrong "
                                 f"kind ({value!r})")
+    for key in ("sha256", "sha256_prefix"):
+        digest = values.get(key)
+        if digest and not (len(digest) >= 8 and all(c in "0123456789abcdefABCDEF" for c in digest)):
+            raise RegistryError(f"{where}: entry {raw.get('name')!r} has a {key} that is not a "
+                                f"sha256 in hex ({digest!r})")
     try:
         return WeightsEntry(**values)
     except TypeError as exc:

@@ -17,13 +17,13 @@ from urllib.parse import urlparse
 
 from filelock import FileLock
 
-from ..checkpoints.metadata import META_SOURCE, META_SOURCE_SHA256
+from ..checkpoints.metadata import META_DIGEST_FROM, META_SOURCE, META_SOURCE_SHA256
 from ..errors import MvitError, UsageError, first_line
 from ..fileio import atomic_write_text
 from ..labels import choose_labels, read_label_file
 from ..paths import mvit_home
-from .download import (DownloadError, OfflineError, digest_matches, fetch_hub, fetch_url,
-                       sha256_of)
+from .download import (DownloadError, OfflineError, hub_blob_hash, digest_matches, fetch_hub,
+                       fetch_url, limits_for, sha256_of)
 from .registry import (UnknownWeightsError, WeightsEntry, find_entry, published_entry,
                        save_user_entries, user_entries)
 
@@ -77,8 +77,17 @@ def _unavailable(entry: WeightsEntry, reason: str) -> WeightsUnavailableError:
         f"--name {entry.name}")
 
 
-def ensure_weights(entry: WeightsEntry) -> Path:
-    """A local checkpoint file for `entry`: cached, or downloaded, verified and converted now."""
+class UnpinnedError(WeightsUnavailableError):
+    """Weights whose publisher gives no digest, not downloaded without the user's say-so."""
+
+
+def ensure_weights(entry: WeightsEntry, pin: bool = False) -> Path:
+    """A local checkpoint file for `entry`: cached, or downloaded, verified and converted now.
+
+    An entry whose publisher gives no digest is downloaded only with `pin`: its sha256 is
+    then recorded (pinned) at this first download, and every later verify checks against
+    that, reported as pinned by the user rather than by the publisher.
+    """
     if entry.hub:
         try:
             return fetch_hub(entry.hub["repo"], entry.hub["file"],
@@ -93,17 +102,24 @@ def ensure_weights(entry: WeightsEntry) -> Path:
                                       "the checkpoint again with mvit weights import")
     if not entry.url:
         raise WeightsUnavailableError(f"weights {entry.name!r} have no source to download from")
+    if entry.expected_digest is None and not pin:
+        raise UnpinnedError(
+            f"weights {entry.name!r}: the publisher gives no sha256 to check a download "
+            f"against; to download them anyway and pin the sha256 they have now, run: mvit "
+            f"weights download {entry.name} --pin")
     with FileLock(str(target) + ".lock"):
         if target.exists():
             return target
         download = mvit_home() / "downloads" / (Path(urlparse(entry.url).path).name or entry.name)
         try:
-            original = fetch_url(entry.url, download, entry.expected_digest)
+            original = fetch_url(entry.url, download, entry.expected_digest,
+                                 limits_for(entry.size_mb))
         except OfflineError as exc:
             raise _unavailable(entry, str(exc)) from None
         digest = sha256_of(original)
-        convert_to_native(original, entry, target, {META_SOURCE: entry.url,
-                                                     META_SOURCE_SHA256: digest})
+        convert_to_native(original, entry, target, {
+            META_SOURCE: entry.url, META_SOURCE_SHA256: digest,
+            META_DIGEST_FROM: "publisher" if entry.expected_digest else "user"})
         original.unlink()
     return target
 
@@ -231,25 +247,39 @@ class VerifyResult:
 
 
 def verify_entry(entry: WeightsEntry) -> VerifyResult:
-    """Re-hash a cached file against what was recorded when it was made, and load it."""
+    """Re-hash a cached file against what was recorded when it was made, and load it.
+
+    No recorded digest means nothing to verify against: reported, never called ok.
+    """
     path = cached_file(entry)
     if path is None:
         return VerifyResult(entry, "not cached")
-    recorded = entry.sha256
     sidecar = Path(str(path) + ".sha256")
     if sidecar.exists():
         recorded = sidecar.read_text().strip()
     elif entry.hub:
-        recorded = entry.expected_digest or path.resolve().name
+        recorded = entry.expected_digest or hub_blob_hash(path) or ""
+    else:
+        recorded = entry.sha256 or ""
+    if not recorded:
+        return VerifyResult(entry, "unverifiable", "no digest is recorded for this file; "
+                            "download or import it again")
     actual = sha256_of(path)
-    if recorded and not actual.startswith(recorded.lower()):
-        return VerifyResult(entry, "corrupt", f"sha256 {actual[:12]}... expected {recorded[:12]}...")
+    if not digest_matches(actual, recorded):
+        return VerifyResult(entry, "corrupt",
+                            f"sha256 {actual[:12]}... expected {recorded[:12]}...")
     try:
         from ..checkpoints.files import load_file
+        from ..checkpoints.reader import read_metadata
 
         load_file(path, entry.architecture)
+        metadata = read_metadata(path)
     except Exception as exc:  # noqa: BLE001 - any failure to load means the cache is bad
         return VerifyResult(entry, "corrupt", first_line(exc))
+    source = metadata.get(META_SOURCE_SHA256, "")
+    if metadata.get(META_DIGEST_FROM) == "user":
+        return VerifyResult(entry, "ok", f"{path} (pinned by you at its first download: "
+                                         f"sha256 {source}; its publisher gives no digest)")
     return VerifyResult(entry, "ok", str(path))
 
 
