@@ -28,7 +28,7 @@ from .errors import UsageError
 from .labels import LabelsError, choose_labels
 from .media.decode import MediaError
 from .media.discover import InputItem, find_inputs, kind_error
-from .media.protocol import Protocol, protocol_for
+from .media.protocol import Protocol, check_recorded, protocol_for
 from .media.transform import normalise
 from .models.config import MViTConfig
 from .resolve import LabelsArgument, Provenance, given_labels, resolve
@@ -99,7 +99,7 @@ class Pipeline:
         chosen, _ = choose_labels(model.num_classes, given=names, given_by=where or "labels",
                                   in_file=model.labels)
         provenance = Provenance(architecture=model.cfg.name, weights=name, sha256="")
-        return cls(model, chosen, protocol, lambda: provenance, torch_device,
+        return cls(model, chosen, check_recorded(protocol, name), lambda: provenance, torch_device,
                    resolve_precision(precision, torch_device))
 
     # ---- what the weights are ----------------------------------------------------------

@@ -7,6 +7,7 @@ this module imports no torch, so `mvit --help` and `mvit --version` answer at on
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Annotated, Optional
 
@@ -16,6 +17,9 @@ from . import __version__
 from .commands import classify, models, profile, synth, train, weights
 from .commands.common import console, errors, report
 from .errors import MvitError
+
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                      errno.EIO, errno.ENAMETOOLONG}
 
 app = typer.Typer(
     name="mvit",
@@ -57,6 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     except MvitError as exc:
         report(exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # The machine refusing (a full disk, a read-only folder, no permission) is a
+        # condition to report, not a bug: one line, whichever command met it.
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        report(MvitError(f"{exc.strerror}: {exc.filename}" if exc.filename else
+                         str(exc.strerror or exc)))
+        sys.exit(1)
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)

@@ -42,6 +42,20 @@ def input_shape(cfg: MViTConfig, frames: int | None = None, size: int | None = N
     return (batch, 3, size, size)
 
 
+def activation_bytes(cfg: MViTConfig, frames: int | None = None, size: int | None = None,
+                     batch: int = 1) -> int:
+    """About the most memory a forward's activations take at once, from the first stage's
+    token grid (the largest): its tokens at full width, times the live copies a block holds
+    (input, Q/K/V, the MLP's hidden layer at mlp_ratio x, the output: about 12)."""
+    from .models.config import conv_output_grid
+
+    shape = input_shape(cfg, frames, size, batch)
+    grid = shape[2:] if cfg.is_video else (1, *shape[2:])
+    t, h, w = conv_output_grid(tuple(grid), cfg.patch_kernel, cfg.patch_stride,
+                               cfg.patch_padding)
+    return batch * t * h * w * cfg.embed_dim * 4 * int(cfg.mlp_ratio + 8)
+
+
 @dataclass
 class Segment:
     """A part of the network that `mvit profile` reports on its own."""

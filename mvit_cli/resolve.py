@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from . import __version__
 from .errors import UsageError
 from .labels import LABEL_SETS, choose_labels, load_labels, read_label_file
+from .media.protocol import check_recorded
 from .models.architectures import get_config, same_architecture
 from .models.config import MViTConfig
 from .pretrained.registry import WeightsEntry, default_entry
@@ -118,8 +119,10 @@ def resolve(weights: str | os.PathLike | None = None, *, model: str | MViTConfig
         loaded.model.num_classes, given=names, given_by=where or "--labels",
         in_file=loaded.checkpoint.labels, source=str(path),
         label_set=entry.labels if entry is not None else None)
-    protocol = (entry.protocol if entry is not None and entry.protocol else
-                loaded.checkpoint.protocol)
+    if entry is not None and entry.protocol:
+        protocol = check_recorded(entry.protocol, f"weights {entry.name!r}")
+    else:
+        protocol = check_recorded(loaded.checkpoint.protocol, str(path))
     architecture_from = ("as the registry says" if entry is not None and model is None
                          else loaded.architecture_from)
     return Resolved(loaded.model, loaded.model.labels, labels_from, architecture_from,

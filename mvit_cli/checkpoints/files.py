@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -21,18 +20,9 @@ from torch import Tensor
 from ..models.architectures import ARCHITECTURES, BUILTIN, get_config, same_architecture
 from ..models.config import MViTConfig
 from .layouts import Layout, detect_layout, to_native
-from .loading import Checkpoint, convert, file_config, fit_report, load_model
+from .loading import Checkpoint, convert, expected_shapes, file_config, fit_report, load_model
 from .metadata import META_ARCHITECTURE
 from .reader import CheckpointError, read_checkpoint
-
-@lru_cache(maxsize=64)
-def _expected_shapes(cfg: MViTConfig) -> dict[str, torch.Size]:
-    from ..models.mvit import model_from_config
-
-    with torch.device("meta"):
-        model = model_from_config(cfg)
-    return {key: value.shape for key, value in model.state_dict().items()}
-
 
 def _depth(tensors: dict[str, Tensor]) -> int:
     """Blocks in a file of any layout: numbered across the network, or within stages (timm)."""
@@ -61,7 +51,7 @@ def _fits(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> bool:
     head = state.get("head.weight")
     if head is None or head.ndim != 2:
         return False
-    return fit_report(state, _expected_shapes(replace(cfg, num_classes=head.shape[0]))).fits
+    return fit_report(state, expected_shapes(replace(cfg, num_classes=head.shape[0]))).fits
 
 
 def architecture_from_shapes(tensors: dict[str, Tensor], layout: Layout,

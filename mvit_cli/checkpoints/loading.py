@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -151,39 +152,66 @@ def _listing(keys: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _misfit(report: FitReport, checkpoint: Checkpoint, source: str, arch_name: str
+            ) -> CheckpointError:
+    problems = []
+    if report.missing:
+        problems.append(f"{len(report.missing)} missing ({_listing(report.missing)})")
+    if report.unexpected:
+        problems.append(f"{len(report.unexpected)} unexpected ({_listing(report.unexpected)})")
+    if report.mismatched:
+        problems.append(f"{len(report.mismatched)} with other shapes "
+                        f"({_listing(report.mismatched, 2)})")
+    return CheckpointError(f"{source}: {checkpoint.layout.name} checkpoint does not fit "
+                           f"{arch_name}: " + "; ".join(problems))
+
+
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
     """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error."""
     expected = model.state_dict()
     report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
-        problems = []
-        if report.missing:
-            problems.append(f"{len(report.missing)} missing ({_listing(report.missing)})")
-        if report.unexpected:
-            problems.append(f"{len(report.unexpected)} unexpected "
-                            f"({_listing(report.unexpected)})")
-        if report.mismatched:
-            problems.append(f"{len(report.mismatched)} with other shapes "
-                            f"({_listing(report.mismatched, 2)})")
-        raise CheckpointError(
-            f"{source}: {checkpoint.layout.name} checkpoint does not fit {arch_name}: "
-            + "; ".join(problems))
+        raise _misfit(report, checkpoint, source, arch_name)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in report.state.items()},
                           strict=True)
+
+
+@lru_cache(maxsize=64)
+def expected_shapes(cfg: MViTConfig) -> dict[str, torch.Size]:
+    """Every tensor's shape in a model of `cfg`, from a model on the meta device (no memory)."""
+    from ..models.mvit import model_from_config
+
+    with torch.device("meta"):
+        model = model_from_config(cfg)
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+def _check_finite(checkpoint: Checkpoint) -> None:
+    for key, tensor in checkpoint.state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{checkpoint.source}: {key} holds NaN or infinite values; "
+                                  "these are not usable weights")
 
 
 def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None = None) -> nn.Module:
     """Architecture `cfg` with the checkpoint's weights, in eval mode.
 
     The head takes the checkpoint's size (fine-tuned files load as they are) unless
-    `num_classes` asks for another, which is then a mismatch error. Class names the file
-    carries become `model.labels`.
+    `num_classes` asks for another, which is then a mismatch error. Every tensor's shape is
+    checked against the architecture before the model is built, so memory follows what the
+    file holds, not what its shapes claim (a head of shape (N, 0) costs no bytes on disk but
+    would be N x width floats in the model). Weights with NaN or infinities are refused.
+    Class names the file carries become `model.labels`.
     """
     from ..models.mvit import model_from_config
 
     fitted = checkpoint.fit_config(cfg)
     if num_classes is not None:
         fitted = replace(fitted, num_classes=num_classes)
+    report = fit_report(checkpoint.state, expected_shapes(fitted))
+    if not report.fits:
+        raise _misfit(report, checkpoint, checkpoint.source, cfg.name)
+    _check_finite(checkpoint)
     model = model_from_config(fitted)
     load_into(model, checkpoint, checkpoint.source, cfg.name)
     if checkpoint.labels:

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from filelock import FileLock, Timeout
+
 from ..errors import UsageError
 from ..fileio import atomic_path
 from ..media.discover import identity, printable
@@ -166,13 +168,26 @@ def _truncate(path: Path, length: int) -> None:
 class Writer:
     """Appends rows, flushed one by one. `done`: the files (by identity) already written."""
 
-    def __init__(self, path: Path, top_k: int, stamp: dict[str, str], overwrite: bool) -> None:
+    def __init__(self, path: Path, top_k: int, stamp: dict[str, str], overwrite: bool,
+                 lock: FileLock | None = None) -> None:
         self.path, self.top_k, self.stamp = path, top_k, stamp
         self.done: set[str] = set()
         self.handle: TextIO
-        if overwrite:
-            self._remove_existing()
-        self._open()
+        self._lock = lock or self._take_lock()
+        try:
+            if overwrite:
+                self._remove_existing()
+            self._open()
+        except BaseException:
+            self._release()
+            raise
+
+    def _take_lock(self) -> FileLock | None:
+        return lock_output(self.path)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def _remove_existing(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -187,7 +202,10 @@ class Writer:
         raise NotImplementedError
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        finally:
+            self._release()
 
 
 class CsvWriter(Writer):
@@ -244,6 +262,9 @@ class JsonLinesWriter(Writer):
 class StdoutWriter(JsonLinesWriter):
     """`-o -`: JSON Lines on standard output, for pipes (nothing to resume)."""
 
+    def _take_lock(self) -> None:
+        return None
+
     def _open(self) -> None:
         self.handle = sys.stdout
 
@@ -291,23 +312,44 @@ class JsonArrayWriter(Writer):
         self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(self.records, handle, ensure_ascii=False, indent=1)
-                handle.write("\n")
-        self.journal.unlink(missing_ok=True)
+        try:
+            self.handle.close()
+            with atomic_path(self.path) as tmp:
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    json.dump(self.records, handle, ensure_ascii=False, indent=1)
+                    handle.write("\n")
+            self.journal.unlink(missing_ok=True)
+        finally:
+            self._release()
 
 
 WRITERS = {".csv": CsvWriter, ".jsonl": JsonLinesWriter, ".json": JsonArrayWriter}
 
 
+def lock_output(path: str | Path) -> FileLock | None:
+    """Hold `path` for this run (None for `-`): one run writes an output at a time, and a
+    second refuses at once, rather than both appending (duplicate rows) or rewriting each
+    other's file. The lock is a dot file beside the output."""
+    if str(path) == STDOUT:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_name(f".{path.name}.lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputError(f"{path}: another mvit run is writing it now; wait for that one "
+                          "to finish, or choose another --output") from None
+    return lock
+
+
 def open_output(path: str | Path, top_k: int, stamp: dict[str, str],
-                overwrite: bool = False) -> Writer:
-    """A writer for `path` (or `-`), resuming what is there if it was made the same way."""
+                overwrite: bool = False, lock: FileLock | None = None) -> Writer:
+    """A writer for `path` (or `-`), resuming what is there if it was made the same way.
+    `lock`: one `lock_output` took already (the writer releases it when closed)."""
     check_output_path(path)
     if str(path) == STDOUT:
         return StdoutWriter(Path(STDOUT), top_k, stamp, overwrite=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return WRITERS[path.suffix.lower()](path, top_k, stamp, overwrite)
+    return WRITERS[path.suffix.lower()](path, top_k, stamp, overwrite, lock)

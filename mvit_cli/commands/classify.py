@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import MvitError, UsageError
 from .common import (Device, DeviceOption, LabelsOption, ModelOption, Precision,
                      PrecisionOption, WeightsOption, console, errors, escape, say, shown)
 
@@ -76,7 +76,7 @@ def classify_command(
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     from ..api import load
-    from ..classify.output import check_output_path, make_stamp, open_output
+    from ..classify.output import check_output_path, lock_output, make_stamp, open_output
     from ..media.discover import find_inputs
 
     n_clips = _parse_clips(clips)
@@ -85,20 +85,28 @@ def classify_command(
     inputs = find_inputs(paths)
     if inputs.unmatched:
         raise _unmatched_error(inputs.unmatched)
-    spinner = errors.status("loading the model ...") if errors.is_terminal and not quiet else None
-    with spinner or nullcontext():
-        clf = load(weights, model=model, labels=labels, device=device.value,
-                   precision=precision.value, compile=compile_model)
-    if n_clips == "protocol" and clf.recorded_protocol is None:
-        say(f"note: {clf.provenance.weights} record no test protocol; --clips protocol uses "
-            "1 clip")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the note above says it
-        protocol = clf.protocol_with(n_clips, int(crops))
-    # The output is opened (created, or checked for resuming) only now that the model has
-    # loaded: a failed download leaves no empty file behind.
-    writer = (open_output(output, top_k, make_stamp(clf.provenance, protocol), overwrite)
-              if output is not None else None)
+    # Held from now: a second run on the same output refuses before loading anything.
+    lock = lock_output(output) if output is not None else None
+    try:
+        spinner = (errors.status("loading the model ...") if errors.is_terminal and not quiet
+                   else None)
+        with spinner or nullcontext():
+            clf = load(weights, model=model, labels=labels, device=device.value,
+                       precision=precision.value, compile=compile_model)
+        if n_clips == "protocol" and clf.recorded_protocol is None:
+            say(f"note: {clf.provenance.weights} record no test protocol; --clips protocol "
+                "uses 1 clip")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the note above says it
+            protocol = clf.protocol_with(n_clips, int(crops))
+        # The output is opened (created, or checked for resuming) only now that the model
+        # has loaded: a failed download leaves no empty file behind.
+        writer = (open_output(output, top_k, make_stamp(clf.provenance, protocol), overwrite,
+                              lock) if output is not None else None)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     todo = [item for item in inputs.items if writer is None or item.key not in writer.done]
     if not quiet:
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}, "
@@ -174,21 +182,34 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
     progress = progress_bar("classifying", RateColumn("files"), console=errors,
                             disable=show.quiet or show.single)
     interrupted = False
+    failure: OSError | None = None
     try:
         with progress:
             task = progress.add_task("", total=total)
             for result in results:
+                if writer is not None:
+                    try:
+                        writer.write(result)
+                    except OSError as exc:  # a full disk, say: stop, keeping what is written
+                        failure = exc
+                        break
                 done += 1
                 failed += not result.ok
-                if writer is not None:
-                    writer.write(result)
                 progress.update(task, advance=1)
                 show.result(result, done, total, progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        results.close()  # stops the decoding workers now, whatever ended the loop
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                failure = failure or exc
+    if failure is not None:
+        raise MvitError(f"cannot write {output} ({failure.strerror or failure}); the "
+                        f"{done} rows written before are kept: make room and run the same "
+                        "command again to resume")
     elapsed = time.monotonic() - started
     where = f" -> {output}" if output not in (None, "-") else ""
     notes = "".join(f", {note}" for note in (

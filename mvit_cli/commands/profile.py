@@ -115,6 +115,26 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
     plt.close(figure)
 
 
+def _check_memory(cfg, settings, batch: int) -> None:
+    """Refuse, in one line, a run whose activations cannot fit (rather than an OOM kill)."""
+    import os
+
+    from ..errors import UsageError
+    from ..flops import activation_bytes
+
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return  # no way to tell here: let the run try
+    for frames, size in settings:
+        needed = activation_bytes(cfg, frames, size, batch)
+        if needed > memory / 2:
+            raise UsageError(f"{cfg.name} at {frames or cfg.frames} frames of {size or cfg.size} "
+                             f"px, batch {batch}, needs about {needed / 1e9:.0f} GB for its "
+                             f"activations, and this machine has {memory / 1e9:.0f} GB; add "
+                             "--repeat 0 to a sweep to count FLOPs only")
+
+
 def profile_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture (see mvit models).")],
     frames: Annotated[Optional[str], typer.Option(
@@ -151,6 +171,8 @@ def profile_command(
     sweep = len(frame_values) > 1 or len(size_values) > 1
     repeat = repeat if repeat is not None else (1 if sweep else 3)
     settings = [(f, s) for f in frame_values for s in size_values]
+    if not sweep or repeat > 0:  # the run allocates real activations: will they fit?
+        _check_memory(cfg, settings, batch)
     results = [profile(cfg, f, s, batch, torch_device, dtype, repeat, measure=not sweep or repeat > 0)
                for f, s in settings]
     scale = 2.0 if flops_unit == "flop" else 1.0

@@ -313,7 +313,7 @@ def decode_image(path: Path) -> Sampled:
                          f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"not a readable image ({first_line(exc, 120)})") from None
-    return Sampled(rgb[None], 0.0, 1)
+    return Sampled(np.array(rgb)[None], 0.0, 1)  # a writable copy, as torch wants
 
 
 def _rgb8(image) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import MvitError, UsageError
 from ..models.config import MViTConfig
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
@@ -62,6 +62,52 @@ class Protocol:
         return self.crop if self.crops == 3 else self.short_side
 
 
+# Fields a recorded protocol may hold: a check per field, and what it must be.
+_NUMBER = (int, float)
+_FIELDS: dict[str, tuple[Any, str]] = {
+    "frames": (lambda v: isinstance(v, int) and v >= 1, "a whole number of at least 1"),
+    "rate": (lambda v: isinstance(v, _NUMBER) and v > 0, "a positive number"),
+    "fps": (lambda v: isinstance(v, _NUMBER) and v > 0, "a positive number"),
+    "clips": (lambda v: isinstance(v, int) and v >= 1, "a whole number of at least 1"),
+    "crops": (lambda v: v in (1, 3), "1 or 3"),
+    "short_side": (lambda v: isinstance(v, int) and v >= 1, "a whole number of pixels"),
+    "crop": (lambda v: isinstance(v, int) and v >= 1, "a whole number of pixels"),
+    "mean": (lambda v: _triple(v, 0.0), "three numbers"),
+    "std": (lambda v: _triple(v, 1e-12), "three positive numbers"),
+    "interpolation": (lambda v: v in ("bilinear", "bicubic"), "bilinear or bicubic"),
+    "uniform": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _triple(value: Any, least: float) -> bool:
+    return (isinstance(value, list | tuple) and len(value) == 3
+            and all(isinstance(x, _NUMBER) and not isinstance(x, bool) and x >= least
+                    for x in value))
+
+
+class ProtocolError(MvitError):
+    """A recorded protocol that cannot be followed; one line naming the field."""
+
+
+def check_recorded(recorded: dict[str, Any] | None, source: str) -> dict[str, Any] | None:
+    """A recorded protocol (registry entry or file metadata), every field checked: a bad
+    one is one error naming it, never a traceback at the first file classified."""
+    if recorded is None:
+        return None
+    for key, value in recorded.items():
+        rule = _FIELDS.get(key)
+        if rule is None:
+            raise ProtocolError(f"{source}: its protocol has an unknown field {key!r}")
+        ok, what = rule
+        if isinstance(value, bool) and key != "uniform" or not ok(value):
+            raise ProtocolError(f"{source}: its protocol's {key} must be {what}, not {value!r}")
+    return recorded
+
+
+# Views a file may ask for at once: all of them are decoded into memory together.
+MAX_VIEW_BYTES = 2 * 1024**3
+
+
 def protocol_for(cfg: MViTConfig, recorded: dict[str, Any] | None = None,
                  clips: int | str | None = None, crops: int | None = None) -> Protocol:
     """The protocol of a checkpoint (`recorded`, from its registry entry or metadata).
@@ -87,8 +133,16 @@ def protocol_for(cfg: MViTConfig, recorded: dict[str, Any] | None = None,
         n_clips = int(clips or 1)
     mean = tuple(recorded.get("mean", KINETICS_MEAN if video else IMAGENET_MEAN))
     std = tuple(recorded.get("std", KINETICS_STD if video else IMAGENET_STD))
-    return Protocol(
+    protocol = Protocol(
         frames=frames, frame_interval=interval, clips=n_clips if video else 1,
         crops=int(crops or 1), short_side=int(recorded.get("short_side", 256)),
         crop=int(recorded.get("crop", cfg.size)), mean=mean, std=std,  # type: ignore[arg-type]
         interpolation=str(recorded.get("interpolation", "bilinear")))
+    view_bytes = protocol.frames * protocol.crop ** 2 * 3
+    if protocol.views * view_bytes > MAX_VIEW_BYTES:
+        most = MAX_VIEW_BYTES // (view_bytes * protocol.crops)
+        raise UsageError(f"{protocol.clips} clips x {protocol.crops} crops of {frames} frames "
+                         f"at {protocol.crop} px would hold "
+                         f"{protocol.views * view_bytes / 1024**3:.0f} GB of frames at once; at "
+                         f"most {most} clips")
+    return protocol
