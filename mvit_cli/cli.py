@@ -19,7 +19,8 @@ from .commands.common import console, errors, report
 from .errors import MvitError
 
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                      errno.EIO, errno.ENAMETOOLONG}
+                      errno.EIO, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.ELOOP,
+                      errno.EISDIR}
 
 app = typer.Typer(
     name="mvit",

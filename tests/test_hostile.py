@@ -319,3 +319,13 @@ def test_requests_that_cannot_fit_in_memory_are_usage_errors(tmp_path, tiny_weig
     save_native(mvit_cli.build_model(TINY_V1), path, extra={"mvit.protocol": json.dumps(big)})
     one_line(classify(video, "--weights", path, "--clips", "100000"), 2, "at most")
     one_line(run_cli("profile", "-m", "B-16x4", "--frames", "100000"), 2, "GB for its activations")
+
+
+def test_an_unusable_cache_folder_is_one_line(tmp_path, tiny_weights, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MVIT_HOME", str(home))
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    for args in (["weights", "list"], ["models"], ["classify", video, "--workers", "0"]):
+        result = run_cli(*args)
+        assert result.exit_code == 1 and result.stderr.startswith("error:"), (args, result.output)
