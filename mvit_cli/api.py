@@ -34,7 +34,7 @@ from .models.config import MViTConfig
 from .resolve import LabelsArgument, Provenance, given_labels, resolve
 
 if TYPE_CHECKING:
-    from .models.mvit import MultiscaleTransformer
+    from .models.model import MultiscaleTransformer
 
 BACKENDS = ("torch",)
 PathLike = str | os.PathLike
@@ -81,7 +81,7 @@ class Pipeline:
         self._provenance = provenance
         self._forward = self.model
         if compile:
-            from .models.mvit import compile_for_inference
+            from .models.model import compile_for_inference
 
             self._forward = compile_for_inference(self.model)
 

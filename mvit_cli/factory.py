@@ -13,12 +13,12 @@ from .models.architectures import get_config
 from .models.config import MViTConfig
 
 if TYPE_CHECKING:
-    from .models.mvit import MultiscaleTransformer
+    from .models.model import MultiscaleTransformer
 
 
 def model_from_config(cfg: MViTConfig) -> MultiscaleTransformer:
     """An untrained model of the given architecture, in train mode (weights random)."""
-    from .models.mvit import model_from_config as build
+    from .models.model import model_from_config as build
 
     return build(cfg)
 

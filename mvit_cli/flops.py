@@ -25,7 +25,7 @@ from .paths import mvit_home
 if TYPE_CHECKING:
     import torch
 
-    from .models.mvit import MultiscaleTransformer
+    from .models.model import MultiscaleTransformer
 
 # Operators by the category we report them under; the papers' total is the first three.
 CATEGORIES = {"convolution": "conv", "addmm": "linear", "mm": "linear", "bmm": "attention",
@@ -75,6 +75,12 @@ def segments(model: MultiscaleTransformer) -> list[Segment]:
     start = 0
     for index, depth in enumerate(cfg.depths):
         def stage(state, start=start, stop=start + depth):
+            if stop == cfg.depth and model.fast_paths:  # as forward runs it (fast/class_token)
+                from .models.fast.class_token import last_block, reads_class_token_only
+
+                if reads_class_token_only(model):
+                    return last_block(model, *model.run_blocks(*state, start=start,
+                                                               stop=stop - 1))
             return model.run_blocks(*state, start=start, stop=stop)
 
         parts.append(Segment(f"stage {index + 1}", list(model.blocks[start:start + depth]),
@@ -94,12 +100,12 @@ def segment_flops(cfg: MViTConfig, shape: tuple[int, ...]
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models.mvit import model_from_config
+    from .models.model import model_from_config
 
     with torch.device("meta"):
         model = model_from_config(cfg).eval()
         state: Any = torch.empty(shape)
-    model.shortcuts = False  # the architecture's multiply-adds, as the papers count them
+    model.fast_paths = False  # the architecture's multiply-adds, as the papers count them
     norm = torch.ops.aten.native_layer_norm
 
     def layer_norm_flops(input_shape, *args, **kwargs) -> int:
@@ -158,7 +164,7 @@ def count(cfg: MViTConfig, frames: int | None = None, size: int | None = None) -
 def _count_uncached(cfg: MViTConfig, frames: int | None, size: int | None) -> tuple[int, int]:
     import torch
 
-    from .models.mvit import model_from_config
+    from .models.model import model_from_config
 
     flops, _ = segment_flops(cfg, input_shape(cfg, frames, size))
     with torch.device("meta"):

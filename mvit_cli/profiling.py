@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten
 
 from .flops import Segment, input_shape, paper_gflops, segment_flops, segments
 from .models.config import MViTConfig, conv_output_grid
-from .models.mvit import MultiscaleTransformer, model_from_config
+from .models.model import MultiscaleTransformer, model_from_config
 
 MB = 1024 * 1024
 

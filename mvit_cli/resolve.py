@@ -29,7 +29,7 @@ from .models.config import MViTConfig
 from .pretrained.registry import WeightsEntry, default_entry
 
 if TYPE_CHECKING:
-    from .models.mvit import MultiscaleTransformer
+    from .models.model import MultiscaleTransformer
 
 LabelsArgument = str | os.PathLike | Sequence[str] | None
 

@@ -127,7 +127,7 @@ def test_max_and_avg_pooling_modes(mode):
 
 
 def test_avg_pooling_counts_padding_like_avgpool3d():
-    from mvit_cli.models.layers import make_pool
+    from mvit_cli.models.pooling import make_pool
 
     grid = torch.randn(2, 4, 4, 6, 6)
     ours = make_pool("avg", 4, (3, 3, 3), (1, 2, 2))(grid)
@@ -135,7 +135,7 @@ def test_avg_pooling_counts_padding_like_avgpool3d():
 
 
 def test_class_token_is_never_pooled():
-    from mvit_cli.models.layers import pool_tokens
+    from mvit_cli.models.pooling import pool_tokens
 
     tokens = torch.randn(2, 1 + 2 * 8 * 8, 16)
     pool = torch.nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))

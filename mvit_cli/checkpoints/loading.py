@@ -179,7 +179,7 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: 
 @lru_cache(maxsize=64)
 def expected_shapes(cfg: MViTConfig) -> dict[str, torch.Size]:
     """Every tensor's shape in a model of `cfg`, from a model on the meta device (no memory)."""
-    from ..models.mvit import model_from_config
+    from ..models.model import model_from_config
 
     with torch.device("meta"):
         model = model_from_config(cfg)
@@ -203,7 +203,7 @@ def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None 
     would be N x width floats in the model). Weights with NaN or infinities are refused.
     Class names the file carries become `model.labels`.
     """
-    from ..models.mvit import model_from_config
+    from ..models.model import model_from_config
 
     fitted = checkpoint.fit_config(cfg)
     if num_classes is not None:

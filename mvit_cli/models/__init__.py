@@ -15,7 +15,7 @@ from .architectures import (ARCHITECTURES, UnknownArchitectureError, get_config,
 from .config import BlockSetting, MViTConfig, block_settings
 
 _NETWORKS = dict.fromkeys(("MViT", "MViTv2", "MultiscaleTransformer", "compile_for_inference",
-                          "model_from_config"), ".mvit")
+                          "model_from_config"), ".model")
 __getattr__ = lazy_exports(__name__, _NETWORKS)
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .mvit import (MultiscaleTransformer, MViT, MViTv2, compile_for_inference,
+    from .model import (MultiscaleTransformer, MViT, MViTv2, compile_for_inference,
                        model_from_config)
 

@@ -23,7 +23,7 @@ from ..factory import build_model, model_from_config
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD
 from ..media.transform import standardise
 from ..models.config import MViTConfig
-from ..models.mvit import MultiscaleTransformer
+from ..models.model import MultiscaleTransformer
 from .data import ClipSet, augment, reverse_in_time, shuffle_colours, time_opposites, whole
 
 

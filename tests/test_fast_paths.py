@@ -1,9 +1,9 @@
-"""The exact shortcuts of the forward pass: same numbers as the plain computation, less work.
+"""The exact fast paths (models/fast): the reference path's numbers, with less work.
 
-Skipped K/V projections (windows.py), the class-token-only last block, the chunked
-per-token steps of CPU inference, relative positions folded into the attention's dot
-product and residual adds done by the GEMMs must change nothing but speed; these tests
-hold them to the plain computation.
+K/V projected at read positions only, relative positions in the dot product, the
+class-token-only last block, the chunked per-token steps and the clip-by-clip batches of CPU
+inference must change nothing but speed: logits and gradients are held to the reference
+path (`model.fast_paths = False`), each fast path on its own and all together.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mvit_cli import get_config
 from mvit_cli.factory import model_from_config
-from mvit_cli.models import layers
-from mvit_cli.models.layers import (_axis_table, attention_with_full_bias,
-                                    attention_with_relative_positions, linear_onto,
-                                    relative_position_terms)
-from mvit_cli.models.windows import plan_axis, read_positions, zero_padding
+from mvit_cli.models.fast import chunks
+from mvit_cli.models.fast.kv_windows import plan_axis, read_positions, zero_padding
+from mvit_cli.models.fast.relative_dot import attention_with_relative_positions
+from mvit_cli.models.positions import (axis_table, relative_position_bias,
+                                       relative_position_terms)
 
 from conftest import TINY
 
@@ -82,22 +82,78 @@ def test_padded_layout_puts_kept_positions_inside_and_clears_the_rest():
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
-def test_skipping_unused_work_keeps_the_logits(cfg):
+def test_the_fast_paths_keep_the_logits(cfg):
     model, clip = _model(cfg), _clip(cfg)
     with torch.no_grad():
-        model.shortcuts = False
+        model.fast_paths = False
         plain = model(clip)
-        model.shortcuts = True
+        model.fast_paths = True
         fast = model(clip)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], SMALL_B16X4], ids=lambda c: c.name)
+def test_run_blocks_returns_every_token_either_way(cfg):
+    model, clip = _model(cfg), _clip(cfg, batch=1)
+    out = {}
+    with torch.no_grad():
+        for enabled in (False, True):
+            model.fast_paths = enabled
+            out[enabled] = model.run_blocks(*model.embed(clip))
+    assert out[True][1] == out[False][1]
+    assert out[True][0].shape == out[False][0].shape and out[True][0].shape[1] > 1
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
+
+
+def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
+    """Switch on one fast path at a time, the others held to the reference."""
+    from mvit_cli.models.fast import attention as fast_attention
+    from mvit_cli.models.fast import class_token, clip_batches
+
+    cfg = replace(get_config("v2-S-16x4"), name="small-v2s-cls", frames=8, size=64,
+                  num_classes=10, cls_token=True, head_pool="cls")
+    model, clip = _model(cfg), _clip(cfg)
+    with torch.no_grad():
+        model.fast_paths = False
+        expected = model(clip)
+        model.fast_paths = True
+        for name, patch in (
+                ("kv windows off", lambda: monkeypatch.setattr(
+                    fast_attention, "keys_values", _reference_keys_values)),
+                ("relative dot off", lambda: monkeypatch.setattr(
+                    fast_attention, "attention_with_relative_positions", _with_full_bias)),
+                ("chunks off", lambda: monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)),
+                ("class token off", lambda: monkeypatch.setattr(
+                    class_token, "reads_class_token_only", lambda model: False)),
+                ("clip batches off", lambda: monkeypatch.setattr(
+                    clip_batches, "forward", lambda model, x: model.classify_features(
+                        class_token.forward_features(model, x))))):
+            patch()
+            torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-5, msg=name)
+            monkeypatch.undo()
+
+
+def _reference_keys_values(attn, x, grid):
+    from mvit_cli.models.pooling import pool_heads
+
+    batch, length, _ = x.shape
+    _, k, v = attn.qkv(x).view(batch, length, 3, attn.num_heads, attn.head_dim).unbind(2)
+    k, k_grid = pool_heads(k, grid, attn.pool_k, attn.norm_k, attn.has_cls)
+    v, _ = pool_heads(v, grid, attn.pool_v, attn.norm_v, attn.has_cls)
+    return k, v, k_grid
+
+
+def _with_full_bias(q, k, v, terms, k_grid, temporal, skip):
+    bias = relative_position_bias(terms, k_grid, temporal, skip)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
 @pytest.mark.parametrize("cfg", [SMALL_B16X4, CONFIGS[-1]], ids=lambda c: c.name)
-def test_the_shortcuts_really_skip_multiply_adds(cfg):
+def test_the_fast_paths_really_skip_multiply_adds(cfg):
     model, clip = _model(cfg), _clip(cfg, batch=1)
     counts = {}
     for enabled in (False, True):
-        model.shortcuts = enabled
+        model.fast_paths = enabled
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(clip)
         counts[enabled] = counter.get_total_flops()
@@ -108,43 +164,27 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
     cfg = SMALL_B16X4
     model, clip = _model(cfg), _clip(cfg)
     with torch.no_grad():
-        monkeypatch.setattr(layers, "CPU_TOKEN_CHUNK", 10**9)
+        monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)
         whole = model(clip)
-        monkeypatch.setattr(layers, "CPU_TOKEN_CHUNK", 37)  # uneven chunks, last one short
+        monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 37)  # uneven chunks, last one short
         chunked = model(clip)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("into", ["new", "contiguous", "strided", "permuted residual"])
-def test_linear_onto_a_residual_is_the_residual_plus_the_linear(bias, into):
-    torch.manual_seed(3)
-    layer = torch.nn.Linear(6, 5, bias=bias)
-    residual, x = torch.randn(2, 7, 5), torch.randn(2, 7, 6)
-    buffers = {"new": None, "contiguous": torch.empty(2, 7, 5),
-               "strided": torch.empty(2, 9, 5)[:, 1:8],
-               "permuted residual": None}
-    if into == "permuted residual":
-        residual = torch.randn(7, 2, 5).transpose(0, 1)
-    with torch.no_grad():
-        got = linear_onto(residual, x, layer, out=buffers[into])
-        torch.testing.assert_close(got, residual + layer(x))
-    if buffers[into] is not None:
-        assert got.data_ptr() == buffers[into].data_ptr()
-
-
-@pytest.mark.parametrize("cfg", [TINY[0], TINY[1]], ids=lambda c: c.name)
-def test_gradients_flow_through_the_shortcuts_unchanged(cfg):
-    """Fine-tuning takes the same path: the input's and the weights' gradients must agree."""
+@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY[2], SMALL_B16X4], ids=lambda c: c.name)
+def test_gradients_flow_through_the_fast_paths_unchanged(cfg):
+    """Fine-tuning takes the same path: the input's and every weight's gradients agree."""
     model = _model(cfg)
     grads = {}
     for enabled in (False, True):
-        model.shortcuts = enabled
+        model.fast_paths = enabled
         model.zero_grad()
         clip = _clip(cfg).requires_grad_()
         model(clip).square().sum().backward()
-        weight = model.blocks[0].attn.qkv.weight.grad
-        grads[enabled] = (clip.grad, weight.clone())
+        # Weights the output does not depend on (those of the rows the class-token-only last
+        # block skips) get no gradient on the fast path, and zeros on the reference one.
+        grads[enabled] = (clip.grad, *(torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                                       for p in model.parameters()))
     for plain, fast in zip(grads[False], grads[True], strict=True):
         torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
 
@@ -162,18 +202,18 @@ def test_relative_positions_in_the_dot_product_equal_the_full_bias(q_grid, k_gri
     rel_h, rel_w = torch.randn(size, dim, dtype=torch.float64), torch.randn(size, dim, dtype=torch.float64)
     rel_t = torch.randn(2 * q_grid[0] - 1, dim, dtype=torch.float64) if temporal else None
     terms = relative_position_terms(q[:, :, skip:], q_grid, k_grid, rel_t, rel_h, rel_w)
-    expected = attention_with_full_bias(q, k, v, terms, k_grid, temporal, skip)
+    full = relative_position_bias(terms, k_grid, temporal, skip)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=full)
     got = attention_with_relative_positions(q, k, v, terms, k_grid, temporal, skip)
     torch.testing.assert_close(got, expected)
-    # The plain bias itself, entry by entry, from the tables' definition.
+    # The bias itself, entry by entry, from the tables' definition.
     bias = _full_bias_by_definition(q[:, :, skip:], q_grid, k_grid, rel_t, rel_h, rel_w)
-    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=F.pad(bias, (skip, 0, skip, 0)))
-    torch.testing.assert_close(expected, plain)
+    torch.testing.assert_close(full, F.pad(bias, (skip, 0, skip, 0)))
 
 
 def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
-    tables = [_axis_table(rel_h, q_grid[1], k_grid[1]), _axis_table(rel_w, q_grid[2], k_grid[2])]
-    table_t = _axis_table(rel_t, q_grid[0], k_grid[0]) if rel_t is not None else None
+    tables = [axis_table(rel_h, q_grid[1], k_grid[1]), axis_table(rel_w, q_grid[2], k_grid[2])]
+    table_t = axis_table(rel_t, q_grid[0], k_grid[0]) if rel_t is not None else None
     bias = q.new_zeros(*q.shape[:2], q.shape[2], k_grid[0] * k_grid[1] * k_grid[2])
     queries = [(t, h, w) for t in range(q_grid[0]) for h in range(q_grid[1]) for w in range(q_grid[2])]
     keys = [(t, h, w) for t in range(k_grid[0]) for h in range(k_grid[1]) for w in range(k_grid[2])]

@@ -1,4 +1,4 @@
-"""Which grid positions a strided pooling kernel actually reads.
+"""K and V projected only at the grid positions a strided pooling window reads.
 
 Why this exists: the early stages pool K and V with a stride larger than the kernel (1x8x8
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..pooling import Grid, pool_heads, pool_tokens
+
+if TYPE_CHECKING:
+    from ..attention import PoolingAttention
 
 Triple = tuple[int, int, int]
 
@@ -113,3 +120,51 @@ def zero_padding(cube: Tensor, plan: ReadPositions) -> Tensor:
         if axis.pad_back:
             cube.narrow(dim, axis.length - axis.pad_back, axis.pad_back).zero_()
     return cube
+
+
+def project(attn: PoolingAttention, x: Tensor, parts: slice) -> Tensor:
+    """Rows `parts` of the fused Q|K|V projection (0:1 is Q, 1:3 is K and V)."""
+    dim = attn.num_heads * attn.head_dim
+    rows = slice(parts.start * dim, parts.stop * dim)
+    bias = attn.qkv.bias[rows] if attn.qkv.bias is not None else None
+    return F.linear(x, attn.qkv.weight[rows], bias)
+
+
+def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:
+    """Pooled K and V (B, Lk, heads, d), projected only where a pooling window reads them.
+
+    The kept positions are gathered into a padded grid, projected, and pooled by the same
+    depthwise convolutions with stride = kernel; K and V go side by side as the channels of
+    one convolution (one pass, no copies between). Other pooling modes, and grids whose
+    windows leave no gaps, are projected whole.
+    """
+    conv_k, conv_v = attn.pool_k, attn.pool_v
+    if not (isinstance(conv_k, nn.Conv3d) and isinstance(conv_v, nn.Conv3d)):
+        batch, length, _ = x.shape
+        kv = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1)
+        k, k_grid = pool_heads(kv[:, :, 0], grid, conv_k, attn.norm_k, attn.has_cls)
+        v, _ = pool_heads(kv[:, :, 1], grid, conv_v, attn.norm_v, attn.has_cls)
+        return k, v, k_grid
+    plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
+    skip = 1 if attn.has_cls else 0
+    if plan.gathers:  # the kept positions, laid out between (stand-ins for) padding
+        index = plan.token_indices(x.device) + skip
+        if skip:
+            index = torch.cat((index.new_zeros(1), index))
+        x = x.index_select(1, index)
+    kv = project(attn, x, slice(1, 3))  # (B, skip + padded grid, 2 * dim)
+    batch, _, channels = kv.shape
+    weight = torch.cat((conv_k.weight.repeat(attn.num_heads, 1, 1, 1, 1),
+                        conv_v.weight.repeat(attn.num_heads, 1, 1, 1, 1)))
+
+    def operator(cube: Tensor) -> Tensor:
+        if plan.gathers:
+            zero_padding(cube, plan)
+        return F.conv3d(cube, weight, None, plan.stride, plan.conv_padding, 1, channels)
+
+    tokens, pooled_grid = pool_tokens(kv, plan.padded_grid, operator, attn.has_cls)
+    tokens = tokens.view(batch, tokens.shape[1], 2, attn.num_heads, -1)
+    k, v = tokens[:, :, 0], tokens[:, :, 1]
+    if attn.norm_k is not None:
+        k, v = attn.norm_k(k), attn.norm_v(v)
+    return k, v, pooled_grid

@@ -1,4 +1,4 @@
-"""The MViT networks: one class per generation over a shared multiscale trunk.
+"""The MViT networks: patchify, positions, multiscale blocks, a norm and a linear head.
 
 MViT v1 (Fan et al. 2021) marks token positions with learnt absolute embeddings. MViTv2
 (Li et al. 2022) drops them for decomposed relative positions inside attention, adds the
@@ -14,13 +14,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .block import MultiscaleBlock
 from .config import MViTConfig, block_settings
-from .layers import Grid, MultiscaleBlock, PositionalEmbedding
-
-
-def _cpu_inference_batch(x: Tensor) -> bool:
-    """A batch of several clips on the CPU with no gradients wanted (see `forward`)."""
-    return x.device.type == "cpu" and x.shape[0] > 1 and not torch.is_grad_enabled()
+from .pooling import Grid
+from .positions import PositionalEmbedding
 
 
 class MultiscaleTransformer(nn.Module):
@@ -46,7 +43,7 @@ class MultiscaleTransformer(nn.Module):
         self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(width, cfg.num_classes)
-        self._shortcuts = True
+        self._fast_paths = True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -60,6 +57,19 @@ class MultiscaleTransformer(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
+    @property
+    def fast_paths(self) -> bool:
+        """Whether forward takes the exact fast paths (models/fast; on by default): the same
+        logits with less work. Off runs the reference path, whose multiply-adds are the ones
+        the papers count."""
+        return self._fast_paths
+
+    @fast_paths.setter
+    def fast_paths(self, enabled: bool) -> None:
+        self._fast_paths = enabled
+        for block in self.blocks:
+            block.fast_paths = block.attn.fast_paths = enabled
+
     def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
         """Hook for a generation's absolute positions; tokens include the class token."""
         return tokens
@@ -69,7 +79,8 @@ class MultiscaleTransformer(nn.Module):
         if x.ndim == 4:
             x = x.unsqueeze(2)
         if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected input of shape (N, 3, T, H, W) or (N, 3, H, W), got {tuple(x.shape)}")
+            raise ValueError("expected input of shape (N, 3, T, H, W) or (N, 3, H, W), got "
+                             f"{tuple(x.shape)}")
         x = self.patch_embed(x)
         grid: Grid = (x.shape[2], x.shape[3], x.shape[4])
         x = x.flatten(2).transpose(1, 2)
@@ -77,41 +88,12 @@ class MultiscaleTransformer(nn.Module):
             x = torch.cat((self.cls_token.expand(x.shape[0], 1, -1), x), dim=1)
         return self.add_positions(x, grid), grid
 
-    @property
-    def shortcuts(self) -> bool:
-        """Whether forward takes the exact shortcuts (on by default): same logits, less work.
-
-        K and V are projected only at the grid positions a strided pooling window reads
-        (windows.py); when the head reads the class token alone, the last block computes
-        only that token's row; MViTv2's relative positions ride in the attention's dot
-        product instead of a full (Lq, Lk) bias; in inference the residual adds ride in
-        the GEMMs (layers.linear_onto). Off gives the plain computation, whose
-        multiply-adds are the ones the papers count.
-        """
-        return self._shortcuts
-
-    @shortcuts.setter
-    def shortcuts(self, enabled: bool) -> None:
-        self._shortcuts = enabled
-        for block in self.blocks:
-            block.attn.shortcuts = enabled
-
     def run_blocks(self, x: Tensor, grid: Grid, start: int = 0,
                    stop: int | None = None) -> tuple[Tensor, Grid]:
-        """Blocks start..stop-1 (all by default). If the head reads the class token alone,
-        the model's last block returns only that token's row."""
-        stop = len(self.blocks) if stop is None else stop
-        last = len(self.blocks) - 1
-        class_token_head = self.shortcuts and self.cfg.head_pool == "cls"
-        for index in range(start, stop):
-            x, grid = self.blocks[index](x, grid,
-                                         class_token_only=class_token_head and index == last)
+        """Blocks start..stop-1 (all by default), every token out."""
+        for block in self.blocks[start:stop]:
+            x, grid = block(x, grid)
         return x, grid
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
-        x, grid = self.run_blocks(*self.embed(x))
-        return self.pool_head(x)
 
     def pool_head(self, x: Tensor) -> Tensor:
         """Final tokens -> one normalised feature vector: the class token's, or the mean."""
@@ -123,18 +105,23 @@ class MultiscaleTransformer(nn.Module):
             return self.norm(tokens.mean(dim=1))
         return self.norm(tokens).mean(dim=1)
 
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
+        if self.fast_paths:
+            from .fast.class_token import forward_features
+
+            return forward_features(self, x)
+        return self.pool_head(self.run_blocks(*self.embed(x))[0])
+
     def classify_features(self, features: Tensor) -> Tensor:
         """Pooled features -> logits."""
         return self.head(self.head_dropout(features))
 
     def forward(self, x: Tensor) -> Tensor:
-        if _cpu_inference_batch(x):
-            # Why: a 16x224 clip's stage-1 activations are ~10 MB, which the CPU's cache
-            # holds; a batch of 8 makes them ~80 MB, and every norm, GELU and copy then waits
-            # on main memory (measured 22% slower per clip for B-16x4 at batch 8). Clips are
-            # independent, so running them one at a time gives the same logits faster.
-            return torch.cat([self.classify_features(self.forward_features(clip))
-                              for clip in x.split(1)])
+        if self.fast_paths:
+            from .fast.clip_batches import forward
+
+            return forward(self, x)
         return self.classify_features(self.forward_features(x))
 
 
@@ -161,7 +148,7 @@ def model_from_config(cfg: MViTConfig) -> MultiscaleTransformer:
 def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Tensor]:
     """torch.compile for inference at one input shape, weights frozen into the graph.
 
-    Freezing lets inductor fold the weights (and prepack them on the CPU). The shortcuts'
+    Freezing lets inductor fold the weights (and prepack them on the CPU). The fast paths'
     plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
     right for these pure functions, but warns about it on every first call: silenced.
     """

@@ -1,0 +1,18 @@
+"""Exact fast paths of the forward pass: the same numbers as the reference path in
+models/attention.py, models/block.py and models/model.py, with less work.
+
+Each sits behind one branch in the module it speeds up, and one switch covers them all:
+`model.fast_paths` (on by default; off runs the reference path, whose multiply-adds are the
+ones the papers count). Measured gains, and the commands that measure them:
+benchmarks/RESULTS.md.
+
+- kv_windows: K and V projected only at the grid positions a strided pooling window reads
+  (86% of stage 1's K/V projection in B-16x4 is never read).
+- relative_dot: MViTv2's relative positions ride in the attention's dot product, so the
+  (Lq, Lk) bias is never built (about a third of v2-S-16x4's CPU time).
+- class_token: when the head reads the class token alone, the last block computes only its
+  row (every token still gives keys and values).
+- chunks: CPU inference runs a block's per-token steps in chunks of tokens that stay in the
+  CPU's caches.
+- clip_batches: CPU inference runs a batch clip by clip, for the same reason.
+"""

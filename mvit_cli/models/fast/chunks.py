@@ -1,0 +1,33 @@
+"""A block's per-token steps in chunks of tokens, in CPU inference.
+
+Why: from the attention's output projection on, every step works on each token alone, and in
+early stages the tensors between steps are large (B-16x4's stage-1 MLP hidden layer is 38 MB
+per clip). Chunks of a few thousand tokens stay in the CPU's caches between steps and reuse
+the same memory instead of fresh pages. Per token the arithmetic is unchanged. Only without
+autograd: training keeps one pass, as DropPath drops a sample's whole branch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..block import MultiscaleBlock
+
+CPU_TOKEN_CHUNK = 4096
+
+
+def in_chunks(blk: MultiscaleBlock, skip: Tensor, attended: Tensor) -> Tensor:
+    """`blk.after_attention(skip, attended)`, chunk by chunk where that pays."""
+    length = skip.shape[1]
+    if (skip.device.type != "cpu" or blk.training or torch.is_grad_enabled()
+            or length <= CPU_TOKEN_CHUNK):
+        return blk.after_attention(skip, attended)
+    out = skip.new_empty(skip.shape[0], length, blk.mlp.fc2.out_features)
+    for start in range(0, length, CPU_TOKEN_CHUNK):
+        rows = slice(start, start + CPU_TOKEN_CHUNK)
+        blk.after_attention(skip[:, rows], attended[:, rows], out=out[:, rows])
+    return out

@@ -1,0 +1,81 @@
+"""Each checkpoint layout against its publisher's own key names and shapes.
+
+tests/fixtures/layouts/ holds, per publisher, the state-dict keys and shapes of their models
+as their own code builds them (torchvision, timm, pytorchvideo, SlowFast; written by
+scripts/make_layout_keys.py, each file saying how). Writing our weights in a layout must give
+exactly those keys and shapes, and a file with exactly those keys must load strictly: a
+renamed or reshaped mapping fails here, which a round trip through our own code cannot see.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvit_cli import get_config
+from mvit_cli.checkpoints import LAYOUTS_BY_NAME, detect_layout, from_native
+from mvit_cli.checkpoints.loading import convert, load_model
+from mvit_cli.factory import model_from_config
+
+LAYOUT_FILES = Path(__file__).parent / "fixtures" / "layouts"
+
+# publisher file -> (our architecture, our layout name)
+PUBLISHED = {
+    "torchvision-mvit_v1_b.json": ("B-16x4", "torchvision"),
+    "torchvision-mvit_v2_s.json": ("v2-S-16x4", "torchvision"),
+    "slowfast-mvit_b_16x4.json": ("B-16x4", "slowfast"),
+    "slowfast-mvitv2_s_16x4.json": ("v2-S-16x4", "slowfast"),
+    "pytorchvideo-mvit_b_16x4.json": ("B-16x4", "pytorchvideo"),
+    "pytorchvideo-mvit_b_16.json": ("B-16", "pytorchvideo"),
+    "timm-mvitv2_tiny.json": ("v2-T", "timm"),
+    "timm-mvitv2_small.json": ("v2-S", "timm"),
+}
+
+
+def _published(name: str) -> tuple[dict[str, list[int]], object]:
+    keys = json.loads((LAYOUT_FILES / name).read_text())["keys"]
+    architecture, _ = PUBLISHED[name]
+    heads = [shape for key, shape in keys.items() if key.startswith("head") and
+             key.endswith("weight")]
+    cfg = replace(get_config(architecture), num_classes=heads[0][0])
+    return keys, cfg
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_writing_a_layout_gives_the_publishers_keys_and_shapes(name):
+    published, cfg = _published(name)
+    layout = LAYOUTS_BY_NAME[PUBLISHED[name][1]]
+    with torch.device("meta"):
+        state = model_from_config(cfg).state_dict()
+    written = {key: list(value.shape) for key, value in from_native(state, layout, cfg).items()}
+    missing = sorted(set(published) - set(written))
+    extra = sorted(set(written) - set(published))
+    assert not missing and not extra, (missing[:5], extra[:5])
+    shapes = {key: (written[key], published[key]) for key in published
+              if written[key] != published[key]}
+    assert not shapes, list(shapes.items())[:5]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_a_file_with_the_publishers_keys_loads_strictly(name):
+    published, cfg = _published(name)
+    tensors = {key: torch.zeros(shape) for key, shape in published.items()}
+    assert detect_layout(tensors).name.startswith(PUBLISHED[name][1])
+    checkpoint = convert(tensors, {}, cfg, name)
+    model = load_model(cfg, checkpoint)
+    assert model.num_classes == cfg.num_classes
+
+
+def test_a_file_of_each_layout_is_identified_by_shape_alone():
+    """The published architectures, told apart from the publishers' shapes (no metadata)."""
+    from mvit_cli.checkpoints.files import architecture_from_shapes
+
+    for name, (architecture, _) in PUBLISHED.items():
+        published, _ = _published(name)
+        tensors = {key: torch.empty(shape) for key, shape in published.items()}
+        found = architecture_from_shapes(tensors, detect_layout(tensors), name)
+        assert found.name == architecture, name
