@@ -190,6 +190,7 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_a_row_and_the_good_ones_are_labelled(tmp_path, tiny_weights):
     media = tmp_path / "media"
     (media / "empty folder").mkdir(parents=True)
@@ -219,6 +220,7 @@ def test_every_bad_input_is_a_row_and_the_good_ones_are_labelled(tmp_path, tiny_
     assert "2 of" in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_hanging_file_is_stopped_and_the_run_goes_on(tmp_path, tiny_weights):
     folder = tmp_path / "media"
     folder.mkdir()
@@ -235,6 +237,7 @@ def test_a_hanging_file_is_stopped_and_the_run_goes_on(tmp_path, tiny_weights):
     assert result.returncode == 1
 
 
+@pytest.mark.slow
 def test_single_file_prints_a_table_and_exits_0(tmp_path, tiny_weights):
     video = write_video(tmp_path / "clip.mp4", frames=12)
     result = mvit("classify", video, "--weights", tiny_weights, "-k", "3")
@@ -243,6 +246,7 @@ def test_single_file_prints_a_table_and_exits_0(tmp_path, tiny_weights):
     assert result.stdout.count("action") == 3
 
 
+@pytest.mark.slow
 def test_json_output_and_usage_errors(tmp_path, tiny_weights):
     video = write_video(tmp_path / "clip.mp4", frames=12)
     out = tmp_path / "out.json"
@@ -271,6 +275,7 @@ def _wait_for_rows(path: Path, rows: int, limit: float = 120) -> None:
     raise AssertionError(f"{path} never reached {rows} rows")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
 def test_interrupted_runs_resume_without_duplicates(tmp_path, tiny_weights, how):
     folder = _folder_of_clips(tmp_path, 24)

@@ -22,6 +22,7 @@ def mvit(*args: str, home) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_models_lists_every_architecture_with_counts(tmp_path):
     result = mvit("models", home=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -109,6 +110,7 @@ def test_help_describes_every_option():
                 assert param.help, f"mvit {name} {param.opts[0]} has no help"
 
 
+@pytest.mark.slow
 def test_models_answers_from_its_cache_without_torch(tmp_path):
     first = mvit("models", home=tmp_path)
     assert first.returncode == 0

@@ -136,8 +136,10 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
 def _reference_keys_values(attn, x, grid):
     from mvit_cli.models.pooling import pool_heads
 
+    from mvit_cli.models.fast.kv_windows import project
+
     batch, length, _ = x.shape
-    _, k, v = attn.qkv(x).view(batch, length, 3, attn.num_heads, attn.head_dim).unbind(2)
+    k, v = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1).unbind(2)
     k, k_grid = pool_heads(k, grid, attn.pool_k, attn.norm_k, attn.has_cls)
     v, _ = pool_heads(v, grid, attn.pool_v, attn.norm_v, attn.has_cls)
     return k, v, k_grid

@@ -127,6 +127,7 @@ def test_a_head_that_claims_billions_of_classes_is_refused_before_allocating(tmp
 
 # ---- 6. two runs, one output -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_refuses_at_once(tmp_path, tiny_weights):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -31,9 +31,9 @@ def test_trained_size_is_untouched_by_resampling(name):
 def test_v1_positions_are_resampled_smoothly():
     model = build_model(TINY_V1)
     pos = model.pos_embed
-    same = pos._grid_positions(pos.grid)
+    same = pos.grid_positions(pos.grid)
     assert torch.equal(same, (pos.temporal[:, None] + pos.spatial[None]).flatten(0, 1))
-    doubled = pos._grid_positions((4, 16, 16))
+    doubled = pos.grid_positions((4, 16, 16))
     assert doubled.shape == (4 * 16 * 16, 16)
 
 

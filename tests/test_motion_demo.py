@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ def test_motion_demo_ships_in_the_package_small_and_verified():
     assert verify_entry(entry).status == "ok"  # its sha256 in the registry, and it loads
 
 
+@pytest.mark.slow
 def test_motion_demo_labels_fresh_clips(tmp_path):
     # Seed 4242 is used by nothing else: the weights were trained on seed 1.
     written = write_dataset(tmp_path, per_class=5, seed=4242)
@@ -34,6 +37,7 @@ def test_motion_demo_labels_fresh_clips(tmp_path):
                                           for r in results if r.labels[0] != truth[r.path]]
 
 
+@pytest.mark.slow
 def test_examples_classify_offline_as_the_readme_says(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "MVIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "classify", str(EXAMPLES),

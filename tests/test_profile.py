@@ -23,6 +23,7 @@ def b16x4():
     return profile(get_config("B-16x4"), repeat=1)
 
 
+@pytest.mark.slow
 def test_b16x4_totals_match_the_paper(b16x4):
     assert abs(b16x4.gflops / 70.5 - 1) < 0.015
     assert abs(b16x4.params / 36.6e6 - 1) < 0.015
@@ -30,6 +31,7 @@ def test_b16x4_totals_match_the_paper(b16x4):
     assert b16x4.total_ms > 0 and all(row.ms is not None for row in b16x4.stages)
 
 
+@pytest.mark.slow
 def test_b16x4_stages_follow_the_paper(b16x4):
     stages = [row for row in b16x4.stages if row.name.startswith("stage")]
     assert [row.tokens for row in stages] == [[8, 56, 56], [8, 28, 28], [8, 14, 14], [8, 7, 7]]
@@ -41,6 +43,7 @@ def test_b16x4_stages_follow_the_paper(b16x4):
     assert names[0] == "patch embed" and names[-1] == "head"
 
 
+@pytest.mark.slow
 def test_flops_are_counted_per_operator(b16x4):
     stage3 = b16x4.stages[3]
     assert {"linear", "attention", "conv"} <= set(stage3.flops_by_op)
@@ -50,6 +53,7 @@ def test_flops_are_counted_per_operator(b16x4):
                                               ("linear", "attention", "conv")))
 
 
+@pytest.mark.slow
 def test_memory_is_measured_per_stage(b16x4):
     stage1 = b16x4.stages[1]
     # 8x56x56+1 tokens of width 192 (v1 widens at the end of stage 1), 4 bytes each.
@@ -65,6 +69,7 @@ def test_other_models_against_their_papers(name, params, gflops):
     assert abs(result.gflops / gflops - 1) < 0.015
 
 
+@pytest.mark.slow
 def test_json_schema_and_flop_unit():
     result = mvit("profile", "--model", "v2-S-16x4", "--json", "--repeat", "1")
     assert result.returncode == 0, result.stderr
@@ -81,6 +86,7 @@ def test_json_schema_and_flop_unit():
     assert doubled["gflops"] == pytest.approx(2 * data["gflops"])
 
 
+@pytest.mark.slow
 def test_frame_sweep_grows_at_least_linearly_and_plots(tmp_path):
     plot = tmp_path / "sweep.png"
     result = mvit("profile", "-m", "B-16x4", "--frames", "8,16,32,64", "--json", "--plot", plot,
@@ -93,6 +99,7 @@ def test_frame_sweep_grows_at_least_linearly_and_plots(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_table_output_and_bad_options():
     result = mvit("profile", "-m", "B-16x4", "--size", "160,224", "--repeat", "0")
     assert result.returncode == 0 and "x first" in result.stdout
@@ -100,6 +107,7 @@ def test_table_output_and_bad_options():
     assert mvit("profile", "-m", "nope").returncode == 2
 
 
+@pytest.mark.slow
 def test_sweeps_time_by_default_and_plot_every_column(tmp_path):
     result = mvit("profile", "-m", "v2-XS-8", "--frames", "4,8", "--json")
     assert result.returncode == 0, result.stderr

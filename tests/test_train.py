@@ -107,6 +107,7 @@ def test_a_few_steps_lower_the_loss(clips):
     assert after < before - 0.2, (before, after)
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_with_the_same_logits_and_classifies(clips, dataset, tmp_path):
     settings = TrainSettings(epochs=1, batch_size=8, val_split=0.25, seed=0)
     result = train(clips, TINY, settings, max_steps=2)
@@ -130,6 +131,7 @@ def test_saved_model_reloads_with_the_same_logits_and_classifies(clips, dataset,
     assert any(name in done.stdout for name in clips.names)
 
 
+@pytest.mark.slow
 def test_train_command_end_to_end(dataset, tmp_path):
     out = tmp_path / "cli.safetensors"
     done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
@@ -145,6 +147,7 @@ def test_train_command_end_to_end(dataset, tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
     out = tmp_path / "stopped.safetensors"
     run = subprocess.Popen([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),

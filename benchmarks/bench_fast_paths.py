@@ -1,0 +1,164 @@
+"""What each exact fast path (mvit_cli/models/fast) earns: the model with all of them, against
+the model with one of them off, and against the reference path (all off), measured
+alternately in one process on the same weights and input.
+
+    python benchmarks/bench_fast_paths.py --models B-16x4,v2-S-16x4 --repeat 5
+    python benchmarks/bench_fast_paths.py --against /tmp/old/mvit_old   # another mvit copy
+
+`--against` times this code against another copy of the package (for example the commit
+before a refactor, extracted as a package folder of any name), same weights, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import cpu_model
+
+import mvit_cli
+from mvit_cli.models.fast import attention as fast_attention
+from mvit_cli.models.fast import chunks, class_token, clip_batches
+from mvit_cli.models.pooling import pool_heads
+from mvit_cli.models.positions import relative_position_bias
+
+
+def _reference_keys_values(attn, x, grid):
+    from mvit_cli.models.fast.kv_windows import project
+
+    batch, length, _ = x.shape
+    k, v = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1).unbind(2)
+    k, k_grid = pool_heads(k, grid, attn.pool_k, attn.norm_k, attn.has_cls)
+    v, _ = pool_heads(v, grid, attn.pool_v, attn.norm_v, attn.has_cls)
+    return k, v, k_grid
+
+
+def _full_bias(q, k, v, terms, k_grid, temporal, skip):
+    bias = relative_position_bias(terms, k_grid, temporal, skip)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+@contextlib.contextmanager
+def _swapped(module, name, value):
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+# name -> a context that turns that one fast path off (the others stay on)
+WITHOUT = {
+    "kv_windows": lambda: _swapped(fast_attention, "keys_values", _reference_keys_values),
+    "relative_dot": lambda: _swapped(fast_attention, "attention_with_relative_positions",
+                                     _full_bias),
+    "class_token": lambda: _swapped(class_token, "reads_class_token_only", lambda m: False),
+    "chunks": lambda: _swapped(chunks, "CPU_TOKEN_CHUNK", 10**9),
+    "clip_batches": lambda: _swapped(clip_batches, "forward", lambda model, x:
+                                     model.classify_features(class_token.forward_features(model, x))),
+}
+
+
+def _time(forward, clip) -> float:
+    started = time.perf_counter()
+    with torch.inference_mode():
+        forward(clip)
+    return time.perf_counter() - started
+
+
+def gains(name: str, batch: int, repeat: int) -> list[dict]:
+    torch.manual_seed(0)
+    cfg = mvit_cli.get_config(name)
+    model = mvit_cli.build_model(cfg)
+    clip = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size)
+
+    def run(variant):
+        if variant == "reference":
+            model.fast_paths = False
+            try:
+                return _time(model, clip)
+            finally:
+                model.fast_paths = True
+        if variant == "all":
+            return _time(model, clip)
+        with WITHOUT[variant]():
+            return _time(model, clip)
+
+    variants = ["all", "reference", *WITHOUT]
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for attempt in range(repeat + 1):  # the first round warms every variant up
+        for variant in variants:
+            elapsed = run(variant)
+            if attempt:
+                times[variant].append(elapsed)
+    all_on = statistics.median(times["all"])
+    return [{"model": name, "batch": batch, "variant": v,
+             "s_per_clip": statistics.median(times[v]) / batch,
+             "all_on_is_faster_by": statistics.median(times[v]) / all_on} for v in variants]
+
+
+def _load_package(folder: Path):
+    spec = importlib.util.spec_from_file_location(folder.name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[folder.name] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def against(folder: Path, name: str, batch: int, repeat: int) -> dict:
+    other = _load_package(folder)
+    builder = importlib.import_module(f"{folder.name}.factory").model_from_config
+    torch.manual_seed(0)
+    cfg = mvit_cli.get_config(name)
+    ours = mvit_cli.build_model(cfg)
+    theirs = builder(importlib.import_module(f"{folder.name}.models.architectures")
+                     .get_config(name)).eval()
+    theirs.load_state_dict(ours.state_dict())
+    clip = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size)
+    with torch.inference_mode():
+        error = ((ours(clip) - theirs(clip)).abs().max() / theirs(clip).abs().max()).item()
+    times = {"this": [], "other": []}
+    for attempt in range(repeat + 1):
+        for label, model in (("other", theirs), ("this", ours)):
+            elapsed = _time(model, clip)
+            if attempt:
+                times[label].append(elapsed)
+    this, that = statistics.median(times["this"]), statistics.median(times["other"])
+    del other
+    return {"model": name, "batch": batch, "this_s": this, "other_s": that,
+            "this_is_faster_by": that / this, "max_rel_error": error}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="B-16x4,v2-S-16x4")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--against", type=Path, default=None,
+                        help="Folder of another copy of the package to time against.")
+    args = parser.parse_args()
+    print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    for name in args.models.split(","):
+        if args.against is not None:
+            row = against(args.against, name, args.batch, args.repeat)
+            print(f"{name} batch {args.batch}: this {row['this_s']:.3f} s, other "
+                  f"{row['other_s']:.3f} s: this is {row['this_is_faster_by']:.3f}x as fast; "
+                  f"max rel. error {row['max_rel_error']:.1e}", flush=True)
+            continue
+        for row in gains(name, args.batch, args.repeat):
+            print(f"{name} batch {args.batch} {row['variant']:>13}: {row['s_per_clip']:.3f} "
+                  f"s/clip ({row['all_on_is_faster_by']:.3f}x all fast paths' time)",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
