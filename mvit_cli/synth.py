@@ -24,9 +24,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-# PyAV is imported with this module, not when the first clip is written: decord bundles an
-# older libvpx and exports its symbols process-wide, so a PyAV loaded after decord finds that
-# libvpx and cannot open its VP9 encoder.
+# PyAV is imported with this module, not when the first clip is written: decord 0.6.0
+# bundled an older libvpx and exported its symbols process-wide, so a PyAV loaded after it
+# could not open its VP9 encoder. (decord2, which mvit now uses, does not; the order costs
+# nothing and keeps an older decord working.)
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont

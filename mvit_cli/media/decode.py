@@ -98,25 +98,12 @@ def _decord():
     return decord
 
 
-def _last_decodable(reader, count: int) -> int:
-    """Containers can overstate their frame count: find the last frame that really decodes."""
-    low, high = 0, count - 1
-    while low < high:
-        mid = (low + high + 1) // 2
-        try:
-            reader[mid]
-            low = mid
-        except Exception:  # noqa: BLE001 - decord raises its own error types
-            high = mid - 1
-    return low
-
-
 def decode_size(width: int, height: int, channels: int, target: int) -> tuple[int, int] | None:
     """(width, height) to have decord resize to while decoding, or None to decode as is.
 
     Two reasons to: a source much larger than needed (decoded at twice the target's short
-    side), and frame widths decord mis-sizes (seen at 48 and 72 pixels: it returns 4
-    "channels" of garbage). Widths that are multiples of 64 are always read right, so a
+    side), and frame widths decord mis-sizes (16, 24, 48 and 72 pixels, in decord 0.6.0 and
+    decord2 3.4.0 alike: it returns rows padded into extra "channels"). Widths that are multiples of 64 are always read right, so a
     resize always lands on one, the height following the aspect ratio (even, for YUV).
     """
     if min(width, height) > DOWNSCALE_ABOVE * target:
@@ -173,22 +160,28 @@ def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
     starts = np.asarray(stamps[:, 0], dtype=np.float64)
     duration = float(stamps[-1, 1]) if stamps[-1, 1] > 0 else float(starts[-1])
     index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
-    try:
-        batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
-    except Exception:  # noqa: BLE001 - fewer frames than the container says
-        last = _last_decodable(reader, count)
-        starts = starts[:last + 1]
-        duration = float(stamps[last, 1])
-        count = last + 1
-        index = frames_at(starts, clip_times(duration, protocol)).reshape(-1)
-        batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
+    # A frame that does not decode raises here, and the caller decodes the file packet by
+    # packet instead (a reader whose batch failed cannot be trusted for another read).
+    batch = reader.get_batch(sorted(set(index.tolist()))).asnumpy()
     if batch.ndim != 4 or batch.shape[-1] != 3:
         # Even after decode_size's workaround: refuse rather than classify garbage.
         raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
                          f"for this {width}x{height} video")
     position = {frame: i for i, frame in enumerate(sorted(set(index.tolist())))}
     frames = batch[[position[i] for i in index.tolist()]]
-    return Sampled(frames, duration, count, _damage(count, claimed))
+    return Sampled(frames, duration, count, _damage(count, max(claimed, _listed_frames(name))))
+
+
+def _listed_frames(name: str) -> int:
+    """The frame count the container's header lists (0 if it lists none): decord counts
+    only the frames it finds, so a cut file's header is what tells that frames are missing."""
+    import av
+
+    try:
+        with av.open(name) as container:
+            return int(container.streams.video[0].frames or 0) if container.streams.video else 0
+    except av.error.FFmpegError:
+        return 0
 
 
 def _damage(decoded: int, claimed: int) -> str:
