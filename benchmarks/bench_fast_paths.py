@@ -26,18 +26,8 @@ from machine import cpu_model
 import mvit_cli
 from mvit_cli.models.fast import attention as fast_attention
 from mvit_cli.models.fast import chunks, class_token, clip_batches
-from mvit_cli.models.pooling import pool_heads
+from mvit_cli.models.fast.kv_windows import keys_values_everywhere
 from mvit_cli.models.positions import relative_position_bias
-
-
-def _reference_keys_values(attn, x, grid):
-    from mvit_cli.models.fast.kv_windows import project
-
-    batch, length, _ = x.shape
-    k, v = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1).unbind(2)
-    k, k_grid = pool_heads(k, grid, attn.pool_k, attn.norm_k, attn.has_cls)
-    v, _ = pool_heads(v, grid, attn.pool_v, attn.norm_v, attn.has_cls)
-    return k, v, k_grid
 
 
 def _full_bias(q, k, v, terms, k_grid, temporal, skip):
@@ -57,7 +47,7 @@ def _swapped(module, name, value):
 
 # name -> a context that turns that one fast path off (the others stay on)
 WITHOUT = {
-    "kv_windows": lambda: _swapped(fast_attention, "keys_values", _reference_keys_values),
+    "kv_windows": lambda: _swapped(fast_attention, "keys_values", keys_values_everywhere),
     "relative_dot": lambda: _swapped(fast_attention, "attention_with_relative_positions",
                                      _full_bias),
     "class_token": lambda: _swapped(class_token, "reads_class_token_only", lambda m: False),

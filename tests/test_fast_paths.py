@@ -18,7 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvit_cli import get_config
 from mvit_cli.factory import model_from_config
 from mvit_cli.models.fast import chunks
-from mvit_cli.models.fast.kv_windows import plan_axis, read_positions, zero_padding
+from mvit_cli.models.fast.kv_windows import (keys_values_everywhere, plan_axis, read_positions,
+                                             zero_padding)
 from mvit_cli.models.fast.relative_dot import attention_with_relative_positions
 from mvit_cli.models.positions import (axis_table, relative_position_bias,
                                        relative_position_terms)
@@ -119,7 +120,7 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
         model.fast_paths = True
         for name, patch in (
                 ("kv windows off", lambda: monkeypatch.setattr(
-                    fast_attention, "keys_values", _reference_keys_values)),
+                    fast_attention, "keys_values", keys_values_everywhere)),
                 ("relative dot off", lambda: monkeypatch.setattr(
                     fast_attention, "attention_with_relative_positions", _with_full_bias)),
                 ("chunks off", lambda: monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)),
@@ -131,18 +132,6 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
             patch()
             torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-5, msg=name)
             monkeypatch.undo()
-
-
-def _reference_keys_values(attn, x, grid):
-    from mvit_cli.models.pooling import pool_heads
-
-    from mvit_cli.models.fast.kv_windows import project
-
-    batch, length, _ = x.shape
-    k, v = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1).unbind(2)
-    k, k_grid = pool_heads(k, grid, attn.pool_k, attn.norm_k, attn.has_cls)
-    v, _ = pool_heads(v, grid, attn.pool_v, attn.norm_v, attn.has_cls)
-    return k, v, k_grid
 
 
 def _with_full_bias(q, k, v, terms, k_grid, temporal, skip):

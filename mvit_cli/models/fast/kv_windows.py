@@ -140,11 +140,7 @@ def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, 
     """
     conv_k, conv_v = attn.pool_k, attn.pool_v
     if not (isinstance(conv_k, nn.Conv3d) and isinstance(conv_v, nn.Conv3d)):
-        batch, length, _ = x.shape
-        kv = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1)
-        k, k_grid = pool_heads(kv[:, :, 0], grid, conv_k, attn.norm_k, attn.has_cls)
-        v, _ = pool_heads(kv[:, :, 1], grid, conv_v, attn.norm_v, attn.has_cls)
-        return k, v, k_grid
+        return keys_values_everywhere(attn, x, grid)
     plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
     skip = 1 if attn.has_cls else 0
     if plan.gathers:  # the kept positions, laid out between (stand-ins for) padding
@@ -168,3 +164,13 @@ def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, 
     if attn.norm_k is not None:
         k, v = attn.norm_k(k), attn.norm_v(v)
     return k, v, pooled_grid
+
+
+def keys_values_everywhere(attn: PoolingAttention, x: Tensor, grid: Grid
+                           ) -> tuple[Tensor, Tensor, Grid]:
+    """Pooled K and V projected at every position: what this module saves work against."""
+    batch, length, _ = x.shape
+    kv = project(attn, x, slice(1, 3)).view(batch, length, 2, attn.num_heads, -1)
+    k, k_grid = pool_heads(kv[:, :, 0], grid, attn.pool_k, attn.norm_k, attn.has_cls)
+    v, _ = pool_heads(kv[:, :, 1], grid, attn.pool_v, attn.norm_v, attn.has_cls)
+    return k, v, k_grid
