@@ -190,3 +190,21 @@ def test_paths_naming_nothing_are_usage_errors_before_any_work(tmp_path, videos,
         assert result.exit_code == 2 and words in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_clips_protocol_without_one_recorded_is_a_note_not_a_warning(tmp_path, videos):
+    from conftest import TINY_V1
+    from mvit_cli.checkpoints import save_native
+
+    path = tmp_path / "bare.safetensors"
+    save_native(mvit_cli.build_model(TINY_V1), path)  # no protocol recorded
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "classify",
+                             str(videos / "clip0.mp4"), "--weights", str(path), "--clips",
+                             "protocol", "--workers", "0"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "record no test protocol; --clips protocol uses 1 clip" in result.stderr
+    assert "Warning" not in result.stderr

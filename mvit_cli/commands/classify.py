@@ -111,8 +111,11 @@ def classify_command(
     if not quiet:
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}, "
             f"{clf.precision}; {protocol.describe()}")
-    results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops), workers=workers,
-                           timeout=timeout, batch_size=batch_size, decoder_messages=verbose)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note above says it
+        results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops),
+                               workers=workers, timeout=timeout, batch_size=batch_size,
+                               decoder_messages=verbose)
     show = _Display(single=len(inputs.items) == 1 and not inputs.skipped and writer is None,
                     to_file=writer is not None, quiet=quiet)
     _run(results, len(todo), writer, output, show,
