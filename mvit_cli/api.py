@@ -30,11 +30,13 @@ from .media.decode import MediaError
 from .media.discover import InputItem, find_inputs, kind_error
 from .media.protocol import Protocol, check_recorded, protocol_for
 from .media.transform import normalise
+from .media.windows import Windowing, windowing_for
 from .models.config import MViTConfig
 from .resolve import LabelsArgument, Provenance, given_labels, resolve
 
 if TYPE_CHECKING:
     from .models.model import MultiscaleTransformer
+    from .timeline.engine import VideoTimeline
 
 BACKENDS = ("torch",)
 PathLike = str | os.PathLike
@@ -137,21 +139,27 @@ class Pipeline:
         return torch.autocast(self.device.type, dtype=self.dtype,
                               enabled=self.dtype != torch.float32)
 
-    def _probabilities(self, views: torch.Tensor, protocol: Protocol) -> torch.Tensor:
-        """uint8 views (B, T, c, c, 3) -> softmax (B, classes), fp32 on the CPU."""
+    def _probabilities(self, views: torch.Tensor, protocol: Protocol,
+                       features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 views (B, T, c, c, 3) -> softmax (B, classes), fp32 on the CPU, and with
+        `features` the head's input (B, width) too."""
         if self.device.type == "cuda":
             views = views.pin_memory().to(self.device, non_blocking=True)
         else:
             views = views.to(self.device)
-        # On the CPU the model runs a batch clip by clip anyway (MultiscaleTransformer.forward),
+        # On the CPU the model runs a batch clip by clip anyway (models/fast/clip_batches),
         # so clips are also made float one at a time: one clip's input alive (9.6 MB for
         # B-16x4), not the batch's. A compiled model keeps its one batch shape.
         cpu = self.device.type == "cpu" and not self.compiled
         parts = views.split(1) if cpu else [views]
         with torch.inference_mode(), self._autocast():
-            logits = torch.cat([self._forward(normalise(part, protocol, self.cfg.is_video))
-                                for part in parts])
-            return logits.float().softmax(dim=-1).cpu()
+            inputs = (normalise(part, protocol, self.cfg.is_video) for part in parts)
+            if features:  # the head's input, then the head (compiled graphs end in logits)
+                pooled = torch.cat([self.model.forward_features(x) for x in inputs])
+                logits, pooled = self.model.classify_features(pooled), pooled.float().cpu()
+            else:
+                logits, pooled = torch.cat([self._forward(x) for x in inputs]), None
+            return logits.float().softmax(dim=-1).cpu(), pooled
 
     # ---- files ---------------------------------------------------------------------------
 
@@ -188,12 +196,14 @@ class Pipeline:
     def classify(self, paths: PathLike | InputItem | Iterable[PathLike | InputItem],
                  top_k: int = 5, clips: int | str = 1, crops: int = 1,
                  workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
-                 decoder_messages: bool = False) -> Iterator[FileResult]:
+                 decoder_messages: bool = False, features: bool = False) -> Iterator[FileResult]:
         """Label files, folders (recursively) and globs: one FileResult per file, as each
         completes. Bad files are results with an `error`, never exceptions.
 
         `workers` decoding processes (None: one per core, up to 4; 0: decode in this
-        process, without the per-file `timeout`); `batch_size` views per model call.
+        process, without the per-file `timeout`); `batch_size` views per model call;
+        `features`: also give each result the pooled feature (the head's input, float32,
+        mean over the views) as `result.feature`.
         """
         if top_k < 1:
             raise UsageError(f"top_k: at least 1, not {top_k}")
@@ -209,12 +219,42 @@ class Pipeline:
                 arguments.append(os.fspath(path))
         if arguments:
             items += find_inputs(arguments).items
-        runner = BatchRunner(lambda views: self._probabilities(views, protocol), self.labels,
+        runner = BatchRunner(lambda views: self._probabilities(views, protocol, features),
+                             self.labels,
                              protocol, self.cfg.is_video, self.device.type, batch_size, top_k,
                              pad_batches=self.compiled, decoder_messages=decoder_messages)
         if workers is None:
             workers = default_workers(self.device.type)
         return runner.run(items, workers, timeout)
+
+    def windowing(self, window: float | None = None, stride: float | None = None) -> Windowing:
+        """The timeline's windows for these weights (see media/windows.py)."""
+        return windowing_for(self.protocol_with(1, 1), window, stride)
+
+    def timeline(self, paths: PathLike | InputItem | Iterable[PathLike | InputItem],
+                 window: float | None = None, stride: float | None = None,
+                 workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
+                 decoder_messages: bool = False, features: bool = False,
+                 on_probe: Callable[[str, float], None] | None = None
+                 ) -> Iterator[VideoTimeline]:
+        """Labels over time: one VideoTimeline per video (its windows' start, end, softmax
+        and, with `features`, pooled feature), as each video is done. A window is one clip
+        as the protocol samples it (or `window` seconds for weights that spread their
+        frames over a clip); windows start every `stride` seconds (half a window)."""
+        from .timeline.engine import TimelineRunner, as_items
+
+        if not self.cfg.is_video:
+            raise UsageError(f"{self.cfg.name} is an image model: a timeline needs a video one")
+        protocol = self.protocol_with(1, 1)
+        windowing = windowing_for(protocol, window, stride)
+        if isinstance(paths, (str, os.PathLike, InputItem)):
+            paths = [paths]
+        runner = TimelineRunner(lambda views: self._probabilities(views, protocol, features),
+                                protocol, windowing, self.device.type, batch_size,
+                                decoder_messages)
+        if workers is None:
+            workers = default_workers(self.device.type)
+        return runner.run(as_items(paths), workers, timeout, on_probe=on_probe)
 
     def __repr__(self) -> str:
         return (f"Pipeline({self.cfg.name}, {len(self.labels)} labels, {self.device}, "

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .commands import classify, models, profile, synth, train, weights
+from .commands import classify, models, profile, synth, timeline, train, weights
 from .commands.common import console, errors, report
 from .errors import MvitError
 
@@ -32,6 +32,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("classify")(classify.classify_command)
+app.command("timeline")(timeline.timeline_command)
 app.command("models")(models.models_command)
 app.command("inspect")(models.inspect_command)
 app.command("profile")(profile.profile_command)

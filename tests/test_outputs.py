@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import mvit_cli
-from mvit_cli.classify.output import STAMP_COLUMNS, _complete_csv
+from mvit_cli.classify.output import STAMP_COLUMNS, complete_csv
 
 from conftest import register_tiny_architectures, run_cli, save_tiny
 from media import write_video
@@ -142,7 +142,7 @@ def test_a_row_cut_inside_a_quoted_field_is_cut_whole(tmp_path, tiny_weights):
     assert '"' in whole  # the newline in the name is quoted
     start = whole.index(f'"{folder}/line')
     out.write_text(whole[:start + len(str(folder)) + 7])  # a kill inside the quoted field
-    assert _complete_csv(out.read_text()) == start
+    assert complete_csv(out.read_text()) == start
     result = classify(folder, "--weights", tiny_weights, "-o", out)
     assert result.exit_code == 0 and "1 already in the output" in result.stderr
     rows = read(out)

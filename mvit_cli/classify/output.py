@@ -83,7 +83,7 @@ def check_output_path(path: str | Path) -> None:
 
 # ---- reading what is there, without changing it --------------------------------------------
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -91,7 +91,7 @@ def _read_text(path: Path) -> str:
                           "to replace it, or another --output") from None
 
 
-def _complete_csv(text: str) -> int:
+def complete_csv(text: str) -> int:
     """Length of the text up to its last complete CSV record.
 
     A record ends at a newline outside quotes; quotes inside fields are doubled, so a newline
@@ -108,12 +108,12 @@ def _complete_csv(text: str) -> int:
     return end
 
 
-def _complete_lines(text: str) -> int:
+def complete_lines(text: str) -> int:
     """Length up to the last newline: a JSON Lines record is one line ending in "\\n"."""
     return text.rfind("\n") + 1
 
 
-def _json_lines(path: Path, text: str) -> list[dict]:
+def json_lines(path: Path, text: str) -> list[dict]:
     records = []
     # Split on "\n" only: JSON strings may hold U+2028 or U+0085, which splitlines() breaks at.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -129,9 +129,11 @@ def _json_lines(path: Path, text: str) -> list[dict]:
     return records
 
 
-def _check_records(path: Path, records: list, top_k: int, stamp: dict[str, str]) -> set[str]:
-    """The identities of the files these records cover; refuses records not made like ours."""
-    expected = columns(top_k)
+def check_records(path: Path, records: list, top_k: int, stamp: dict[str, str],
+                   expected: list[str] | None = None) -> set[str]:
+    """The identities of the files these records cover; refuses records not made like ours
+    (`expected`: the fields each record must have; classify's by default)."""
+    expected = expected or columns(top_k)
     for record in records:
         if not isinstance(record, dict) or not isinstance(record.get("path"), str):
             raise OutputError(f"{path}: holds records that are not mvit's (no path); use "
@@ -156,7 +158,7 @@ def _check_records(path: Path, records: list, top_k: int, stamp: dict[str, str])
     return {identity(record["path"]) for record in records}
 
 
-def _truncate(path: Path, length: int) -> None:
+def truncate(path: Path, length: int) -> None:
     """Cut a row a kill left half-written (only after the rest was found to be ours)."""
     if length < path.stat().st_size:
         with open(path, "rb+") as handle:
@@ -212,8 +214,8 @@ class CsvWriter(Writer):
     def _open(self) -> None:
         header = columns(self.top_k)
         if self.path.exists() and self.path.stat().st_size:
-            text = _read_text(self.path)
-            complete = _complete_csv(text)
+            text = read_text(self.path)
+            complete = complete_csv(text)
             rows = list(csv.reader(io.StringIO(text[:complete], newline="")))
             if not rows or rows[0] != header:
                 self._refuse_header(rows[0] if rows else [])
@@ -221,8 +223,8 @@ class CsvWriter(Writer):
                 raise OutputError(f"{self.path}: some rows do not have mvit's columns; use "
                                   "--overwrite to replace it, or another --output")
             records = [dict(zip(header, row, strict=True)) for row in rows[1:] if row]
-            self.done = _check_records(self.path, records, self.top_k, self.stamp)
-            _truncate(self.path, complete)
+            self.done = check_records(self.path, records, self.top_k, self.stamp)
+            truncate(self.path, complete)
             self.handle = open(self.path, "a", newline="", encoding="utf-8")
         else:
             self.handle = open(self.path, "w", newline="", encoding="utf-8")
@@ -247,11 +249,11 @@ class CsvWriter(Writer):
 class JsonLinesWriter(Writer):
     def _open(self) -> None:
         if self.path.exists() and self.path.stat().st_size:
-            text = _read_text(self.path)
-            complete = _complete_lines(text)
-            self.done = _check_records(self.path, _json_lines(self.path, text[:complete]),
+            text = read_text(self.path)
+            complete = complete_lines(text)
+            self.done = check_records(self.path, json_lines(self.path, text[:complete]),
                                        self.top_k, self.stamp)
-            _truncate(self.path, complete)
+            truncate(self.path, complete)
         self.handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, result: FileResult) -> None:
@@ -285,23 +287,23 @@ class JsonArrayWriter(Writer):
         self.records: list[dict] = []
         if self.path.exists() and self.path.stat().st_size:
             try:
-                records = json.loads(_read_text(self.path))
+                records = json.loads(read_text(self.path))
             except ValueError:
                 records = None
             if not isinstance(records, list):
                 raise OutputError(f"{self.path}: not a JSON array of mvit's records; use "
                                   "--overwrite to replace it, or another --output")
-            _check_records(self.path, records, self.top_k, self.stamp)
+            check_records(self.path, records, self.top_k, self.stamp)
             self.records = records
         journal_end = 0
         if self.journal.exists():
-            text = _read_text(self.journal)
-            journal_end = _complete_lines(text)
-            journaled = _json_lines(self.journal, text[:journal_end])
-            _check_records(self.journal, journaled, self.top_k, self.stamp)
+            text = read_text(self.journal)
+            journal_end = complete_lines(text)
+            journaled = json_lines(self.journal, text[:journal_end])
+            check_records(self.journal, journaled, self.top_k, self.stamp)
             known = {identity(r["path"]) for r in self.records}
             self.records += [r for r in journaled if identity(r["path"]) not in known]
-            _truncate(self.journal, journal_end)
+            truncate(self.journal, journal_end)
         self.done = {identity(r["path"]) for r in self.records}
         self.handle = open(self.journal, "a", encoding="utf-8")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -23,6 +24,7 @@ class FileResult:
     frames: int | None = None
     views: int = 0
     warning: str = ""
+    feature: Any = None  # the pooled feature (numpy float32, (width,)) when asked for
 
     @property
     def ok(self) -> bool:

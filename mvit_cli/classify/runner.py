@@ -18,8 +18,9 @@ from ..media.protocol import Protocol
 from .results import FileResult
 from .workers import DecodePool, Prepared, Task, inline
 
-# uint8 views (B, T, crop, crop, 3) -> class probabilities (B, classes), float32 on the CPU.
-ScoreViews = Callable[[torch.Tensor], torch.Tensor]
+# uint8 views (B, T, crop, crop, 3) -> class probabilities (B, classes), float32 on the CPU,
+# and the pooled features (B, width) when asked for (else None).
+ScoreViews = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 @dataclass
@@ -28,6 +29,7 @@ class _Pending:
     total: int
     done: int = 0
     probs: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 class BatchRunner:
@@ -106,10 +108,14 @@ class BatchRunner:
         arrays = [view for _, view in batch]
         if self.pad_batches:
             arrays += [arrays[-1]] * (self.batch_size - len(arrays))
-        probs = self.score(torch.from_numpy(np.stack(arrays)))[:len(owners)]
-        for owner, row in zip(owners, probs, strict=True):
+        probs, features = self.score(torch.from_numpy(np.stack(arrays)))
+        probs = probs[:len(owners)]
+        for position, (owner, row) in enumerate(zip(owners, probs, strict=True)):
             state = pending[owner]
             state.probs = row if state.probs is None else state.probs + row
+            if features is not None:
+                feature = features[position]
+                state.features = feature if state.features is None else state.features + feature
             state.done += 1
             if state.done == state.total:
                 del pending[owner]
@@ -121,4 +127,6 @@ class BatchRunner:
         scores, indices = mean.topk(k)
         state.result.labels = [self.labels[i] for i in indices.tolist()]
         state.result.scores = [float(s) for s in scores]
+        if state.features is not None:
+            state.result.feature = (state.features / state.total).numpy()
         return state.result

@@ -25,7 +25,9 @@ import numpy as np
 from ..errors import first_line
 from ..media.decode import MediaError, decode, silence_decoder_messages
 from ..media.protocol import Protocol
+from ..media.sequential import probe, window_views
 from ..media.transform import make_views
+from ..media.windows import Windowing
 
 
 @dataclass
@@ -33,6 +35,12 @@ class Task:
     index: int
     path: str
     kind: str
+    # "classify": the protocol's views of the file; "probe": its length; "windows": the
+    # views of the timeline windows starting at `starts` (seconds) of a `duration`-long video.
+    job: str = "classify"
+    starts: tuple[float, ...] = ()
+    windowing: Windowing | None = None
+    duration: float = 0.0
 
 
 @dataclass
@@ -43,6 +51,8 @@ class Prepared:
     duration: float = 0.0
     source_frames: int = 0
     warning: str = ""
+    fps: float = 0.0
+    starts: tuple[float, ...] = ()  # the windows the views are of ("windows" tasks)
 
 
 _DONE = object()  # the dispatch thread's last word
@@ -51,6 +61,15 @@ _DONE = object()  # the dispatch thread's last word
 def prepare(task: Task, protocol: Protocol) -> Prepared:
     """Decode, sample and crop one file (runs in a worker, or inline with --workers 0)."""
     try:
+        if task.job == "probe":
+            info = probe(task.path)
+            return Prepared(task.index, duration=info.duration, source_frames=info.frames,
+                            fps=info.fps)
+        if task.job == "windows":
+            views, decoded = window_views(task.path, list(task.starts), task.windowing,
+                                          protocol, task.duration)
+            return Prepared(task.index, views, duration=task.duration, source_frames=decoded,
+                            starts=task.starts)
         sampled = decode(Path(task.path), task.kind, protocol)
         views = make_views(sampled.frames, protocol)
     except MediaError as exc:

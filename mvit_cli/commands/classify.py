@@ -73,15 +73,23 @@ def classify_command(
         "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only errors and the summary: no progress, no labels.")] = False,
+    features: Annotated[Optional[str], typer.Option(
+        "--features", show_default=False,
+        help="Also write each file's pooled feature (the head's input, mean over its views) "
+             "to FILE.npy, .safetensors or .parquet.")] = None,
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     from ..api import load
     from ..classify.output import check_output_path, lock_output, make_stamp, open_output
     from ..media.discover import find_inputs
 
+    from ..features import FeatureWriter, check_features_path
+
     n_clips = _parse_clips(clips)
     if output is not None:
         check_output_path(output)  # before any work: a wrong name costs nothing
+    if features is not None:
+        check_features_path(features)
     inputs = find_inputs(paths)
     if inputs.unmatched:
         raise _unmatched_error(inputs.unmatched)
@@ -101,8 +109,10 @@ def classify_command(
             protocol = clf.protocol_with(n_clips, int(crops))
         # The output is opened (created, or checked for resuming) only now that the model
         # has loaded: a failed download leaves no empty file behind.
-        writer = (open_output(output, top_k, make_stamp(clf.provenance, protocol), overwrite,
-                              lock) if output is not None else None)
+        stamp = make_stamp(clf.provenance, protocol)
+        writer = (open_output(output, top_k, stamp, overwrite, lock)
+                  if output is not None else None)
+        feature_writer = FeatureWriter(features, stamp) if features is not None else None
     except BaseException:
         if lock is not None:
             lock.release()
@@ -115,11 +125,12 @@ def classify_command(
         warnings.simplefilter("ignore")  # the note above says it
         results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops),
                                workers=workers, timeout=timeout, batch_size=batch_size,
-                               decoder_messages=verbose)
+                               decoder_messages=verbose, features=feature_writer is not None)
     show = _Display(single=len(inputs.items) == 1 and not inputs.skipped and writer is None,
                     to_file=writer is not None, quiet=quiet)
     _run(results, len(todo), writer, output, show,
-         already=len(inputs.items) - len(todo), skipped=inputs.skipped_summary())
+         already=len(inputs.items) - len(todo), skipped=inputs.skipped_summary(),
+         feature_writer=feature_writer)
 
 
 class _Display:
@@ -177,7 +188,7 @@ def _result_table(result):
 
 
 def _run(results, total: int, writer, output, show: _Display, already: int,
-         skipped: str) -> None:
+         skipped: str, feature_writer=None) -> None:
     from ..progress import RateColumn, progress_bar
 
     done = failed = 0
@@ -196,6 +207,8 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
                     except OSError as exc:  # a full disk, say: stop, keeping what is written
                         failure = exc
                         break
+                if feature_writer is not None and result.feature is not None:
+                    feature_writer.add(result.path, result.feature)
                 done += 1
                 failed += not result.ok
                 progress.update(task, advance=1)
@@ -204,11 +217,12 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
         interrupted = True
     finally:
         results.close()  # stops the decoding workers now, whatever ended the loop
-        if writer is not None:
-            try:
-                writer.close()
-            except OSError as exc:
-                failure = failure or exc
+        for closer in (writer, feature_writer):
+            if closer is not None:
+                try:
+                    closer.close()
+                except OSError as exc:
+                    failure = failure or exc
     if failure is not None:
         raise MvitError(f"cannot write {output} ({failure.strerror or failure}); the "
                         f"{done} rows written before are kept: make room and run the same "

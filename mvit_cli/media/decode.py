@@ -220,7 +220,8 @@ def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
     kept: dict[int, np.ndarray] = {}
     with av.open(name) as container:
         stream = container.streams.video[0]
-        for ordinal, frame in _frames(container, stream, rate, keep=wanted):
+        for ordinal, frame in _frames(container, stream, rate, keep=wanted,
+                                      target=protocol.resize_target()):
             kept[ordinal] = frame
     missing = wanted - set(kept)
     if missing:  # a second pass that decoded less than the first: the file changed
@@ -231,47 +232,41 @@ def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
                    "decoder could not read it whole")
 
 
-def _frames(container, stream, rate: float, keep: set[int] | None = None):
+def _frames(container, stream, rate: float, keep: set[int] | None = None,
+            target: int = 10**9):
     """(time, None) per decodable frame, or (ordinal, RGB array) for the ordinals in `keep`."""
-    import av
-
-    ordinal = 0
-    size = None
-
-    def emit(frame):
-        nonlocal ordinal, size
-        seconds = frame.time if frame.time is not None else ordinal / rate
+    for ordinal, frame in enumerate(decoded_frames(container, stream)):
         if keep is None:
-            result = (seconds, None)
+            yield (frame.time if frame.time is not None else ordinal / rate), None
         elif ordinal in keep:
-            if size is None:
-                size = decode_size(frame.width, frame.height, 3, 10**9) or (frame.width,
-                                                                              frame.height)
-            result = (ordinal, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-        else:
-            result = None
-        ordinal += 1
-        return result
+            yield ordinal, rgb_array(frame, target)
+
+
+def decoded_frames(container, stream):
+    """Every frame of `stream` that decodes, in order, skipping packets FFmpeg rejects (as
+    its own tools do); a container that ends early ends the frames, what came before stands."""
+    import av
 
     try:
         for packet in container.demux(stream):
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError:
-                continue  # a damaged packet: skip it, as FFmpeg's own tools do
-            for frame in decoded:
-                item = emit(frame)
-                if item is not None:
-                    yield item
-    except av.error.FFmpegError:
-        pass  # the container ends early (cut off): what came before stands
-    try:
-        for frame in stream.codec_context.decode(None):  # frames still in the decoder
-            item = emit(frame)
-            if item is not None:
-                yield item
+                continue
+            yield from decoded
     except av.error.FFmpegError:
         pass
+    try:
+        yield from stream.codec_context.decode(None)  # frames still in the decoder
+    except av.error.FFmpegError:
+        pass
+
+
+def rgb_array(frame, target: int) -> np.ndarray:
+    """A PyAV frame as (H, W, 3) uint8, downscaled while converting when the source is much
+    larger than `target` (as decord decodes it, see decode_size)."""
+    size = decode_size(frame.width, frame.height, 3, target) or (frame.width, frame.height)
+    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
 
 
 def _unreadable(name: str) -> str:

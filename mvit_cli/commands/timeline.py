@@ -1,0 +1,209 @@
+"""`mvit timeline`: labels over time for long videos, as rows, segments, subtitles or a picture.
+
+A thin layer over `mvit_cli.load(...).timeline(...)` (the classify pipeline: same decoding
+workers, deadlines and batches); this module reads options and sends each finished video to
+the outputs asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import MvitError, UsageError
+from .common import (Device, DeviceOption, LabelsOption, ModelOption, Precision,
+                     PrecisionOption, WeightsOption, errors, say, shown)
+
+
+def _per_video(template: str | None, option: str, videos: int) -> None:
+    if template is not None and videos > 1 and "{stem}" not in template:
+        raise UsageError(f"{option} {template}: one file per video; for several videos put "
+                         "{stem} in the name, e.g. plots/{stem}.png")
+
+
+def _for_video(template: str, path: str) -> Path:
+    from ..media.discover import printable
+
+    return Path(template.replace("{stem}", Path(printable(path)).stem))
+
+
+def timeline_command(
+    paths: Annotated[list[str], typer.Argument(
+        help="Videos, folders (searched recursively) or globs.", metavar="VIDEO...",
+        show_default=False)],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    labels: LabelsOption = None,
+    window: Annotated[Optional[float], typer.Option(
+        "--window", min=0.01, show_default=False,
+        help="Window length in seconds, for weights that spread their frames over a clip "
+             "(others sample frames x rate: their clip is the window). Default 2.")] = None,
+    stride: Annotated[Optional[float], typer.Option(
+        "--stride", min=0.01, show_default=False,
+        help="Seconds between window starts. Default: half a window.")] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", show_default=False,
+        help="Rows per window to .csv or .jsonl; segments to .json (ActivityNet), .vtt or "
+             ".srt ({stem} in the name: one file per video). Resumed if it exists.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
+                                       help="Labels per window in rows.")] = 3,
+    smooth: Annotated[int, typer.Option(
+        "--smooth", min=1, help="Windows each score is averaged over before segments are "
+                                "merged (1: none).")] = 1,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", min=0.0, max=1.0,
+        help="A window whose top score is below this has no label.")] = 0.0,
+    plot: Annotated[Optional[str], typer.Option(
+        "--plot", show_default=False,
+        help="Draw the timeline to FILE.png ({stem} for several videos).")] = None,
+    annotate: Annotated[Optional[str], typer.Option(
+        "--annotate", show_default=False,
+        help="Write a copy of the video with its labels drawn on it, FILE.mp4 ({stem} for "
+             "several videos).")] = None,
+    features: Annotated[Optional[str], typer.Option(
+        "--features", show_default=False,
+        help="Write every window's pooled feature to FILE.npy, .safetensors or .parquet.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Windows per model call.")] = 8,
+    device: DeviceOption = Device.auto,
+    precision: PrecisionOption = Precision.auto,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=0, show_default=False,
+        help="Decoding processes (0: decode in this process). Default: as classify.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Seconds one stretch of windows may take to decode.")] = 120.0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Only errors and the summary.")] = False,
+) -> None:
+    """Label long videos over time: sliding windows, merged segments, subtitles, a picture."""
+    from ..api import load
+    from ..classify.output import make_stamp
+    from ..features import FeatureWriter, check_features_path
+    from ..media.discover import find_inputs
+    from ..timeline.output import Settings, check_timeline_output, open_timeline_output
+
+    inputs = find_inputs(paths)
+    if inputs.unmatched:
+        argument, reason = inputs.unmatched[0]
+        raise UsageError(f"{argument}: {reason}")
+    videos = [item for item in inputs.items if item.kind != "image"]
+    if output is not None:
+        check_timeline_output(output, len(videos))
+    _per_video(plot, "--plot", len(videos))
+    _per_video(annotate, "--annotate", len(videos))
+    if features is not None:
+        check_features_path(features)
+    spinner = errors.status("loading the model ...") if errors.is_terminal and not quiet else None
+    with spinner or nullcontext():
+        clf = load(weights, model=model, labels=labels, device=device.value,
+                   precision=precision.value)
+    windowing = clf.windowing(window, stride)
+    protocol = clf.protocol_with(1, 1)
+    stamp = make_stamp(clf.provenance, protocol)
+    stamp["protocol"] += f"; windows of {windowing.length:g} s every {windowing.stride:g} s"
+    settings = Settings(clf.labels, top_k, smooth, threshold)
+    writer = open_timeline_output(output, settings, stamp, overwrite) if output else None
+    feature_writer = FeatureWriter(features, stamp) if features else None
+    todo = [item for item in inputs.items if writer is None or not writer.is_done(item.path)]
+    if not quiet:
+        say(f"{clf.cfg.name} with weights {clf.provenance.weights}: windows of "
+            f"{windowing.length:g} s every {windowing.stride:g} s; {protocol.describe()}")
+    _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate, workers,
+         timeout, batch_size, quiet, output, skipped=len(inputs.items) - len(todo))
+
+
+def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate, workers,
+         timeout, batch_size, quiet, output, skipped: int) -> None:
+    from rich.progress import TextColumn
+
+    from ..progress import progress_bar
+    from ..timeline.annotate import annotate as write_annotated
+    from ..timeline.plot import plot_timeline
+
+    progress = progress_bar("timeline", TextColumn("{task.fields[seconds]}"), console=errors,
+                            counted=False, disable=quiet)
+    done_seconds = known_seconds = 0.0
+    done = failed = 0
+    started = time.monotonic()
+    interrupted = False
+    failure: OSError | None = None
+
+    with progress:
+        task = progress.add_task("", total=None, seconds="")
+
+        def probed(path: str, seconds: float) -> None:
+            nonlocal known_seconds
+            known_seconds += seconds
+            progress.update(task, total=known_seconds,
+                            seconds=f"{done_seconds:.0f} of {known_seconds:.0f} s of video")
+
+        results = clf.timeline(todo, window=windowing.length, stride=windowing.stride,
+                               workers=workers, timeout=timeout, batch_size=batch_size,
+                               features=feature_writer is not None, on_probe=probed)
+        try:
+            for video in results:
+                done += 1
+                failed += not video.ok
+                if writer is not None:
+                    try:
+                        writer.write(video)
+                    except OSError as exc:
+                        failure = exc
+                        break
+                if video.ok:
+                    _extras(clf, video, settings, plot, annotate, feature_writer, plot_timeline,
+                            write_annotated, writer is None and not quiet)
+                else:
+                    progress.console.print(f"{shown(video.path)}: error: {video.error}",
+                                           markup=False, highlight=False, soft_wrap=True)
+                done_seconds += video.duration
+                progress.update(task, completed=done_seconds,
+                                seconds=f"{done_seconds:.0f} of {known_seconds:.0f} s of video")
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            results.close()
+            for closer in (writer, feature_writer):
+                if closer is not None:
+                    try:
+                        closer.close()
+                    except OSError as exc:
+                        failure = failure or exc
+    if failure is not None:
+        raise MvitError(f"cannot write {output} ({failure.strerror or failure}); what was "
+                        "written before is kept: make room and run the same command again")
+    elapsed = time.monotonic() - started
+    where = f" -> {output}" if output else ""
+    note = f", {skipped} already in the output" if skipped else ""
+    if interrupted:
+        say(f"interrupted: {done - failed} of {len(todo)} videos done{note}; run the same "
+            f"command again to resume{where}")
+        raise typer.Exit(130)
+    if not quiet or failed:
+        say(f"{done - failed} of {len(todo)} videos, {done_seconds:.0f} s of video, "
+            f"{failed} failed{note}, in {elapsed:.1f} s{where}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _extras(clf, video, settings, plot, annotate, feature_writer, plot_timeline,
+            write_annotated, print_segments: bool) -> None:
+    found = settings.segments(video)
+    if print_segments:
+        say(shown(video.path), to_stderr=False)
+        for segment in found:
+            say(f"{segment.start:8.2f}\t{segment.end:8.2f}\t{segment.label}\t"
+                f"{segment.score:.3f}", to_stderr=False)
+    if plot is not None:
+        plot_timeline(video, found, clf.labels, _for_video(plot, video.path),
+                      clf.provenance.weights, settings.smooth)
+    if annotate is not None:
+        write_annotated(video, clf.labels, _for_video(annotate, video.path))
+    if feature_writer is not None:
+        for window in video.windows:
+            feature_writer.add(video.path, window.feature, window.start, window.end)
