@@ -170,13 +170,15 @@ def test_resume_and_bad_files(long_video, tmp_path):
     folder.mkdir()
     (folder / "a.mp4").write_bytes(long_video.read_bytes())
     (folder / "broken.mp4").write_text("not a video")
+    (folder / "empty.mp4").write_bytes(b"")
     out = tmp_path / "rows.csv"
     first = timeline(folder, "-o", out)
     assert first.exit_code == 1 and "broken.mp4: error" in first.stderr
     rows = list(csv.DictReader(open(out, newline="")))
     assert any(r["error"] and r["path"].endswith("broken.mp4") for r in rows)
+    assert any(r["error"] == "the file is empty" and r["path"].endswith("empty.mp4") for r in rows)
     again = timeline(folder, "-o", out)
-    assert "2 already in the output" in again.stderr
+    assert "3 already in the output" in again.stderr
     assert len(list(csv.DictReader(open(out, newline="")))) == len(rows)
     other = run_cli("timeline", folder, "--weights", "motion-demo", "--window", "2", "-o", out,
                     "--workers", "0")

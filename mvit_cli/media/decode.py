@@ -326,7 +326,8 @@ def _rgb8(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def decode(path: Path, kind: str, protocol: Protocol) -> Sampled:
+def check_readable(path: Path) -> None:
+    """A file that cannot hold media at all, said before any decoder is asked."""
     try:
         info = path.stat()
     except OSError as exc:
@@ -334,4 +335,8 @@ def decode(path: Path, kind: str, protocol: Protocol) -> Sampled:
     # Pipes and devices report size 0 but may still deliver (or hang: the timeout's job).
     if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise MediaError("the file is empty")
+
+
+def decode(path: Path, kind: str, protocol: Protocol) -> Sampled:
+    check_readable(path)
     return decode_video(path, protocol) if kind == "video" else decode_image(path)

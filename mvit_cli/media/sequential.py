@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import MediaError, _openable, _unreadable, decoded_frames, rgb_array
+from .decode import (MediaError, _openable, _unreadable, check_readable, decoded_frames,
+                     rgb_array)
 from .protocol import Protocol
 from .transform import make_views
 from .windows import Windowing, sample_times
@@ -31,6 +32,7 @@ def probe(path: str) -> Probe:
     """A video's length from its header (decoded through, only when the header says none)."""
     import av
 
+    check_readable(path_of(path))
     with _openable(path_of(path)) as name:
         try:
             container = av.open(name)
