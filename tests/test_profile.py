@@ -115,3 +115,15 @@ def test_sweeps_time_by_default_and_plot_every_column(tmp_path):
     plot = tmp_path / "stages.png"
     single = mvit("profile", "-m", "v2-XS-8", "--repeat", "1", "--plot", plot)
     assert single.returncode == 0 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_shipped_counts_are_what_the_counter_says_now():
+    from mvit_cli.flops import _count_uncached, count_key, shipped_counts
+    from mvit_cli.models.architectures import ARCHITECTURES, BUILTIN
+
+    shipped = shipped_counts()
+    for name in BUILTIN:
+        cfg = ARCHITECTURES[name]
+        assert shipped.get(count_key(cfg)) == list(_count_uncached(cfg, None, None)), (
+            f"{name}: mvit_cli/models/counts.json is stale; run python scripts/make_counts.py")
