@@ -34,7 +34,7 @@ RESULT_COLUMNS = ("error", "warning", "duration", "frames", "views")
 # What made a row: compared field by field when an output is resumed.
 STAMP_COLUMNS = ("model", "weights", "weights_sha256", "protocol", "mvit_version")
 STDOUT = "-"
-SUFFIXES = (".csv", ".jsonl", ".json")
+SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
 class OutputError(UsageError):
@@ -75,8 +75,13 @@ def check_output_path(path: str | Path) -> None:
         return
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
-        raise OutputError(f"{path}: the output must end in .csv, .jsonl or .json (or be - for "
-                          "JSON Lines on standard output)")
+        raise OutputError(f"{path}: the output must end in .csv, .jsonl, .json or .parquet (or "
+                          "be - for JSON Lines on standard output)")
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise OutputError("-o .parquet needs pyarrow: pip install 'mvit-cli[parquet]'") from None
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
 
@@ -283,16 +288,25 @@ class JsonArrayWriter(Writer):
         self.path.unlink(missing_ok=True)
         self.journal.unlink(missing_ok=True)
 
+    def _existing(self) -> list:
+        try:
+            records = json.loads(read_text(self.path))
+        except ValueError:
+            records = None
+        if not isinstance(records, list):
+            raise OutputError(f"{self.path}: not a JSON array of mvit's records; use "
+                              "--overwrite to replace it, or another --output")
+        return records
+
+    def _write_whole(self, tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.records, handle, ensure_ascii=False, indent=1)
+            handle.write("\n")
+
     def _open(self) -> None:
         self.records: list[dict] = []
         if self.path.exists() and self.path.stat().st_size:
-            try:
-                records = json.loads(read_text(self.path))
-            except ValueError:
-                records = None
-            if not isinstance(records, list):
-                raise OutputError(f"{self.path}: not a JSON array of mvit's records; use "
-                                  "--overwrite to replace it, or another --output")
+            records = self._existing()
             check_records(self.path, records, self.top_k, self.stamp)
             self.records = records
         journal_end = 0
@@ -316,16 +330,43 @@ class JsonArrayWriter(Writer):
     def close(self) -> None:
         try:
             self.handle.close()
-            with atomic_path(self.path) as tmp:
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    json.dump(self.records, handle, ensure_ascii=False, indent=1)
-                    handle.write("\n")
+            with atomic_path(self.path, suffix=self.path.suffix) as tmp:
+                self._write_whole(tmp)
             self.journal.unlink(missing_ok=True)
         finally:
             self._release()
 
 
-WRITERS = {".csv": CsvWriter, ".jsonl": JsonLinesWriter, ".json": JsonArrayWriter}
+class ParquetWriter(JsonArrayWriter):
+    """`-o labels.parquet`: the same records as a table (needs pyarrow), written whole at the
+    end from the journal, like a JSON array; scores, duration, frames and views as numbers,
+    the rest as strings."""
+
+    def _existing(self) -> list:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(self.path)
+        except (OSError, ValueError):
+            raise OutputError(f"{self.path}: not a Parquet file of mvit's records; use "
+                              "--overwrite to replace it, or another --output") from None
+        return table.to_pylist()
+
+    def _write_whole(self, tmp: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = columns(self.top_k)
+        types = {"duration": pa.float64(), "frames": pa.int64(), "views": pa.int64(),
+                 **{f"score_{r}": pa.float64() for r in range(1, self.top_k + 1)}}
+        schema = pa.schema([(name, types.get(name, pa.string())) for name in fields])
+        rows = [{name: (None if record.get(name) in ("", None) and name in types
+                        else record.get(name)) for name in fields} for record in self.records]
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+
+
+WRITERS = {".csv": CsvWriter, ".jsonl": JsonLinesWriter, ".json": JsonArrayWriter,
+           ".parquet": ParquetWriter}
 
 
 def lock_output(path: str | Path) -> FileLock | None:

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +26,7 @@ from ..errors import first_line
 from ..media.decode import MediaError, decode, silence_decoder_messages
 from ..media.protocol import Protocol
 from ..media.sequential import probe, window_views
+from ..media.sources import is_uri, local_copy
 from ..media.transform import make_views
 from ..media.windows import Windowing
 
@@ -59,7 +60,14 @@ _DONE = object()  # the dispatch thread's last word
 
 
 def prepare(task: Task, protocol: Protocol) -> Prepared:
-    """Decode, sample and crop one file (runs in a worker, or inline with --workers 0)."""
+    """Decode, sample and crop one file (runs in a worker, or inline with --workers 0); a
+    URI's object is copied to a temporary local file first."""
+    if is_uri(task.path):
+        try:
+            with local_copy(task.path) as local:
+                return prepare(replace(task, path=str(local)), protocol)
+        except MediaError as exc:
+            return Prepared(task.index, error=str(exc))
     try:
         if task.job == "probe":
             info = probe(task.path)

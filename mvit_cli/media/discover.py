@@ -31,8 +31,11 @@ class InputItem:
 
 
 def identity(path: str) -> str:
-    """The resolved path, as text: one file has one identity whatever path names it."""
-    return printable(os.path.realpath(path))
+    """The resolved path, as text: one file has one identity whatever path names it (a URI
+    is its own identity)."""
+    from .sources import is_uri
+
+    return path if is_uri(path) else printable(os.path.realpath(path))
 
 
 def printable(path: str) -> str:
@@ -85,11 +88,22 @@ def find_inputs(arguments: list[str]) -> Inputs:
             found.items.append(item)
 
     def unmatched(argument: str, reason: str) -> None:
+        from .sources import is_uri
+
         found.unmatched.append((argument, reason))
-        add(InputItem(os.path.abspath(argument), None, reason))
+        add(InputItem(argument if is_uri(argument) else os.path.abspath(argument), None, reason))
+
+    from .sources import expand_uri, is_uri, uri_kind
 
     for argument in map(str, arguments):
         path = Path(argument)
+        if is_uri(argument):
+            uris = expand_uri(argument)
+            if not uris:
+                unmatched(argument, "no video or image files at this address")
+            for uri in uris:
+                add(InputItem(uri, uri_kind(uri)))
+            continue
         if path.is_dir():
             media = sorted(_walk(path, found.skipped))
             if not media:
