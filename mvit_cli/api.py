@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -22,7 +23,7 @@ import torch
 
 from .classify.results import FileResult
 from .classify.runner import BatchRunner
-from .classify.workers import Task, default_workers, prepare
+from .classify.workers import DecodePool, Task, default_workers, prepare
 from .devices import precision_name, resolve_device, resolve_precision
 from .errors import UsageError
 from .labels import LabelsError, choose_labels
@@ -59,8 +60,27 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
     resolved = resolve(weights, model=model, labels=labels)
-    return Pipeline(resolved.model, resolved.labels, resolved.recorded_protocol,
-                    lambda: resolved.provenance, torch_device, dtype, compile=compile)
+    pipeline = Pipeline(resolved.model, resolved.labels, resolved.recorded_protocol,
+                        lambda: resolved.provenance, torch_device, dtype, compile=compile)
+    # What another process (a Ray worker) needs to load the same pipeline; files by their
+    # absolute paths, since a worker's working folder is its own.
+    pipeline.source = LoadArguments(_absolute_if_file(weights), model,
+                                    _absolute_if_file(labels), precision_name(dtype))
+    return pipeline
+
+
+@dataclass(frozen=True)
+class LoadArguments:
+    weights: str | None
+    model: str | MViTConfig | None
+    labels: LabelsArgument
+    precision: str
+
+
+def _absolute_if_file(value):
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        return os.path.abspath(value)
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class Pipeline:
@@ -81,6 +101,7 @@ class Pipeline:
         self.device, self.dtype = device, dtype
         self.compiled = compile
         self._provenance = provenance
+        self.source: LoadArguments | None = None  # set by load(); None for from_model
         self._forward = self.model
         if compile:
             from .models.model import compile_for_inference
@@ -196,14 +217,21 @@ class Pipeline:
     def classify(self, paths: PathLike | InputItem | Iterable[PathLike | InputItem],
                  top_k: int = 5, clips: int | str = 1, crops: int = 1,
                  workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
-                 decoder_messages: bool = False, features: bool = False) -> Iterator[FileResult]:
+                 decoder_messages: bool = False, features: bool = False,
+                 pool: DecodePool | None = None, engine: str = "local",
+                 address: str | None = None, layout: str | None = None
+                 ) -> Iterator[FileResult]:
         """Label files, folders (recursively) and globs: one FileResult per file, as each
         completes. Bad files are results with an `error`, never exceptions.
 
         `workers` decoding processes (None: one per core, up to 4; 0: decode in this
         process, without the per-file `timeout`); `batch_size` views per model call;
         `features`: also give each result the pooled feature (the head's input, float32,
-        mean over the views) as `result.feature`.
+        mean over the views) as `result.feature`; `pool`: decoders the caller keeps open
+        across calls (`self.decode_pool()`), so a long-lived caller starts them once.
+        `engine="ray"`: on a Ray cluster (`address`, else RAY_ADDRESS, else a local Ray;
+        `layout` as in `engines.ray_engine.classify_on_ray`), where every worker loads these
+        weights itself; `workers`, `timeout` and `pool` are the local engine's.
         """
         if top_k < 1:
             raise UsageError(f"top_k: at least 1, not {top_k}")
@@ -219,13 +247,40 @@ class Pipeline:
                 arguments.append(os.fspath(path))
         if arguments:
             items += find_inputs(arguments).items
+        if engine == "ray":
+            return self._classify_on_ray(items, protocol, top_k, clips, crops, batch_size,
+                                         features, address, layout)
+        if engine != "local":
+            raise UsageError(f"engine: local or ray, not {engine!r}")
         runner = BatchRunner(lambda views: self._probabilities(views, protocol, features),
                              self.labels,
                              protocol, self.cfg.is_video, self.device.type, batch_size, top_k,
                              pad_batches=self.compiled, decoder_messages=decoder_messages)
         if workers is None:
             workers = default_workers(self.device.type)
-        return runner.run(items, workers, timeout)
+        return runner.run(items, workers, timeout, pool=pool)
+
+    def _classify_on_ray(self, items, protocol, top_k, clips, crops, batch_size, features,
+                         address, layout) -> Iterator[FileResult]:
+        from .engines.ray_engine import ModelSpec, classify_items_on_ray, require_ray
+
+        require_ray()
+        if features:
+            raise UsageError("features are not available with the Ray engine yet")
+        if self.source is None:
+            raise UsageError("a pipeline built from a Python model cannot be rebuilt on Ray "
+                             "workers: load() it from a weights file")
+        spec = ModelSpec(self.source.weights, self.source.model, self.source.labels,
+                         self.source.precision, top_k, clips, crops)
+        return classify_items_on_ray(items, spec, protocol, self.cfg.is_video, batch_size,
+                                     address, layout)
+
+    def decode_pool(self, workers: int | None = None, timeout: float = 60.0,
+                    clips: int | str = 1, crops: int = 1) -> DecodePool:
+        """Decoding workers to pass to several `classify` calls (close it when done)."""
+        if workers is None:
+            workers = default_workers(self.device.type)
+        return DecodePool(max(1, workers), self.protocol_with(clips, crops), timeout)
 
     def windowing(self, window: float | None = None, stride: float | None = None) -> Windowing:
         """The timeline's windows for these weights (see media/windows.py)."""

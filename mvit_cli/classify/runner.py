@@ -47,7 +47,9 @@ class BatchRunner:
         # Let FFmpeg's and decord's own complaints through to stderr (--verbose).
         self.decoder_messages = decoder_messages
 
-    def run(self, items: list[InputItem], workers: int, timeout: float) -> Iterator[FileResult]:
+    def run(self, items: list[InputItem], workers: int, timeout: float,
+            pool: DecodePool | None = None) -> Iterator[FileResult]:
+        """`pool`: decoders kept open by the caller across runs (else `workers` new ones)."""
         tasks = []
         for index, item in enumerate(items):
             error = item.error or kind_error(item.kind, self.video)
@@ -59,14 +61,18 @@ class BatchRunner:
             return
         pending: dict[int, _Pending] = {}
         queue: list[tuple[int, np.ndarray]] = []
-        if workers > 0:
+        take_turns = self.device_type == "cpu"
+        if pool is not None:
+            pool.take_turns = take_turns
+            yield from self._consume(pool.run(tasks), items, pending, queue,
+                                     pool if take_turns else None)
+        elif workers > 0:
             # On the CPU, decoding and the model take turns: the workers decode the files a
             # batch needs, on every core, while the model waits; then the model runs alone.
             # Why: the model's threads already use every core, and a decoder taking one of
             # them stalls the model's other threads at each step (on 2 cores, overlapping
             # them measured slower than not decoding in parallel at all). A GPU computes
             # on its own, so there decoding overlaps.
-            take_turns = self.device_type == "cpu"
             with DecodePool(min(workers, len(tasks)), self.protocol, timeout,
                             quiet=not self.decoder_messages, prefetch=self.batch_size,
                             take_turns=take_turns) as pool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
@@ -39,9 +40,9 @@ def _unmatched_error(unmatched: list[tuple[str, str]]) -> UsageError:
 
 
 def classify_command(
-    paths: Annotated[list[str], typer.Argument(
-        help="Video or image files, folders (searched recursively) or globs.",
-        metavar="PATH...", show_default=False)],
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Video or image files, folders (searched recursively), globs, or object-store "
+             "URIs (s3://bucket/prefix/, ...).", metavar="PATH...", show_default=False)] = None,
     model: ModelOption = None,
     weights: WeightsOption = None,
     labels: LabelsOption = None,
@@ -77,6 +78,20 @@ def classify_command(
         "--features", show_default=False,
         help="Also write each file's pooled feature (the head's input, mean over its views) "
              "to FILE.npy, .safetensors or .parquet.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(
+        "--manifest", show_default=False, dir_okay=False,
+        help="Also classify the paths or URIs this file lists: .txt (one per line), .csv or "
+             ".parquet (a 'path' column). Nothing is listed or checked on this machine.")] = None,
+    engine: Annotated[Literal["local", "ray"], typer.Option(
+        "--engine", help="local: this machine's processes; ray: a Ray cluster (pip install "
+                         "'mvit-cli[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", show_default=False,
+        help="The Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
+    ray_layout: Annotated[Literal["auto", "nodes", "split"], typer.Option(
+        "--ray-layout",
+        help="nodes: one local engine per CPU node; split: decoding tasks on every CPU and a "
+             "model actor per GPU; auto: split where the cluster has GPUs.")] = "auto",
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     from ..api import load
@@ -90,9 +105,21 @@ def classify_command(
         check_output_path(output)  # before any work: a wrong name costs nothing
     if features is not None:
         check_features_path(features)
-    inputs = find_inputs(paths)
+    if not paths and manifest is None:
+        raise UsageError("nothing to classify: give paths, or --manifest FILE")
+    if engine == "ray":
+        from ..engines.ray_engine import require_ray
+
+        require_ray()  # say so before loading anything
+        if features is not None:
+            raise UsageError("--features is not available with --engine ray yet")
+    inputs = find_inputs(paths or [])
     if inputs.unmatched:
         raise _unmatched_error(inputs.unmatched)
+    if manifest is not None:
+        from ..media.sources import manifest_items
+
+        inputs.items += manifest_items(manifest)
     # Held from now: a second run on the same output refuses before loading anything.
     lock = lock_output(output) if output is not None else None
     try:
@@ -125,7 +152,9 @@ def classify_command(
         warnings.simplefilter("ignore")  # the note above says it
         results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops),
                                workers=workers, timeout=timeout, batch_size=batch_size,
-                               decoder_messages=verbose, features=feature_writer is not None)
+                               decoder_messages=verbose, features=feature_writer is not None,
+                               engine=engine, address=address,
+                               layout=None if ray_layout == "auto" else ray_layout)
     show = _Display(single=len(inputs.items) == 1 and not inputs.skipped and writer is None,
                     to_file=writer is not None, quiet=quiet)
     _run(results, len(todo), writer, output, show,
