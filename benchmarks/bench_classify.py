@@ -24,19 +24,20 @@ import torch
 from machine import cpu_model
 
 
-def make_clips(folder: Path, count: int, seconds: float = 3.0, fps: int = 30) -> None:
+def make_clips(folder: Path, count: int, seconds: float = 3.0, fps: int = 30,
+               width: int = 1280, height: int = 720) -> None:
     import av
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (720 // 8, 1280 // 8, 3), dtype=np.uint8)
+    base = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
     for index in range(count):
         path = folder / f"clip{index:04d}.mp4"
         if path.exists():
             continue
         with av.open(str(path), "w") as container:
             stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for frame_index in range(int(seconds * fps)):
                 shifted = np.roll(base, frame_index + index, axis=1)
                 image = np.kron(shifted, np.ones((8, 8, 1), dtype=np.uint8))
