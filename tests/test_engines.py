@@ -273,3 +273,20 @@ def test_a_cluster_without_credentials_gets_the_drivers(s3_env, folder, weights,
     finally:
         cluster.stdin.close()
         cluster.wait(timeout=60)
+
+
+def test_inputs_that_cannot_be_read_are_one_line(tmp_path, weights):
+    """An empty manifest, and an object store that refuses us (no credentials), without Ray."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n# nothing here\n")
+    result = run_cli("classify", "--manifest", empty, "--weights", weights)
+    assert result.exit_code == 2 and "lists no paths" in result.stderr
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    code = "from mvit_cli.cli import main; import sys; main(sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, "classify", "s3://nobucket/x/",
+                           "--weights", str(weights)], capture_output=True, text=True,
+                          timeout=120, env={**bare, "AWS_EC2_METADATA_DISABLED": "true",
+                                            "AWS_CONFIG_FILE": "/nonexistent",
+                                            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "s3://nobucket/x/: cannot list it" in done.stderr

@@ -52,7 +52,10 @@ def shown(path: str) -> str:
     """A path as a person reads it: relative to here when inside it, else as recorded (odd
     bytes of a name escaped, as in outputs)."""
     from ..media.discover import printable
+    from ..media.sources import is_uri
 
+    if is_uri(path):
+        return path
     try:
         relative = os.path.relpath(path)
     except ValueError:  # another drive (Windows)

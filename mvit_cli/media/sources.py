@@ -68,9 +68,14 @@ def expand_uri(uri: str) -> list[str]:
             names = fs.find(uri)
         else:
             return [uri] if fs.exists(uri) else []
-    except OSError as exc:
-        raise UsageError(f"{uri}: cannot list it ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - each backend has errors of its own (botocore's)
+        raise UsageError(f"{uri}: cannot list it ({_reason(exc)})") from None
     return sorted(f"{scheme}://{name}" for name in names if uri_kind(f"{scheme}://{name}"))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextmanager
@@ -84,14 +89,20 @@ def local_copy(uri: str) -> Iterator[Path]:
             fs.get(uri, str(target))
         except UsageError as exc:
             raise MediaError(str(exc)) from None
-        except (OSError, ValueError) as exc:
-            raise MediaError(f"cannot read it from the object store ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        except Exception as exc:  # noqa: BLE001 - each backend has errors of its own
+            raise MediaError(f"cannot read it from the object store ({_reason(exc)})") from None
         yield target
 
 
 def read_manifest(path: str | Path) -> list[str]:
-    """The paths or URIs a manifest lists, in order."""
+    """The paths or URIs a manifest lists, in order (an empty manifest is refused)."""
+    entries = _manifest_entries(Path(path))
+    if not entries:
+        raise UsageError(f"{path}: the manifest lists no paths")
+    return entries
+
+
+def _manifest_entries(path: Path) -> list[str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
