@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .commands import classify, models, profile, synth, timeline, train, weights
+from .commands import classify, export, models, profile, synth, timeline, train, weights
 from .commands.common import console, errors, report
 from .errors import MvitError
 
@@ -38,6 +38,7 @@ app.command("inspect")(models.inspect_command)
 app.command("profile")(profile.profile_command)
 app.command("train")(train.train_command)
 app.command("synth")(synth.synth_command)
+app.command("export")(export.export_command)
 app.add_typer(weights.app, name="weights")
 
 

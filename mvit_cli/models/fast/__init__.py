@@ -16,3 +16,15 @@ benchmarks/RESULTS.md.
   CPU's caches.
 - clip_batches: CPU inference runs a batch clip by clip, for the same reason.
 """
+
+
+def clear_tensor_caches() -> None:
+    """Forget the index and coordinate tensors the fast paths cache per grid.
+
+    Why: a trace (ONNX export) runs the forward on fake tensors, and the caches would keep
+    those fakes for every later eager call."""
+    from .kv_windows import _token_indices
+    from .relative_dot import key_coordinates
+
+    _token_indices.cache_clear()
+    key_coordinates.cache_clear()
