@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .models.model import MultiscaleTransformer
     from .timeline.engine import VideoTimeline
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "openvino")
 PathLike = str | os.PathLike
 
 
@@ -54,11 +54,19 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     `labels`: class names (a list, a shipped set's name, or a file of one per line) overriding
     those of the weights. `device`: auto, cpu, cuda, cuda:N or mps. `precision`: auto, fp32,
     bf16 or fp16. `compile`: torch.compile the model (a slow first batch; for big folders).
+    `backend`: torch, or openvino (CPU only: the ONNX export compiled by OpenVINO at fp32 or
+    bf16, cached on disk; see openvino_backend.py).
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}: available: {', '.join(BACKENDS)}")
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
+    if backend == "openvino" and (torch_device.type != "cpu" or compile):
+        raise UsageError("the OpenVINO backend runs on the CPU, without --compile")
+    if backend == "openvino":
+        from .openvino_backend import require_openvino
+
+        require_openvino()  # before resolving (and perhaps downloading) anything
     resolved = resolve(weights, model=model, labels=labels)
     pipeline = Pipeline(resolved.model, resolved.labels, resolved.recorded_protocol,
                         lambda: resolved.provenance, torch_device, dtype, compile=compile)
@@ -66,6 +74,11 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     # absolute paths, since a worker's working folder is its own.
     pipeline.source = LoadArguments(_absolute_if_file(weights), model,
                                     _absolute_if_file(labels), precision_name(dtype))
+    if backend == "openvino":
+        from .openvino_backend import OpenVinoForward
+
+        pipeline._forward = OpenVinoForward(pipeline, dtype)
+        pipeline.backend = backend
     return pipeline
 
 
@@ -102,6 +115,7 @@ class Pipeline:
         self.compiled = compile
         self._provenance = provenance
         self.source: LoadArguments | None = None  # set by load(); None for from_model
+        self.backend = "torch"
         self._forward = self.model
         if compile:
             from .models.model import compile_for_inference

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..errors import MvitError, UsageError
-from .common import (Device, DeviceOption, LabelsOption, ModelOption, Precision,
+from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
                      PrecisionOption, WeightsOption, console, errors, escape, say, shown)
 
 
@@ -55,6 +55,7 @@ def classify_command(
                                             help="Views per model call.")] = 8,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.auto,
+    backend: BackendOption = "torch",
     clips: Annotated[str, typer.Option(
         "--clips", help="Clips per video, or 'protocol' for the number the weights were "
                         "tested with.")] = "1",
@@ -127,7 +128,8 @@ def classify_command(
                    else None)
         with spinner or nullcontext():
             clf = load(weights, model=model, labels=labels, device=device.value,
-                       precision=precision.value, compile=compile_model)
+                       precision=precision.value, compile=compile_model,
+                       backend=backend)
         if n_clips == "protocol" and clf.recorded_protocol is None:
             say(f"note: {clf.provenance.weights} record no test protocol; --clips protocol "
                 "uses 1 clip")
@@ -146,7 +148,8 @@ def classify_command(
         raise
     todo = [item for item in inputs.items if writer is None or item.key not in writer.done]
     if not quiet:
-        say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}, "
+        runner = "" if clf.backend == "torch" else f" ({clf.backend})"
+        say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}{runner}, "
             f"{clf.precision}; {protocol.describe()}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note above says it

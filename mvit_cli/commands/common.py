@@ -10,7 +10,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Literal, Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -90,6 +90,9 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
     "the names the weights carry).", show_default=False, dir_okay=False)]
 DeviceOption = Annotated[Device, typer.Option(
     "--device", help="Where the model runs (auto: CUDA, else MPS, else the CPU).")]
+BackendOption = Annotated[Literal["torch", "openvino"], typer.Option(
+    "--backend", help="What runs the model: torch, or openvino on the CPU (pip install "
+    "'mvit-cli[openvino]'; exported and compiled once, then cached).")]
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, else "
     "fp32).")]

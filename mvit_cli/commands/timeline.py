@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import MvitError, UsageError
-from .common import (Device, DeviceOption, LabelsOption, ModelOption, Precision,
+from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
                      PrecisionOption, WeightsOption, errors, say, shown)
 
 
@@ -71,6 +71,7 @@ def timeline_command(
                                             help="Windows per model call.")] = 8,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.auto,
+    backend: BackendOption = "torch",
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, show_default=False,
         help="Decoding processes (0: decode in this process). Default: as classify.")] = None,
@@ -102,7 +103,7 @@ def timeline_command(
     spinner = errors.status("loading the model ...") if errors.is_terminal and not quiet else None
     with spinner or nullcontext():
         clf = load(weights, model=model, labels=labels, device=device.value,
-                   precision=precision.value)
+                   precision=precision.value, backend=backend)
     windowing = clf.windowing(window, stride)
     protocol = clf.protocol_with(1, 1)
     stamp = make_stamp(clf.provenance, protocol)

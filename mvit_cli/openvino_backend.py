@@ -1,0 +1,86 @@
+"""`backend="openvino"`: the model's ONNX export, compiled by OpenVINO for this CPU.
+
+The export and OpenVINO's compiled blob are cached under MVIT_HOME/openvino/KEY, where KEY
+hashes everything that changes the graph or its compilation: the weights' sha256, the
+architecture, the input shape, the precision, and the versions of mvit, torch and OpenVINO.
+A first run pays for the export and the compile (reported on stderr); later runs load the
+compiled blob. Why export through ONNX: OpenVINO's direct conversion of torch models fails
+on this model (aten::cat, aten::view), while its ONNX reader takes the dynamo export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .api import Pipeline
+
+PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def require_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise UsageError("--backend openvino needs OpenVINO: pip install "
+                         "'mvit-cli[openvino]'") from None
+    return openvino
+
+
+class OpenVinoForward:
+    """Logits from normalised clips, as the torch model's forward gives them."""
+
+    def __init__(self, pipeline: Pipeline, dtype: torch.dtype, quiet: bool = False) -> None:
+        ov = require_openvino()
+        from .export import export_onnx
+        from .paths import mvit_home
+
+        if dtype not in PRECISIONS:
+            raise UsageError("the OpenVINO backend runs fp32 or bf16")
+        self.precision = PRECISIONS[dtype]
+        cfg = pipeline.cfg
+        self.shape = (3, cfg.frames, cfg.size, cfg.size) if cfg.is_video else (3, cfg.size,
+                                                                              cfg.size)
+        sha256 = pipeline.provenance.sha256
+        if not sha256:
+            raise UsageError("the OpenVINO backend caches by the weights' digest: load() the "
+                             "pipeline from a weights file")
+        # One export serves both precisions; each has its own compiled blob.
+        key = hashlib.sha256(json.dumps({
+            "weights": sha256, "architecture": cfg.name, "input": self.shape,
+            "mvit": __version__, "torch": torch.__version__, "openvino": ov.__version__},
+            sort_keys=True).encode()).hexdigest()[:24]
+        self.folder = mvit_home() / "openvino" / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        onnx_path = self.folder / "model.onnx"
+        started = time.perf_counter()
+        compiled_folder = self.folder / f"compiled-{self.precision}"
+        first = not compiled_folder.exists()
+        if not onnx_path.exists():
+            export_onnx(pipeline, onnx_path, frames=self.shape[1] if cfg.is_video else None,
+                        size=cfg.size, dynamic_batch=True)
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(compiled_folder)})
+        self.compiled = core.compile_model(str(onnx_path), "CPU", {
+            "INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"})
+        self.first_run_s = time.perf_counter() - started if first else None
+        if first and not quiet:
+            print(f"OpenVINO: {cfg.name} ({self.precision}) exported and compiled once, in "
+                  f"{self.first_run_s:.0f} s; cached in {self.folder}", file=sys.stderr)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise UsageError(f"the OpenVINO graph takes {self.shape} inputs, not "
+                             f"{tuple(x.shape[1:])}")
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(self.compiled(array)[0].copy())
