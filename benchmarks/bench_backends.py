@@ -1,0 +1,117 @@
+"""Every way to run B-16x4 on this CPU, alternating in one process, against torchvision fp32.
+
+    python benchmarks/bench_backends.py --torchvision-shim ../shared/reference --batches 1
+
+Rows: torchvision's mvit_v1_b in fp32 (the base); mvit in fp32 and in bf16 (`--precision
+bf16`, autocast); ONNX Runtime fp32 on torchvision's graph; OpenVINO f32 and bf16 on
+torchvision's graph and on mvit's own (the `--backend openvino` path). Same random
+torchvision weights for all (ours through our torchvision-layout loader), same input. Each
+round runs every variant once, in turn; the median per variant over the rounds is reported
+as a speed ratio against torchvision fp32, with the largest relative logit error against it.
+OpenVINO's `INFERENCE_PRECISION_HINT` bf16 runs in bf16 only where the CPU has native bf16
+(avx512_bf16 or AMX); elsewhere it falls back to f32, which the error column shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench_model import import_torchvision
+from machine import cpu_model
+
+import mvit_cli
+from mvit_cli.export import export_onnx
+
+
+def onnx_of(module, example, path: Path, batch_free: bool) -> Path:
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},) if batch_free else None
+    with torch.no_grad():
+        program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=dynamic,
+                                    input_names=["clips"], output_names=["logits"])
+    program.save(str(path))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--torchvision-shim", type=Path, default=None)
+    parser.add_argument("--batches", default="1")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    import onnxruntime
+    import openvino as ov
+
+    video = import_torchvision(args.torchvision_shim)
+    torch.manual_seed(0)
+    reference = video.mvit_v1_b().eval()
+    work = Path(tempfile.mkdtemp(prefix="mvit-backends-"))
+    torch.save(reference.state_dict(), work / "tv.pth")
+    fp32 = mvit_cli.load(work / "tv.pth", model="B-16x4", precision="fp32")
+    bf16 = mvit_cli.load(work / "tv.pth", model="B-16x4", precision="bf16")
+    core = ov.Core()
+    example = torch.randn(1, 3, 16, 224, 224)
+    started = time.perf_counter()
+    tv_onnx = onnx_of(reference, example, work / "tv.onnx", batch_free=True)
+    ours_onnx = export_onnx(fp32, work / "mvit.onnx", dynamic_batch=True)
+    export_s = time.perf_counter() - started
+    ort = onnxruntime.InferenceSession(str(tv_onnx), providers=["CPUExecutionProvider"])
+
+    def openvino(path: Path, precision: str):
+        compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                         "PERFORMANCE_HINT": "LATENCY"})
+        return lambda x: torch.from_numpy(compiled(x.numpy())[0].copy())
+
+    def torchvision_fp32(x):
+        with torch.inference_mode():
+            return reference(x)
+
+    variants = {
+        "torchvision fp32": torchvision_fp32,
+        "mvit fp32": fp32.forward,
+        "mvit bf16 (autocast)": bf16.forward,
+        "ONNX Runtime fp32, torchvision's graph":
+            lambda x: torch.from_numpy(ort.run(None, {"clips": x.numpy()})[0]),
+        "OpenVINO f32, torchvision's graph": openvino(tv_onnx, "f32"),
+        "OpenVINO bf16, torchvision's graph": openvino(tv_onnx, "bf16"),
+        "OpenVINO f32, mvit's graph": openvino(ours_onnx, "f32"),
+        "OpenVINO bf16, mvit's graph": openvino(ours_onnx, "bf16"),
+    }
+    result = {"cpu": cpu_model(), "torch": torch.__version__, "openvino": ov.__version__,
+              "onnxruntime": onnxruntime.__version__, "export_s": export_s, "batches": {}}
+    print(f"# {result['cpu']}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"OpenVINO {ov.__version__}, ONNX Runtime {onnxruntime.__version__}")
+    for batch in map(int, args.batches.split(",")):
+        clip = torch.randn(batch, 3, 16, 224, 224)
+        expected = torchvision_fp32(clip)
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        errors = {}
+        for name, forward in variants.items():  # warm up, and the accuracy column
+            got = forward(clip).float()
+            errors[name] = float((got - expected).abs().max() / expected.abs().max())
+        for _ in range(args.rounds):
+            for name, forward in variants.items():
+                started = time.perf_counter()
+                forward(clip)
+                times[name].append(time.perf_counter() - started)
+        base = statistics.median(times["torchvision fp32"])
+        rows = {}
+        print(f"\nbatch {batch} (torchvision fp32: {base / batch:.3f} s per clip)")
+        for name in variants:
+            median = statistics.median(times[name])
+            rows[name] = {"s_per_clip": median / batch, "speed": base / median,
+                          "max_rel_error": errors[name]}
+            print(f"  {name:40s} {base / median:5.2f}x  max rel. error {errors[name]:.1e}")
+        result["batches"][batch] = rows
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
