@@ -21,7 +21,7 @@ from mvit_cli.training.data import (augment, load, mirror_sensitive, reverse_in_
                                      shuffle_colours, time_opposites, whole)
 from mvit_cli.training.trainer import TrainSettings, model_input, save_trained, train
 
-from conftest import TINY_V2
+from conftest import INTERRUPTIBLE, TINY_V2
 
 TINY = replace(TINY_V2, name="tiny-train", frames=4, size=32, head_dropout=0.0, drop_path=0.0)
 
@@ -153,7 +153,8 @@ def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
                             "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out),
                             "--epochs", "1000", "--batch-size", "8", "--workers", "1"],
-                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                           **INTERRUPTIBLE)
     try:
         for line in run.stderr:  # not a terminal: one line per finished epoch
             if line.startswith("epoch 2/"):
@@ -181,3 +182,97 @@ def test_videos_that_cannot_be_decoded_are_skipped_and_listed(dataset, tmp_path)
     data = load(tmp_path, TINY.frames, TINY.size, workers=2)
     assert len(data.paths) == 2 and data.names == ["moving left", "moving right"]
     assert sorted(Path(p).name for p in data.skipped) == ["empty.mp4", "text.mp4"]
+
+
+class _StopAfter:
+    """on_epoch that presses Ctrl-C once `epochs` epochs are done."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def __call__(self, report) -> None:
+        if report.epoch == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_ends_where_an_unbroken_one_does(clips, tmp_path):
+    settings = TrainSettings(epochs=3, batch_size=8, lr=3e-3, val_split=0.34, seed=0,
+                             warmup_epochs=1)
+    whole_run = train(clips, TINY, settings, state_path=tmp_path / "a.pt")
+    stopped = train(clips, TINY, settings, state_path=tmp_path / "b.pt",
+                    on_epoch=_StopAfter(2))
+    assert stopped.interrupted and len(stopped.history) == 2
+    resumed = train(clips, TINY, settings, state_path=tmp_path / "b.pt", resume=True)
+    assert resumed.resumed_from == 2 and not resumed.interrupted
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+    assert [r.loss for r in resumed.history] == [r.loss for r in whole_run.history]
+    assert resumed.best_epoch == whole_run.best_epoch
+    ours, theirs = resumed.model.state_dict(), whole_run.model.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_resume_refuses_a_state_of_other_settings(clips, tmp_path):
+    from mvit_cli.errors import UsageError
+
+    settings = TrainSettings(epochs=1, batch_size=8, val_split=0.0, seed=0)
+    train(clips, TINY, settings, state_path=tmp_path / "s.pt", max_steps=1)
+    with pytest.raises(UsageError, match="other settings"):
+        train(clips, TINY, replace(settings, lr=0.5), state_path=tmp_path / "s.pt",
+              resume=True)
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(clips, TINY, settings, state_path=tmp_path / "none.pt", resume=True)
+
+
+def test_the_best_validation_epoch_is_the_one_kept(clips):
+    from mvit_cli.training.trainer import accuracy, split
+
+    settings = TrainSettings(epochs=6, batch_size=8, lr=1e-2, val_split=0.34, seed=3,
+                             warmup_epochs=1)
+    result = train(clips, TINY, settings)
+    scores = [r.val_accuracy for r in result.history]
+    best = scores.index(max(scores)) + 1
+    assert result.best_epoch == best and result.val_accuracy == max(scores)
+    assert scores[-1] < max(scores), scores  # else this test could not tell best from last
+    _, val_idx = split(clips, settings.val_split, settings.seed)
+    assert accuracy(result.model, clips, val_idx, TINY.size, 8) == max(scores)
+
+
+def test_skipped_validation_says_why(clips):
+    off = train(clips, TINY, TrainSettings(epochs=1, batch_size=8, val_split=0.0), max_steps=1)
+    assert off.no_validation == "--val-split is 0" and off.best_epoch == 1
+    few = train(clips, TINY, TrainSettings(epochs=1, batch_size=8, val_split=0.1), max_steps=1)
+    assert few.no_validation.startswith("too few clips to hold any out: the smallest class "
+                                        "has 3")
+
+
+@pytest.mark.slow
+def test_train_resume_on_the_command_line(dataset, tmp_path):
+    out = tmp_path / "run.safetensors"
+    command = [sys.executable, "-m", "mvit_cli.cli", "train", str(dataset), "--model",
+               "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out), "--epochs", "4",
+               "--batch-size", "8", "--workers", "1", "--val-split", "0.34"]
+    missing = subprocess.run(command + ["--resume"], capture_output=True, text=True,
+                             timeout=300)
+    assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           text=True, **INTERRUPTIBLE)
+    try:
+        for line in run.stderr:
+            if line.startswith("epoch 1/4"):
+                break
+        run.send_signal(signal.SIGINT)
+        rest = run.stderr.read()
+        assert run.wait(timeout=120) == 130
+    finally:
+        run.kill()
+    assert "--resume continues the run" in rest, rest
+    state = tmp_path / ".run.train-state.pt"
+    assert state.exists()
+    done = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "resumed after epoch" in done.stderr and "of 4" in done.stderr
+    assert "the best validation accuracy" in " ".join(done.stdout.split())
+    assert not state.exists()  # a finished run leaves nothing to resume
+    with safe_open(str(out), "pt") as stored:
+        training = json.loads(stored.metadata()["mvit.training"])
+    assert training["epochs"] == 4 and 1 <= training["best_epoch"] <= 4

@@ -49,12 +49,15 @@ def train_command(
     colour_shuffle: Annotated[bool, typer.Option(
         "--colour-shuffle",
         help="Permute RGB channels at random (for labels blind to colour).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run that was writing OUTPUT, from its last whole "
+                         "epoch (the same command otherwise).")] = False,
 ) -> None:
     """Train (or fine-tune with --weights) and save weights that classify can use."""
     from ..models.architectures import get_config
     from ..progress import progress_bar
     from ..training.data import load, time_opposites
-    from ..training.trainer import TrainSettings, save_trained, train
+    from ..training.trainer import TrainSettings, save_trained, state_path_for, train
     from rich.progress import TextColumn
 
     if output.suffix != ".safetensors":
@@ -81,8 +84,17 @@ def train_command(
         console.print("time reversal: " + ("; ".join(shown) if shown else
                                            "no pair of opposite labels, nothing reversed"),
                       markup=False)
+    state_path = state_path_for(output)
+    if resume and not state_path.exists():
+        fail(f"nothing to resume: no training state beside {output} ({state_path.name})",
+             code=2)
     progress = progress_bar("training", TextColumn(
-        "loss {task.fields[loss]:.3f}  val {task.fields[val]}"), console=errors)
+        "{task.description}  loss {task.fields[loss]}  val {task.fields[val]}"),
+        console=errors)
+
+    def step_line(step: int, total: int, loss: float, epoch: int) -> None:
+        progress.update(task, completed=step, total=total, loss=f"{loss:.3f}",
+                        description=f"epoch {epoch}/{epochs}")
 
     def epoch_line(report) -> None:
         val = f"{report.val_accuracy:.1%}" if report.val_accuracy is not None else "-"
@@ -93,20 +105,31 @@ def train_command(
 
     try:
         with progress:
-            task = progress.add_task("", total=None, loss=float("nan"), val="-")
-            result = train(data, cfg, settings, start=weights,
-                           on_step=lambda step, total, loss: progress.update(
-                               task, completed=step, total=total, loss=loss),
-                           on_epoch=epoch_line)
+            # The loss shows once a step has given one.
+            task = progress.add_task(f"epoch 1/{epochs}", total=None, loss="-", val="-")
+            result = train(data, cfg, settings, start=weights, on_step=step_line,
+                           on_epoch=epoch_line, state_path=state_path, resume=resume)
     except KeyboardInterrupt:  # before training started (building the model)
         fail("interrupted: nothing was saved", code=130)
+    if result.resumed_from:
+        say(f"resumed after epoch {result.resumed_from} of {epochs}")
     if result.interrupted and not result.history:
         fail("interrupted before the first epoch ended: nothing was saved", code=130)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_trained(result, data, output, settings, half=half)
+    kept = _kept(result, len(result.history), epochs)
     if result.interrupted:
-        fail(f"interrupted: saved {output} as it was after epoch {len(result.history)} of "
-             f"{epochs}", code=130)
-    val = f"{result.val_accuracy:.1%}" if result.val_accuracy is not None else "not measured"
-    console.print(f"saved {output} ({result.model.cfg.name}, {len(data.names)} classes, "
-                  f"validation accuracy {val})", markup=False)
+        fail(f"interrupted after epoch {len(result.history)} of {epochs}: saved {output} "
+             f"({kept}); --resume continues the run", code=130)
+    state_path.unlink(missing_ok=True)  # the run is whole: nothing left to resume
+    console.print(f"saved {output} ({result.model.cfg.name}, {len(data.names)} classes; "
+                  f"{kept})", markup=False)
+
+
+def _kept(result, done: int, planned: int) -> str:
+    """Which epoch's weights were saved, and why."""
+    if result.val_accuracy is None:
+        return (f"epoch {result.best_epoch}, the last; validation accuracy not measured: "
+                f"{result.no_validation}")
+    return (f"epoch {result.best_epoch} of {done}, the best validation accuracy, "
+            f"{result.val_accuracy:.1%}")
