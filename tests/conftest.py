@@ -129,3 +129,15 @@ def save_tiny(path: Path, seed: int = 0, labels: list[str] | None = None,
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
     return save_tiny(tmp_path / "tiny.safetensors")
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# For subprocesses a test interrupts with SIGINT: a shell's background job (`cmd &` without
+# job control) starts with SIGINT ignored, which its children inherit, and Python then
+# installs no KeyboardInterrupt; the child gets the default back, as in a terminal.
+INTERRUPTIBLE = {"preexec_fn": _default_sigint}

@@ -19,7 +19,7 @@ from mvit_cli import Pipeline, build_model
 from mvit_cli.classify.workers import DecodePool, Task, prepare
 from mvit_cli.media.protocol import protocol_for
 
-from conftest import PROTOCOL, TINY_V1, TINY_V1_IMAGE
+from conftest import INTERRUPTIBLE, PROTOCOL, TINY_V1, TINY_V1_IMAGE
 from media import read_number, write_audio_only, write_image, write_video
 
 
@@ -282,7 +282,8 @@ def test_interrupted_runs_resume_without_duplicates(tmp_path, tiny_weights, how)
     out = tmp_path / "labels.csv"
     command = [sys.executable, "-m", "mvit_cli.cli", "classify", str(folder), "--weights",
                str(tiny_weights), "-o", str(out), "--workers", "1", "--batch-size", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, **INTERRUPTIBLE)
     _wait_for_rows(out, 3)
     process.send_signal(getattr(signal, how))
     _, stderr = process.communicate(timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import INTERRUPTIBLE, run_cli
 from media import write_video
 
 pytestmark = pytest.mark.slow
@@ -222,7 +222,7 @@ def test_an_interrupted_ray_run_resumes_without_losses(local_ray, weights, tmp_p
                str(weights), "-o", str(out), "--engine", "ray", "--batch-size", "1"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
+                               text=True, env=env, **INTERRUPTIBLE)
     deadline = time.monotonic() + 120
     while not (out.exists() and out.read_text().count("\n") > 2):
         assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
