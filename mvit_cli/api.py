@@ -72,6 +72,8 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
                         lambda: resolved.provenance, torch_device, dtype, compile=compile)
     # What another process (a Ray worker) needs to load the same pipeline; files by their
     # absolute paths, since a worker's working folder is its own.
+    # What the weights know, from their registry entry ("" when it says nothing).
+    pipeline.note = resolved.entry.note if resolved.entry is not None else ""
     pipeline.source = LoadArguments(_absolute_if_file(weights), model,
                                     _absolute_if_file(labels), precision_name(dtype))
     if backend == "openvino":
@@ -116,6 +118,7 @@ class Pipeline:
         self._provenance = provenance
         self.source: LoadArguments | None = None  # set by load(); None for from_model
         self.backend = "torch"
+        self.note = ""
         self._forward = self.model
         if compile:
             from .models.model import compile_for_inference

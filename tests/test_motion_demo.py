@@ -49,3 +49,17 @@ def test_examples_classify_offline_as_the_readme_says(tmp_path):
     for row in rows:
         path, label = row.split(",")[:2]
         assert Path(path).stem.replace("_", " ") == label, row
+
+
+def test_motion_demo_says_what_it_knows_wherever_it_is_shown(tmp_path):
+    """Its answers on real footage are not Kinetics labels: the list and every run say so."""
+    from conftest import run_cli
+
+    entry = find_entry("motion-demo")
+    assert "eight synthetic motions" in entry.note
+    listed = run_cli("weights", "list")
+    assert f"motion-demo: {entry.note}" in " ".join(listed.stdout.split())
+    classified = run_cli("classify", EXAMPLES, "--weights", "motion-demo", "--workers", "0")
+    assert classified.exit_code == 0, classified.output
+    assert f"note: motion-demo {entry.note}" in classified.stderr
+    assert mvit_cli.load("motion-demo").note == entry.note

@@ -162,7 +162,13 @@ def classify_command(
                     to_file=writer is not None, quiet=quiet)
     _run(results, len(todo), writer, output, show,
          already=len(inputs.items) - len(todo), skipped=inputs.skipped_summary(),
-         feature_writer=feature_writer)
+         feature_writer=feature_writer, weights_note=_weights_note(clf))
+
+
+def _weights_note(clf) -> str:
+    """What the weights know, where their registry entry says (motion-demo's eight motions),
+    so that nobody takes their answers on real footage for Kinetics labels."""
+    return f"note: {clf.provenance.weights} {clf.note}" if clf.note else ""
 
 
 class _Display:
@@ -220,7 +226,7 @@ def _result_table(result):
 
 
 def _run(results, total: int, writer, output, show: _Display, already: int,
-         skipped: str, feature_writer=None) -> None:
+         skipped: str, feature_writer=None, weights_note: str = "") -> None:
     from ..progress import RateColumn, progress_bar
 
     done = failed = 0
@@ -270,4 +276,6 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
     if not show.quiet or failed:
         say(f"{done - failed} of {total} files classified, {failed} failed{notes}, in "
             f"{elapsed:.1f} s{where}")
+    if weights_note and not show.quiet:
+        say(weights_note)
     raise typer.Exit(1 if failed else 0)

@@ -115,6 +115,8 @@ def timeline_command(
     if not quiet:
         say(f"{clf.cfg.name} with weights {clf.provenance.weights}: windows of "
             f"{windowing.length:g} s every {windowing.stride:g} s; {protocol.describe()}")
+        if clf.note:
+            say(f"note: {clf.provenance.weights} {clf.note}")
     _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate, workers,
          timeout, batch_size, quiet, output, skipped=len(inputs.items) - len(todo))
 

@@ -34,6 +34,9 @@ def list_command() -> None:
                       escape(entry.labels), f"{entry.top1:.1f}" if entry.top1 else "-", size,
                       "yes" if path is not None else "no")
     console.print(table)
+    for entry in load_registry():
+        if entry.note:
+            console.print(f"{entry.name}: {entry.note}", markup=False, highlight=False)
 
 
 @app.command("download")

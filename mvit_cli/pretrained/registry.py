@@ -47,6 +47,9 @@ class WeightsEntry:
     top1: float | None = None
     top5: float | None = None
     reported_by: str = ""
+    # What the weights know, where a person could take them for more (shown wherever
+    # they are listed or used).
+    note: str = ""
     default: bool = False
     protocol: dict[str, Any] = field(default_factory=dict)
 
