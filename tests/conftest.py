@@ -141,3 +141,11 @@ def _default_sigint() -> None:
 # job control) starts with SIGINT ignored, which its children inherit, and Python then
 # installs no KeyboardInterrupt; the child gets the default back, as in a terminal.
 INTERRUPTIBLE = {"preexec_fn": _default_sigint}
+
+
+# Peak resident memory of the process that evaluates it, in kB, as an expression for child
+# processes. Why not getrusage's ru_maxrss: on Linux it survives exec, so a child started by
+# a pytest process of 1.7 GB reported 1.7 GB whatever it did itself; /proc's VmHWM belongs to
+# the child's own address space.
+PEAK_KB = ("next(int(line.split()[1]) for line in open('/proc/self/status') "
+           "if line.startswith('VmHWM:'))")
