@@ -68,6 +68,10 @@ def train_command(
         from ..pretrained.store import resolve_weights
 
         resolve_weights(weights)
+    state_path = state_path_for(output)
+    if resume and not state_path.exists():
+        fail(f"nothing to resume: no training state beside {output} ({state_path.name})",
+             code=2)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
                              seed=seed, time_reversal=time_reversal,
                              colour_shuffle=colour_shuffle)
@@ -84,10 +88,6 @@ def train_command(
         console.print("time reversal: " + ("; ".join(shown) if shown else
                                            "no pair of opposite labels, nothing reversed"),
                       markup=False)
-    state_path = state_path_for(output)
-    if resume and not state_path.exists():
-        fail(f"nothing to resume: no training state beside {output} ({state_path.name})",
-             code=2)
     progress = progress_bar("training", TextColumn(
         "{task.description}  loss {task.fields[loss]}  val {task.fields[val]}"),
         console=errors)
