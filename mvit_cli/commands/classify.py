@@ -17,7 +17,8 @@ import typer
 
 from ..errors import MvitError, UsageError
 from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
-                     PrecisionOption, WeightsOption, console, errors, escape, say, shown)
+                     PrecisionOption, WeightsOption, close_all, console, errors, escape,
+                     say, shown)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -255,12 +256,7 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
         interrupted = True
     finally:
         results.close()  # stops the decoding workers now, whatever ended the loop
-        for closer in (writer, feature_writer):
-            if closer is not None:
-                try:
-                    closer.close()
-                except OSError as exc:
-                    failure = failure or exc
+        failure = failure or close_all(writer, feature_writer)
     if failure is not None:
         raise MvitError(f"cannot write {output} ({failure.strerror or failure}); the "
                         f"{done} rows written before are kept: make room and run the same "

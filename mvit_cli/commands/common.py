@@ -96,3 +96,16 @@ BackendOption = Annotated[Literal["torch", "openvino"], typer.Option(
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, else "
     "fp32).")]
+
+
+def close_all(*closers) -> OSError | None:
+    """Close each of `closers` (None skipped), all of them whatever fails; the first OSError
+    (a full disk on the last flush), for the caller to report once everything is closed."""
+    failure = None
+    for closer in closers:
+        if closer is not None:
+            try:
+                closer.close()
+            except OSError as exc:
+                failure = failure or exc
+    return failure

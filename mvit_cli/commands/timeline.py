@@ -16,7 +16,7 @@ import typer
 
 from ..errors import MvitError, UsageError
 from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
-                     PrecisionOption, WeightsOption, errors, say, shown)
+                     PrecisionOption, WeightsOption, close_all, errors, say, shown)
 
 
 def _per_video(template: str | None, option: str, videos: int) -> None:
@@ -172,12 +172,7 @@ def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate,
             interrupted = True
         finally:
             results.close()
-            for closer in (writer, feature_writer):
-                if closer is not None:
-                    try:
-                        closer.close()
-                    except OSError as exc:
-                        failure = failure or exc
+            failure = failure or close_all(writer, feature_writer)
     if failure is not None:
         raise MvitError(f"cannot write {output} ({failure.strerror or failure}); what was "
                         "written before is kept: make room and run the same command again")
