@@ -191,10 +191,10 @@ def _damage(decoded: int, claimed: int) -> str:
     return ""
 
 
-def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
-    """Decode packet by packet, skipping packets FFmpeg rejects: a cut or damaged file gives
-    the frames it still holds. Two passes (times, then the chosen frames), so memory holds
-    only the sampled frames whatever the length."""
+@contextmanager
+def pyav_video(name: str):
+    """(container, its first video stream) opened with PyAV; a file FFmpeg cannot open, or
+    one without video, is a MediaError in our words."""
     import av
 
     try:
@@ -205,7 +205,16 @@ def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
         if not container.streams.video:
             raise MediaError("no video stream: the file holds only audio"
                              if container.streams.audio else "no video stream in the file")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def _decode_with_pyav(name: str, protocol: Protocol) -> Sampled:
+    """Decode packet by packet, skipping packets FFmpeg rejects: a cut or damaged file gives
+    the frames it still holds. Two passes (times, then the chosen frames), so memory holds
+    only the sampled frames whatever the length."""
+    import av
+
+    with pyav_video(name) as (container, stream):
         claimed = int(stream.frames or 0)
         rate = float(stream.average_rate or 30)
         times = [t for t, _ in _frames(container, stream, rate)]

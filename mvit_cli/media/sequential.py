@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import (MediaError, _openable, _unreadable, check_readable, decoded_frames,
+from .decode import (MediaError, _openable, check_readable, decoded_frames, pyav_video,
                      rgb_array)
 from .protocol import Protocol
 from .transform import make_views
@@ -30,19 +30,9 @@ class Probe:
 
 def probe(path: str) -> Probe:
     """A video's length from its header (decoded through, only when the header says none)."""
-    import av
-
     check_readable(path_of(path))
     with _openable(path_of(path)) as name:
-        try:
-            container = av.open(name)
-        except av.error.FFmpegError:
-            raise MediaError(_unreadable(name)) from None
-        with container:
-            if not container.streams.video:
-                raise MediaError("no video stream: the file holds only audio"
-                                 if container.streams.audio else "no video stream in the file")
-            stream = container.streams.video[0]
+        with pyav_video(name) as (container, stream):
             fps = float(stream.average_rate or stream.guessed_rate or 30)
             duration = None
             if stream.duration is not None and stream.time_base is not None:
@@ -71,8 +61,6 @@ def window_views(path: str, starts: list[float], windowing: Windowing, protocol:
     A window's view is made as soon as its last moment has a frame, and its frames are let
     go: what is held at once is the few windows that overlap the current moment.
     """
-    import av
-
     per_window = protocol.frames
     times = np.concatenate([sample_times(s, windowing, protocol, duration) for s in starts])
     order = np.argsort(times, kind="stable")
@@ -94,12 +82,7 @@ def window_views(path: str, starts: list[float], windowing: Windowing, protocol:
 
     decoded = 0
     with _openable(path_of(path)) as name:
-        try:
-            container = av.open(name)
-        except av.error.FFmpegError:
-            raise MediaError(_unreadable(name)) from None
-        with container:
-            stream = container.streams.video[0]
+        with pyav_video(name) as (container, stream):
             first = float(times[order[0]])
             if first > 0 and stream.time_base is not None:
                 # To the keyframe at or before the stretch: frames from there decode right.
