@@ -75,20 +75,18 @@ def connect(address: str | None) -> None:
 def _decode_row(row: dict[str, Any], protocol: Protocol, video_model: bool) -> dict[str, Any]:
     """A CPU task: one input to its views (as bytes), or to its error row."""
     from ..classify.workers import Task, prepare
-    from ..media.decode import media_kind
     from ..media.discover import kind_error
-    from ..media.sources import is_uri, uri_kind
 
     path = row["path"]
     out = {"path": path, "views": b"", "shape": [], "error": "", "duration": -1.0,
            "frames": -1, "warning": ""}
     try:
-        kind = uri_kind(path) if is_uri(path) else media_kind(Path(path))
-        error = ("not a video or image file" if kind is None else kind_error(kind, video_model))
+        item = _item(path)
+        error = item.error or kind_error(item.kind, video_model)
         if error:
             out["error"] = error
             return out
-        prepared = prepare(Task(0, path, kind), protocol)
+        prepared = prepare(Task(0, path, item.kind), protocol)
         if prepared.error:
             out["error"] = prepared.error
             return out
@@ -208,9 +206,9 @@ def _cpu_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
 
 
-def _node_cpus() -> int:
+def _node_cpus(nodes: list[dict] | None = None) -> int:
     """The CPUs of the smallest node (an actor asking for them fits on every node)."""
-    return max(1, int(min(n["Resources"]["CPU"] for n in _cpu_nodes())))
+    return max(1, int(min(n["Resources"]["CPU"] for n in nodes or _cpu_nodes())))
 
 
 def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int
@@ -220,7 +218,7 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int
     import ray
 
     nodes = _cpu_nodes()
-    cpus = _node_cpus()
+    cpus = _node_cpus(nodes)
     remote = ray.remote(NodeActor).options(num_cpus=cpus, max_restarts=2,
                                            scheduling_strategy="SPREAD")
     actors = [remote.remote(spec, cpus) for _ in nodes]
