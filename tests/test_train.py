@@ -147,23 +147,30 @@ def test_train_command_end_to_end(dataset, tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
 
 
-@pytest.mark.slow
-def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
-    out = tmp_path / "stopped.safetensors"
-    run = subprocess.Popen([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
-                            "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o", str(out),
-                            "--epochs", "1000", "--batch-size", "8", "--workers", "1"],
-                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                           **INTERRUPTIBLE)
+def _interrupt_after(command: list[str], line_start: str) -> str:
+    """Run `mvit train`, press Ctrl-C once stderr shows a line starting `line_start` (not a
+    terminal: one line per finished epoch); what it printed after, having exited 130."""
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           text=True, **INTERRUPTIBLE)
     try:
-        for line in run.stderr:  # not a terminal: one line per finished epoch
-            if line.startswith("epoch 2/"):
+        for line in run.stderr:
+            if line.startswith(line_start):
                 break
         run.send_signal(signal.SIGINT)
         rest = run.stderr.read()
         assert run.wait(timeout=120) == 130
     finally:
         run.kill()
+    return rest
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
+    out = tmp_path / "stopped.safetensors"
+    rest = _interrupt_after([sys.executable, "-m", "mvit_cli.cli", "train", str(dataset),
+                             "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o",
+                             str(out), "--epochs", "1000", "--batch-size", "8", "--workers",
+                             "1"], "epoch 2/")
     assert "Traceback" not in rest and "after epoch" in rest, rest
     with safe_open(str(out), "pt") as stored:
         training = json.loads(stored.metadata()["mvit.training"])
@@ -254,17 +261,7 @@ def test_train_resume_on_the_command_line(dataset, tmp_path):
     missing = subprocess.run(command + ["--resume"], capture_output=True, text=True,
                              timeout=300)
     assert missing.returncode == 2 and "nothing to resume" in missing.stderr
-    run = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                           text=True, **INTERRUPTIBLE)
-    try:
-        for line in run.stderr:
-            if line.startswith("epoch 1/4"):
-                break
-        run.send_signal(signal.SIGINT)
-        rest = run.stderr.read()
-        assert run.wait(timeout=120) == 130
-    finally:
-        run.kill()
+    rest = _interrupt_after(command, "epoch 1/4")
     assert "--resume continues the run" in rest, rest
     state = tmp_path / ".run.train-state.pt"
     assert state.exists()
