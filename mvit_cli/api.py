@@ -279,16 +279,9 @@ class Pipeline:
 
     def _classify_on_ray(self, items, protocol, top_k, clips, crops, batch_size, features,
                          address, layout) -> Iterator[FileResult]:
-        from .engines.ray_engine import ModelSpec, classify_items_on_ray, require_ray
+        from .engines.ray_engine import classify_items_on_ray
 
-        require_ray()
-        if features:
-            raise UsageError("features are not available with the Ray engine yet")
-        if self.source is None:
-            raise UsageError("a pipeline built from a Python model cannot be rebuilt on Ray "
-                             "workers: load() it from a weights file")
-        spec = ModelSpec(self.source.weights, self.source.model, self.source.labels,
-                         self.source.precision, top_k, clips, crops)
+        spec = self._ray_spec(features, top_k, clips, crops)
         return classify_items_on_ray(items, spec, protocol, self.cfg.is_video, batch_size,
                                      address, layout)
 
@@ -307,12 +300,18 @@ class Pipeline:
                  window: float | None = None, stride: float | None = None,
                  workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
                  decoder_messages: bool = False, features: bool = False,
-                 on_probe: Callable[[str, float], None] | None = None
-                 ) -> Iterator[VideoTimeline]:
+                 on_probe: Callable[[str, float], None] | None = None,
+                 pool: DecodePool | None = None, engine: str = "local",
+                 address: str | None = None) -> Iterator[VideoTimeline]:
         """Labels over time: one VideoTimeline per video (its windows' start, end, softmax
         and, with `features`, pooled feature), as each video is done. A window is one clip
         as the protocol samples it (or `window` seconds for weights that spread their
-        frames over a clip); windows start every `stride` seconds (half a window)."""
+        frames over a clip); windows start every `stride` seconds (half a window).
+
+        `pool`: decoders kept open across calls (`self.decode_pool()`). `engine="ray"`: each
+        video on one node of a Ray cluster (as `classify`'s nodes layout), where `on_probe`
+        is told a video's length once it is done rather than once it is probed.
+        """
         from .timeline.engine import TimelineRunner, as_items
 
         if not self.cfg.is_video:
@@ -321,13 +320,44 @@ class Pipeline:
         windowing = windowing_for(protocol, window, stride)
         if isinstance(paths, (str, os.PathLike, InputItem)):
             paths = [paths]
+        if engine == "ray":
+            return self._timeline_on_ray(as_items(paths), windowing, timeout, batch_size,
+                                         features, on_probe, address)
+        if engine != "local":
+            raise UsageError(f"engine: local or ray, not {engine!r}")
         runner = TimelineRunner(lambda views: self._probabilities(views, protocol, features),
                                 protocol, windowing, self.device.type, batch_size,
                                 decoder_messages)
         if workers is None:
             workers = default_workers(self.device.type)
-        return runner.run(as_items(paths), workers, timeout, on_probe=on_probe)
+        return runner.run(as_items(paths), workers, timeout, on_probe=on_probe, pool=pool)
 
-    def __repr__(self) -> str:
-        return (f"Pipeline({self.cfg.name}, {len(self.labels)} labels, {self.device}, "
-                f"{self.precision})")
+    def _ray_spec(self, features: bool, top_k: int = 1, clips: int | str = 1,
+                  crops: int = 1):
+        """What a Ray worker needs to load this same pipeline, or a one-line refusal."""
+        from .engines.ray_engine import ModelSpec, require_ray
+
+        require_ray()
+        if features:
+            raise UsageError("features are not available with the Ray engine yet")
+        if self.source is None:
+            raise UsageError("a pipeline built from a Python model cannot be rebuilt on Ray "
+                             "workers: load() it from a weights file")
+        return ModelSpec(self.source.weights, self.source.model, self.source.labels,
+                         self.source.precision, top_k, clips, crops)
+
+    def _timeline_on_ray(self, items, windowing, timeout, batch_size, features, on_probe,
+                         address) -> Iterator[VideoTimeline]:
+        from .engines.ray_engine import timeline_on_ray
+
+        spec = self._ray_spec(features)  # refused now, not at the first result
+
+        def videos() -> Iterator[VideoTimeline]:
+            for video in timeline_on_ray(items, spec, windowing, timeout, batch_size,
+                                         address):
+                if on_probe is not None and video.ok:
+                    on_probe(video.path, video.duration)
+                yield video
+
+        return videos()
+

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
+
+from mvit_cli.synth import clip_spec, render
 
 
 def numbered_frame(number: int, width: int, height: int) -> np.ndarray:
@@ -72,8 +75,27 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
 
 
 def write_image(path: Path, width: int = 40, height: int = 30) -> Path:
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+# A long video of known motions, joined from `mvit synth` clips (for timelines).
+ORDER = ["moving left", "growing", "rotating clockwise", "moving up"]
+SECONDS, FPS = 3, 25
+
+
+def join_clips(path: Path, order=ORDER, seed=9000) -> Path:
+    """One video of `SECONDS` s per motion, in order, from synth clips the demo never saw."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for k, label in enumerate(order):
+            frames = render(clip_spec(seed + k, label, 0))
+            for i in np.linspace(0, len(frames) - 1, SECONDS * FPS).round().astype(int):
+                image = np.asarray(Image.fromarray(frames[i]).resize((128, 96)))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path

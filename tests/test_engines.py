@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import INTERRUPTIBLE, run_cli
-from media import write_video
+from mvit_cli.errors import UsageError
+from media import join_clips, write_video
 
 pytestmark = pytest.mark.slow
 
@@ -196,11 +198,78 @@ def test_object_store_inputs_through_both_engines(local_ray, s3_env, folder, wei
     assert "3 already in the output" in resumed.stderr
 
 
-def test_without_ray_the_engine_says_how_to_install_it(tmp_path, weights):
+def window_rows(path: Path) -> dict[tuple[str, float], dict]:
+    with open(path, newline="") as handle:
+        found = list(csv.DictReader(handle))
+    by_window = {(r["path"], round(float(r["start"] or -1), 3)): r for r in found}
+    assert len(by_window) == len(found), "a window got two rows"
+    return by_window
+
+
+def no_local_timelines(monkeypatch) -> None:
+    """From here on, a timeline computed in this process (not by a Ray worker) fails."""
+    from mvit_cli.timeline.engine import TimelineRunner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the timeline ran on the driver, not on Ray")
+
+    monkeypatch.setattr(TimelineRunner, "run", refuse)
+
+
+def test_timelines_on_ray_are_the_local_ones(local_ray, tmp_path, monkeypatch):
+    """motion-demo over two long videos of known motions and a broken file: the same
+    windows, labels and scores from both engines, the same segments, and resume."""
+    videos = tmp_path / "long"
+    videos.mkdir()
+    join_clips(videos / "a.mp4")
+    join_clips(videos / "b.mp4", order=["shrinking", "moving right"], seed=9100)
+    (videos / "broken.mp4").write_text("not a video")
+    args = ("--weights", "motion-demo", "--window", "1.5", "--stride", "0.75")
+    local, remote = tmp_path / "local.csv", tmp_path / "ray.csv"
+    first = run_cli("timeline", videos, *args, "-o", local, "--workers", "0")
+    local_segments = run_cli("timeline", videos / "b.mp4", *args, "--workers", "0").stdout
+    no_local_timelines(monkeypatch)
+    second = run_cli("timeline", videos, *args, "-o", remote, "--engine", "ray")
+    assert first.exit_code == second.exit_code == 1, second.output  # the broken file
+    assert "broken.mp4: error" in second.stderr and "2 of 3 videos" in second.stderr
+    local_rows, ray_rows = window_rows(local), window_rows(remote)
+    assert set(local_rows) == set(ray_rows) and len(ray_rows) > 20
+    for key, row in local_rows.items():
+        other = ray_rows[key]
+        assert row["error"] == other["error"] or (row["error"] and other["error"]), key
+        assert row["label_1"] == other["label_1"], key
+        if row["score_1"]:
+            assert abs(float(row["score_1"]) - float(other["score_1"])) < 1e-5, key
+    ray_segments = run_cli("timeline", videos / "b.mp4", *args, "--engine", "ray").stdout
+    assert local_segments == ray_segments and "shrinking" in ray_segments
+    again = run_cli("timeline", videos, *args, "-o", remote, "--engine", "ray")
+    assert "3 already in the output" in again.stderr
+    assert len(window_rows(remote)) == len(ray_rows)
+
+
+def test_the_timeline_api_runs_on_ray(local_ray, tmp_path, monkeypatch):
+    import mvit_cli
+
+    video = join_clips(tmp_path / "a.mp4", order=["moving up", "growing"])
+    clf = mvit_cli.load("motion-demo")
+    probed = []
+    [local] = clf.timeline(video, workers=0)
+    no_local_timelines(monkeypatch)
+    [remote] = clf.timeline(video, engine="ray", on_probe=lambda p, s: probed.append((p, s)))
+    assert remote.ok and probed == [(str(video), pytest.approx(local.duration))]
+    assert [w.start for w in remote.windows] == [w.start for w in local.windows]
+    for mine, theirs in zip(local.windows, remote.windows, strict=True):
+        assert np.abs(mine.probs - theirs.probs).max() < 1e-5
+    with pytest.raises(UsageError, match="features"):
+        clf.timeline(video, engine="ray", features=True)
+
+
+@pytest.mark.parametrize("command", ["classify", "timeline"])
+def test_without_ray_the_engine_says_how_to_install_it(tmp_path, weights, command):
     code = ("import sys; sys.modules['ray'] = None\n"
             "from mvit_cli.cli import main\nmain(sys.argv[1:])")
     video = write_video(tmp_path / "c.mp4", frames=8)
-    done = subprocess.run([sys.executable, "-c", code, "classify", str(video), "--weights",
+    done = subprocess.run([sys.executable, "-c", code, command, str(video), "--weights",
                            str(weights), "--engine", "ray"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "pip install 'mvit-cli[ray]'" in done.stderr

@@ -21,31 +21,11 @@ from PIL import Image
 import mvit_cli
 from mvit_cli.media.protocol import protocol_for
 from mvit_cli.media.windows import Windowing, sample_times, windowing_for
-from mvit_cli.synth import clip_spec, render
 
 from conftest import PEAK_KB, PROTOCOL, TINY_V1, register_tiny_architectures, run_cli
-from media import read_number, write_video
+from media import ORDER, SECONDS, join_clips, read_number, write_video
 
-ORDER = ["moving left", "growing", "rotating clockwise", "moving up"]
-SECONDS, FPS = 3, 25
 WINDOW, STRIDE = 1.5, 0.75
-
-
-def join_clips(path: Path, order=ORDER, seed=9000) -> Path:
-    """One video of `SECONDS` s per motion, in order, from synth clips the demo never saw."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
-        for k, label in enumerate(order):
-            frames = render(clip_spec(seed + k, label, 0))
-            for i in np.linspace(0, len(frames) - 1, SECONDS * FPS).round().astype(int):
-                image = np.asarray(Image.fromarray(frames[i]).resize((128, 96)))
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:

@@ -16,9 +16,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..errors import MvitError, UsageError
-from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
-                     PrecisionOption, WeightsOption, close_all, console, errors, escape,
-                     say, shown)
+from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+                     LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
+                     check_engine, close_all, console, errors, escape, say, shown)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -84,12 +84,8 @@ def classify_command(
         "--manifest", show_default=False, dir_okay=False,
         help="Also classify the paths or URIs this file lists: .txt (one per line), .csv or "
              ".parquet (a 'path' column). Nothing is listed or checked on this machine.")] = None,
-    engine: Annotated[Literal["local", "ray"], typer.Option(
-        "--engine", help="local: this machine's processes; ray: a Ray cluster (pip install "
-                         "'mvit-cli[ray]').")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        "--address", show_default=False,
-        help="The Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
     ray_layout: Annotated[Literal["auto", "nodes", "split"], typer.Option(
         "--ray-layout",
         help="nodes: one local engine per CPU node; split: decoding tasks on every CPU and a "
@@ -109,12 +105,7 @@ def classify_command(
         check_features_path(features)
     if not paths and manifest is None:
         raise UsageError("nothing to classify: give paths, or --manifest FILE")
-    if engine == "ray":
-        from ..engines.ray_engine import require_ray
-
-        require_ray()  # say so before loading anything
-        if features is not None:
-            raise UsageError("--features is not available with --engine ray yet")
+    check_engine(engine, features)  # say so before loading anything
     inputs = find_inputs(paths or [])
     if inputs.unmatched:
         raise _unmatched_error(inputs.unmatched)

@@ -15,7 +15,7 @@ from typing import Literal, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from ..errors import MvitError
+from ..errors import MvitError, UsageError
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -96,6 +96,22 @@ BackendOption = Annotated[Literal["torch", "openvino"], typer.Option(
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, else "
     "fp32).")]
+EngineOption = Annotated[Literal["local", "ray"], typer.Option(
+    "--engine", help="local: this machine's processes; ray: a Ray cluster (pip install "
+    "'mvit-cli[ray]').")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", show_default=False,
+    help="The Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")]
+
+
+def check_engine(engine: str, features: str | None) -> None:
+    """Refuse what the chosen engine cannot do, before anything loads."""
+    if engine == "ray":
+        from ..engines.ray_engine import require_ray
+
+        require_ray()
+        if features is not None:
+            raise UsageError("--features is not available with --engine ray yet")
 
 
 def close_all(*closers) -> OSError | None:

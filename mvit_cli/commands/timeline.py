@@ -15,8 +15,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import MvitError, UsageError
-from .common import (BackendOption, Device, DeviceOption, LabelsOption, ModelOption, Precision,
-                     PrecisionOption, WeightsOption, close_all, errors, say, shown)
+from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+                     LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
+                     check_engine, close_all, errors, say, shown)
 
 
 def _per_video(template: str | None, option: str, videos: int) -> None:
@@ -81,6 +82,8 @@ def timeline_command(
         "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only errors and the summary.")] = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Label long videos over time: sliding windows, merged segments, subtitles, a picture."""
     from ..api import load
@@ -89,6 +92,7 @@ def timeline_command(
     from ..media.discover import find_inputs
     from ..timeline.output import Settings, check_timeline_output, open_timeline_output
 
+    check_engine(engine, features)
     inputs = find_inputs(paths)
     if inputs.unmatched:
         argument, reason = inputs.unmatched[0]
@@ -117,12 +121,20 @@ def timeline_command(
             f"{windowing.length:g} s every {windowing.stride:g} s; {protocol.describe()}")
         if clf.note:
             say(f"note: {clf.provenance.weights} {clf.note}")
-    _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate, workers,
-         timeout, batch_size, quiet, output, skipped=len(inputs.items) - len(todo))
+
+    def start(on_probe):
+        return clf.timeline(todo, window=windowing.length, stride=windowing.stride,
+                            workers=workers, timeout=timeout, batch_size=batch_size,
+                            features=feature_writer is not None, on_probe=on_probe,
+                            engine=engine, address=address)
+
+    _run(clf, start, len(todo), writer, feature_writer, settings, plot, annotate, quiet,
+         output, skipped=len(inputs.items) - len(todo))
 
 
-def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate, workers,
-         timeout, batch_size, quiet, output, skipped: int) -> None:
+def _run(clf, start, todo: int, writer, feature_writer, settings, plot, annotate, quiet,
+         output, skipped: int) -> None:
+    """`start(on_probe)`: the timelines, one per video as each is done."""
     from rich.progress import TextColumn
 
     from ..progress import progress_bar
@@ -140,15 +152,16 @@ def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate,
     with progress:
         task = progress.add_task("", total=None, seconds="")
 
+        def counts() -> str:
+            return (f"{done} of {todo} videos, {done_seconds:.0f} of {known_seconds:.0f} s "
+                    "of video")
+
         def probed(path: str, seconds: float) -> None:
             nonlocal known_seconds
             known_seconds += seconds
-            progress.update(task, total=known_seconds,
-                            seconds=f"{done_seconds:.0f} of {known_seconds:.0f} s of video")
+            progress.update(task, total=known_seconds, seconds=counts())
 
-        results = clf.timeline(todo, window=windowing.length, stride=windowing.stride,
-                               workers=workers, timeout=timeout, batch_size=batch_size,
-                               features=feature_writer is not None, on_probe=probed)
+        results = start(probed)
         try:
             for video in results:
                 done += 1
@@ -166,8 +179,7 @@ def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate,
                     progress.console.print(f"{shown(video.path)}: error: {video.error}",
                                            markup=False, highlight=False, soft_wrap=True)
                 done_seconds += video.duration
-                progress.update(task, completed=done_seconds,
-                                seconds=f"{done_seconds:.0f} of {known_seconds:.0f} s of video")
+                progress.update(task, completed=done_seconds, seconds=counts())
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -180,11 +192,11 @@ def _run(clf, todo, windowing, writer, feature_writer, settings, plot, annotate,
     where = f" -> {output}" if output else ""
     note = f", {skipped} already in the output" if skipped else ""
     if interrupted:
-        say(f"interrupted: {done - failed} of {len(todo)} videos done{note}; run the same "
+        say(f"interrupted: {done - failed} of {todo} videos done{note}; run the same "
             f"command again to resume{where}")
         raise typer.Exit(130)
     if not quiet or failed:
-        say(f"{done - failed} of {len(todo)} videos, {done_seconds:.0f} s of video, "
+        say(f"{done - failed} of {todo} videos, {done_seconds:.0f} s of video, "
             f"{failed} failed{note}, in {elapsed:.1f} s{where}")
     raise typer.Exit(1 if failed else 0)
 

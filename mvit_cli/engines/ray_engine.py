@@ -1,4 +1,4 @@
-"""`mvit classify --engine ray`: the classify pipeline as a Ray Data job.
+"""`--engine ray`: the classify and timeline pipelines on a Ray cluster.
 
 CPU tasks decode (the project's own `prepare`: the same sampling, views and error rows as
 the local engine); an actor pool holds the model, loaded once per actor (one GPU per actor
@@ -13,6 +13,10 @@ and provenance are the same. Pitfalls handled, each measured with ray 2.60:
   the actor's own CPU request.
 - `num_gpus` is asked for only where the cluster has GPUs (otherwise the job waits for ever).
 - `compute=ActorPoolStrategy(...)`, not the deprecated `concurrency=`.
+
+Timelines run in the `nodes` layout only: a video's windows are decoded in stretches that
+each seek once, which is the local engine's work on one node; splitting one video across
+nodes would decode the stretch boundaries twice for little gain on collections of many.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..classify.results import FileResult
 from ..errors import UsageError
 from ..media.protocol import Protocol
+from ..media.windows import Windowing
+
+if TYPE_CHECKING:
+    from ..timeline.engine import VideoTimeline
 
 
 @dataclass(frozen=True)
@@ -154,8 +162,8 @@ def _item(path: str):
 
 
 class NodeActor:
-    """A CPU node's whole classify pipeline: the local engine (its decoders, their
-    deadlines, its batching) over each list of paths it is sent.
+    """A CPU node's whole pipeline: the local engine (its decoders, their deadlines, its
+    batching) over each list of paths it is sent, for classify or for timelines.
 
     Why not decoding tasks beside the model on a CPU node: the model's threads use every
     core, and a decoder running beside them stalls them at each step, so the local engine
@@ -169,30 +177,61 @@ class NodeActor:
         from ..api import load
 
         torch.set_num_threads(max(1, cpus))  # Ray's OMP_NUM_THREADS says 1
-        self.spec = spec
+        self.spec, self.cpus = spec, max(1, cpus)
         self.clf = load(spec.weights, model=spec.model, labels=spec.labels, device="cpu",
                         precision=spec.precision)
-        self.pool = self.clf.decode_pool(max(1, cpus), clips=spec.clips, crops=spec.crops)
+        self.pools: dict[tuple, Any] = {}  # decoders, kept across lists: started once
+
+    def _pool(self, clips: int | str, crops: int, timeout: float):
+        key = (clips, crops, timeout)
+        if key not in self.pools:
+            self.pools[key] = self.clf.decode_pool(self.cpus, timeout, clips=clips,
+                                                   crops=crops)
+        return self.pools[key]
 
     def classify(self, paths: list[str]) -> list[FileResult]:
-        items = []
-        for path in paths:
-            try:
-                items.append(_item(path))
-            except Exception as exc:  # noqa: BLE001 - every input keeps its row
-                from ..media.discover import InputItem
-                items.append(InputItem(path, None, _error_text(exc)))
+        items = _items(paths)
         done: dict[str, FileResult] = {}
         try:
-            for result in self.clf.classify(items, top_k=self.spec.top_k,
-                                            clips=self.spec.clips, crops=self.spec.crops,
-                                            pool=self.pool):
+            for result in self.clf.classify(
+                    items, top_k=self.spec.top_k, clips=self.spec.clips, crops=self.spec.crops,
+                    pool=self._pool(self.spec.clips, self.spec.crops, 60.0)):
                 done[result.path] = result
         except Exception as exc:  # noqa: BLE001 - the list's rows stay, with the error
             for item in items:
                 done.setdefault(item.path, FileResult(item.path, error=_error_text(exc)))
         return [done.get(item.path) or FileResult(item.path, error="no result")
                 for item in items]
+
+    def timeline(self, paths: list[str], windowing: Windowing, timeout: float,
+                 batch_size: int) -> list[VideoTimeline]:
+        from ..timeline.engine import VideoTimeline
+
+        items = _items(paths)
+        done: dict[str, VideoTimeline] = {}
+        try:
+            for video in self.clf.timeline(items, window=windowing.length,
+                                           stride=windowing.stride, timeout=timeout,
+                                           batch_size=batch_size,
+                                           pool=self._pool(1, 1, timeout)):
+                done[video.path] = video
+        except Exception as exc:  # noqa: BLE001 - the list's videos stay, with the error
+            for item in items:
+                done.setdefault(item.path, VideoTimeline(item.path, error=_error_text(exc)))
+        return [done.get(item.path) or VideoTimeline(item.path, error="no result")
+                for item in items]
+
+
+def _items(paths: list[str]) -> list:
+    from ..media.discover import InputItem
+
+    items = []
+    for path in paths:
+        try:
+            items.append(_item(path))
+        except Exception as exc:  # noqa: BLE001 - every input keeps its row
+            items.append(InputItem(path, None, _error_text(exc)))
+    return items
 
 
 def _error_text(exc: BaseException) -> str:
@@ -211,10 +250,14 @@ def _node_cpus(nodes: list[dict] | None = None) -> int:
     return max(1, int(min(n["Resources"]["CPU"] for n in nodes or _cpu_nodes())))
 
 
-def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int
-                  ) -> Iterator[FileResult]:
-    """One NodeActor per CPU node, each sent lists of paths, two lists in flight (one
-    running, one waiting, so no actor idles between lists)."""
+def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
+                  job: str = "classify", arguments: tuple = (),
+                  failed: Callable[[str, str], Any] = lambda path, error: FileResult(
+                      path, error=error)) -> Iterator[Any]:
+    """One NodeActor per CPU node, each sent lists of paths for `job` (a NodeActor method,
+    given the list and `arguments`), two lists in flight (one running, one waiting, so no
+    actor idles between lists). `failed(path, error)`: a path's result when its actor
+    died."""
     import ray
 
     nodes = _cpu_nodes()
@@ -229,7 +272,7 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int
     def send(actor) -> None:
         if lists:
             chunk = lists.pop()
-            running[actor.classify.remote(chunk)] = (actor, chunk)
+            running[getattr(actor, job).remote(chunk, *arguments)] = (actor, chunk)
 
     try:
         for actor in actors:
@@ -241,13 +284,35 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int
             try:
                 results = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a dead actor: its list's rows stay
-                results = [FileResult(p, error=f"the Ray worker failed: {_error_text(exc)}")
+                results = [failed(p, f"the Ray worker failed: {_error_text(exc)}")
                            for p in chunk]
             yield from results
             send(actor)
     finally:  # whatever ended the loop (Ctrl-C too): the actors and their lists go now
         for actor in actors:
             ray.kill(actor)
+
+
+def timeline_on_ray(items: Iterable, spec: ModelSpec, windowing: Windowing, timeout: float,
+                    batch_size: int = 8, address: str | None = None
+                    ) -> Iterator[VideoTimeline]:
+    """One VideoTimeline per InputItem, each video's windows computed on one node by the
+    local timeline engine (so the same windows, stretches and deadlines), one video per call:
+    videos differ in length far more than files do, and a long one should not hold others
+    back behind it. Those the driver already knows to be bad come first."""
+    from ..timeline.engine import VideoTimeline
+
+    items = list(items)
+    for item in items:
+        if item.error:
+            yield VideoTimeline(item.path, error=item.error)
+    paths = [item.path for item in items if not item.error]
+    if not paths:
+        return
+    connect(address)
+    yield from _run_on_nodes(paths, spec, files_per_call=1, job="timeline",
+                             arguments=(windowing, timeout, batch_size),
+                             failed=lambda path, error: VideoTimeline(path, error=error))
 
 
 def classify_items_on_ray(items: Iterable, spec: ModelSpec, protocol: Protocol,

@@ -66,9 +66,12 @@ class TimelineRunner:
 
     def run(self, items: list[InputItem], workers: int, timeout: float,
             skip: Callable[[str], set[float]] | None = None,
-            on_probe: Callable[[str, float], None] | None = None) -> Iterator[VideoTimeline]:
+            on_probe: Callable[[str, float], None] | None = None,
+            pool: DecodePool | None = None) -> Iterator[VideoTimeline]:
         """One VideoTimeline per item. `skip(path)`: window starts already done (resume);
-        `on_probe(path, seconds)`: a video's length, once known (for progress)."""
+        `on_probe(path, seconds)`: a video's length, once known (for progress); `pool`:
+        decoders the caller keeps open across runs (a Ray node's, for one), which this
+        run then neither starts nor closes."""
         skip = skip or (lambda path: set())
         videos: dict[int, VideoTimeline] = {}
         probes: list[Task] = []
@@ -83,13 +86,16 @@ class TimelineRunner:
                 probes.append(Task(index, item.path, "video", job="probe"))
         if not probes:
             return
-        pool = (DecodePool(min(workers, len(probes)), self.protocol, timeout,
-                           quiet=not self.decoder_messages, prefetch=self.batch_size)
-                if workers > 0 else None)
+        owned = pool is None and workers > 0
+        if pool is not None:
+            pool.take_turns = False  # a classify run on the same pool may have set it
+        elif owned:
+            pool = DecodePool(min(workers, len(probes)), self.protocol, timeout,
+                              quiet=not self.decoder_messages, prefetch=self.batch_size)
         try:
             yield from self._run(pool, probes, videos, skip, on_probe)
         finally:
-            if pool is not None:
+            if owned:
                 pool.close()
 
     def _results(self, pool, tasks: list[Task]) -> Iterator[Prepared]:
