@@ -21,6 +21,7 @@ nodes would decode the stretch boundaries twice for little gain on collections o
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ def connect(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR,  # its start-up lines are not the user's concern
              runtime_env={"env_vars": env_vars} if env_vars else None)
 
 
