@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,11 +12,22 @@ import typer
 from .common import errors, say
 
 
+class Variety(str, Enum):
+    classic = "classic"
+    wide = "wide"
+
+
 def synth_command(
     out_dir: Annotated[Path, typer.Argument(
         help="Folder to write into (one subfolder per class).", show_default=False)],
     per_class: Annotated[int, typer.Option("--per-class", min=1, help="Clips per class.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="The same seed writes the same clips.")] = 0,
+    variety: Annotated[Variety, typer.Option(
+        "--variety", help="classic: one flat-coloured object on a plain or patterned "
+        "background; wide: also textured objects, photo-like backgrounds, still distractors, "
+        "blur, exposure, more shapes, speeds, durations and compression.")] = Variety.classic,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1,
+                                      help="Processes writing clips at once.")] = 1,
 ) -> None:
     """Write synthetic clips of eight motions (moving left/right/up/down, rotating, growing,
     shrinking), with everything else random, and labels.txt."""
@@ -35,11 +47,13 @@ def synth_command(
                 done += 1
                 progress.update(task, advance=1)
 
-            write_dataset(out_dir, per_class, seed, progress=advance)
+            write_dataset(out_dir, per_class, seed, progress=advance,
+                          variety=variety.value, jobs=jobs)
     except KeyboardInterrupt:
         say(f"interrupted: {done} of {total} clips written to {out_dir}; the same command "
             "writes the same clips again")
         raise typer.Exit(130) from None
     elapsed = time.monotonic() - started
-    say(f"{total} clips ({len(LABELS)} classes x {per_class}, seed {seed}) written to "
+    say(f"{total} {variety.value} clips ({len(LABELS)} classes x {per_class}, seed {seed}) "
+        "written to "
         f"{out_dir} in {elapsed:.1f} s")
