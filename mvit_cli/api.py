@@ -13,6 +13,7 @@ users get the same numbers from the same code::
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass
@@ -68,8 +69,12 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
 
         require_openvino()  # before resolving (and perhaps downloading) anything
     resolved = resolve(weights, model=model, labels=labels)
+    if str(precision).strip().lower() == "auto":  # the weights' measured bf16 may decide
+        dtype = resolve_precision(precision, torch_device,
+                                  resolved.entry.bf16 if resolved.entry is not None else None)
     pipeline = Pipeline(resolved.model, resolved.labels, resolved.recorded_protocol,
-                        lambda: resolved.provenance, torch_device, dtype, compile=compile)
+                        lambda: resolved.provenance, torch_device, dtype, compile=compile,
+                        cast=backend == "torch")
     # What another process (a Ray worker) needs to load the same pipeline; files by their
     # absolute paths, since a worker's working folder is its own.
     # What the weights know, from their registry entry ("" when it says nothing).
@@ -104,7 +109,8 @@ class Pipeline:
     def __init__(self, model: MultiscaleTransformer, labels: list[str],
                  recorded_protocol: dict[str, Any] | None,
                  provenance: Callable[[], Provenance], device: torch.device,
-                 dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
+                 dtype: torch.dtype = torch.float32, compile: bool = False,
+                 cast: bool = True) -> None:
         self.model = model.to(device).eval()
         self.cfg: MViTConfig = self.model.cfg
         if len(labels) != self.model.num_classes:
@@ -114,6 +120,15 @@ class Pipeline:
         # How the weights were tested, as recorded (None: nothing records it).
         self.recorded_protocol = recorded_protocol
         self.device, self.dtype = device, dtype
+        # bf16: the weights cast once (models/precision.py), inputs cast to match; fp16 keeps
+        # autocast (its softmax in fp32: fp16 attention logits can overflow). Not for the
+        # OpenVINO backend, which exports the fp32 model and compiles it at bf16 itself.
+        self.cast = cast and dtype == torch.bfloat16
+        if self.cast:
+            from .models.precision import cast_for_inference
+
+            cast_for_inference(self.model, dtype)
+        self.input_dtype = dtype if self.cast else torch.float32
         self.compiled = compile
         self._provenance = provenance
         self.source: LoadArguments | None = None  # set by load(); None for from_model
@@ -139,8 +154,11 @@ class Pipeline:
         chosen, _ = choose_labels(model.num_classes, given=names, given_by=where or "labels",
                                   in_file=model.labels)
         provenance = Provenance(architecture=model.cfg.name, weights=name, sha256="")
+        dtype = resolve_precision(precision, torch_device)
+        if dtype == torch.bfloat16:  # cast a copy: the caller's model stays as it was
+            model = copy.deepcopy(model)
         return cls(model, chosen, check_recorded(protocol, name), lambda: provenance, torch_device,
-                   resolve_precision(precision, torch_device))
+                   dtype)
 
     # ---- what the weights are ----------------------------------------------------------
 
@@ -158,6 +176,19 @@ class Pipeline:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
+    @property
+    def precision_note(self) -> str:
+        """What a user should know about the precision in use ("" when nothing): bf16 on a
+        CPU without it in hardware is emulated, and slower than fp32."""
+        from .devices import native_bf16_cpu
+
+        if self.dtype != torch.bfloat16 or self.device.type != "cpu" or native_bf16_cpu():
+            return ""
+        if self.backend == "openvino":
+            return "this CPU has no native bf16 (AVX512-BF16 or AMX): OpenVINO runs f32"
+        return ("this CPU has no native bf16 (AVX512-BF16 or AMX): torch emulates it, "
+                "several times slower than fp32")
+
     def protocol_with(self, clips: int | str = 1, crops: int = 1) -> Protocol:
         """The protocol at `clips` (a number, or "protocol" for the recorded number) x `crops`."""
         if clips == "protocol" and self.recorded_protocol is None:
@@ -171,11 +202,11 @@ class Pipeline:
         """Logits (N, classes) in fp32 on the CPU, from normalised float clips (N, 3, T, H, W)
         (images: (N, 3, H, W)), run at the pipeline's device and precision."""
         with torch.inference_mode(), self._autocast():
-            return self._forward(x.to(self.device)).float().cpu()
+            return self._forward(x.to(self.device, self.input_dtype)).float().cpu()
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype,
-                              enabled=self.dtype != torch.float32)
+                              enabled=self.dtype != torch.float32 and not self.cast)
 
     def _probabilities(self, views: torch.Tensor, protocol: Protocol,
                        features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -191,7 +222,8 @@ class Pipeline:
         cpu = self.device.type == "cpu" and not self.compiled
         parts = views.split(1) if cpu else [views]
         with torch.inference_mode(), self._autocast():
-            inputs = (normalise(part, protocol, self.cfg.is_video) for part in parts)
+            inputs = (normalise(part, protocol, self.cfg.is_video).to(self.input_dtype)
+                      for part in parts)
             if features:  # the head's input, then the head (compiled graphs end in logits)
                 pooled = torch.cat([self.model.forward_features(x) for x in inputs])
                 logits, pooled = self.model.classify_features(pooled), pooled.float().cpu()

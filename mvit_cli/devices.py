@@ -53,13 +53,43 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on CUDA GPUs that have it (fp16 attention can overflow), fp32 elsewhere."""
+# What bf16 must keep, measured on a weights' own clips, before `auto` picks it on a CPU:
+# the same top label on 99.5% of clips, and no probability moved by more than 0.01.
+BF16_AGREEMENT = 0.995
+BF16_SCORE_CHANGE = 0.01
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch
+    emulates it, and bf16 is several times slower than fp32 (0.19x on a Zen 3:
+    benchmarks/RESULTS.md)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+
+
+def bf16_passes(record: dict | None) -> bool:
+    """Whether a weights' measured bf16 accuracy (their registry entry's `bf16`) clears
+    BF16_AGREEMENT and BF16_SCORE_CHANGE."""
+    if not record:
+        return False
+    return (float(record.get("top1_agreement", 0)) >= BF16_AGREEMENT
+            and float(record.get("max_score_change", 1)) <= BF16_SCORE_CHANGE)
+
+
+def resolve_precision(name: str, device: torch.device,
+                      bf16_record: dict | None = None) -> torch.dtype:
+    """auto: bf16 on CUDA GPUs that have it (fp16 attention can overflow); on a CPU with
+    native bf16, bf16 only for weights whose measured bf16 accuracy passes (`bf16_record`,
+    see bf16_passes); fp32 elsewhere."""
     import torch
 
     name = str(name).strip().lower()
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and bf16_passes(bf16_record) and native_bf16_cpu():
             return torch.bfloat16
         return torch.float32
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

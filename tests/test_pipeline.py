@@ -185,6 +185,57 @@ def test_forward_gives_fp32_logits_on_the_cpu(tiny_weights):
     assert clf.precision == "bf16"
 
 
+def test_bf16_casts_the_body_once_and_keeps_the_head_in_fp32(tiny_weights):
+    fp32, bf16 = mvit_cli.load(tiny_weights), mvit_cli.load(tiny_weights, precision="bf16")
+    body = [p for name, p in bf16.model.named_parameters()
+            if not name.startswith(("norm.", "head."))]
+    assert body and all(p.dtype == torch.bfloat16 for p in body)
+    assert bf16.model.head.weight.dtype == bf16.model.norm.weight.dtype == torch.float32
+    x = torch.randn(3, 3, 4, 32, 32)
+    probs = bf16.forward(x).softmax(-1)
+    assert (probs - fp32.forward(x).softmax(-1)).abs().max() < 0.02
+    model = fp32.model  # a caller's model is not cast under it
+    mvit_cli.Pipeline.from_model(model, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_picks_bf16_on_a_cpu_only_where_it_is_native_and_measured(
+        monkeypatch, tiny_weights, native):
+    from mvit_cli import devices
+    from mvit_cli.pretrained.registry import find_entry
+
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: native)
+    cpu = torch.device("cpu")
+    good = {"clips": 400, "top1_agreement": 0.998, "max_score_change": 0.006}
+    assert devices.resolve_precision("auto", cpu, good) == (
+        torch.bfloat16 if native else torch.float32)
+    for worse in ({**good, "top1_agreement": 0.99}, {**good, "max_score_change": 0.02}, {}):
+        assert devices.resolve_precision("auto", cpu, worse) == torch.float32
+    assert devices.resolve_precision("bf16", cpu, {}) == torch.bfloat16  # asked for: given
+    # load() reads the record from the weights' registry entry; files without one: fp32.
+    record = find_entry("motion-demo").bf16
+    assert record["clips"] >= 160
+    expected = "bf16" if native and devices.bf16_passes(record) else "fp32"
+    assert mvit_cli.load("motion-demo").precision == expected
+    assert mvit_cli.load(tiny_weights).precision == "fp32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_it_says_so(monkeypatch, tmp_path, tiny_weights, native):
+    from mvit_cli import devices
+
+    from conftest import run_cli
+    from media import write_video
+
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: native)
+    video = write_video(tmp_path / "a.mp4", frames=8)
+    result = run_cli("classify", video, "--weights", tiny_weights, "--precision", "bf16",
+                     "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert ("emulates it" in result.stderr) == (not native)
+
+
 def test_bad_files_raise_from_a_call_and_are_rows_from_classify(tmp_path, tiny_weights):
     clf = mvit_cli.load(tiny_weights)
     text = tmp_path / "notes.mp4"

@@ -143,6 +143,8 @@ def classify_command(
         runner = "" if clf.backend == "torch" else f" ({clf.backend})"
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}{runner}, "
             f"{clf.precision}; {protocol.describe()}")
+        if clf.precision_note:
+            say(f"note: {clf.precision_note}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note above says it
         results = clf.classify(todo, top_k=top_k, clips=n_clips, crops=int(crops),

@@ -121,6 +121,8 @@ def timeline_command(
             f"{windowing.length:g} s every {windowing.stride:g} s; {protocol.describe()}")
         if clf.note:
             say(f"note: {clf.provenance.weights} {clf.note}")
+        if clf.precision_note:
+            say(f"note: {clf.precision_note}")
 
     def start(on_probe):
         return clf.timeline(todo, window=windowing.length, stride=windowing.stride,

@@ -97,10 +97,11 @@ class MultiscaleTransformer(nn.Module):
 
     def pool_head(self, x: Tensor) -> Tensor:
         """Final tokens -> one normalised feature vector: the class token's, or the mean."""
+        dtype = self.norm.weight.dtype  # fp32 after a bf16 body (models/precision.py)
         mode = self.cfg.head_pool
         if mode == "cls":
-            return self.norm(x[:, 0])
-        tokens = x[:, 1:] if self.cls_token is not None else x
+            return self.norm(x[:, 0].to(dtype))
+        tokens = (x[:, 1:] if self.cls_token is not None else x).to(dtype)
         if mode == "mean_then_norm":
             return self.norm(tokens.mean(dim=1))
         return self.norm(tokens).mean(dim=1)

@@ -50,6 +50,10 @@ class WeightsEntry:
     # What the weights know, where a person could take them for more (shown wherever
     # they are listed or used).
     note: str = ""
+    # bf16 against fp32 on the weights' own clips (benchmarks/bench_bf16_accuracy.py):
+    # clips, top1_agreement, max_score_change, measured_on. `--precision auto` picks bf16 on
+    # a CPU with native bf16 only where this passes (devices.bf16_passes).
+    bf16: dict[str, Any] = field(default_factory=dict)
     default: bool = False
     protocol: dict[str, Any] = field(default_factory=dict)
 
