@@ -297,7 +297,8 @@ def score(folder: Path, weights: str, mvit: str) -> float:
         if row["label_1"] == truth:
             per_class[truth][0] += 1
         else:
-            wrong.append((Path(row["path"]).relative_to(folder), row["label_1"] or row["error"]))
+            wrong.append((Path(row["path"]).relative_to(folder.resolve()),
+                          row["label_1"] or row["error"]))
     right = sum(r for r, _ in per_class.values())
     total = sum(n for _, n in per_class.values())
     for label, (r, n) in per_class.items():
