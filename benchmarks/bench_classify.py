@@ -2,6 +2,7 @@
 
     python benchmarks/bench_classify.py --files 24            # throughput
     python benchmarks/bench_classify.py --memory 10,200       # peak memory, flat in files?
+    python benchmarks/bench_classify.py --precision bf16      # where the CPU has native bf16
 
 Makes its own clips (PyAV, h264, 1280x720, 30 fps), then times `mvit classify DIR -o
 out.csv` (decoding in worker processes) and the model alone on ready-made clips at the
@@ -64,9 +65,11 @@ _PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=T
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: int | None):
+def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: int | None,
+                 precision: str = "fp32"):
     command = [sys.executable, "-m", "mvit_cli.cli", "classify", str(folder), "--weights",
-               str(weights), "-o", str(out), "--overwrite", "--batch-size", str(batch), "--quiet"]
+               str(weights), "-o", str(out), "--overwrite", "--batch-size", str(batch), "--quiet",
+               "--precision", precision]
     if workers is not None:
         command += ["--workers", str(workers)]
     started = time.perf_counter()
@@ -76,10 +79,10 @@ def run_classify(folder: Path, weights: Path, out: Path, batch: int, workers: in
     return elapsed, int(done.stdout.split()[-1]) / 1024
 
 
-def model_only(model_name: str, files: int, batch: int) -> float:
+def model_only(model_name: str, files: int, batch: int, precision: str = "fp32") -> float:
     import mvit_cli
 
-    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(model_name))
+    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(model_name), precision=precision)
     clip = torch.randn(batch, 3, 16, 224, 224)
     clf.forward(clip)
     started = time.perf_counter()
@@ -99,12 +102,14 @@ def main() -> None:
                         help="Decoding processes (default: classify's own default).")
     parser.add_argument("--memory", default=None, help="File counts to compare peak memory.")
     parser.add_argument("--seconds", type=float, default=3.0, help="Length of each clip.")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="Both sides' precision (bf16 pays only on CPUs with native bf16).")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mvit-bench")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     weights = weights_file(args.workdir, args.model)
     results: dict = {"model": args.model, "batch": args.batch, "workers": args.workers,
-                     "cpu": cpu_model()}
+                     "precision": args.precision, "cpu": cpu_model()}
     if args.memory:
         counts = [int(c) for c in args.memory.split(",")]
         peaks = {}
@@ -120,9 +125,9 @@ def main() -> None:
         folder = args.workdir / f"clips{args.files}-{args.seconds:g}s"
         make_clips(folder, args.files, args.seconds)
         elapsed, _ = run_classify(folder, weights, args.workdir / "out.csv", args.batch,
-                                  args.workers)
+                                  args.workers, args.precision)
         end_to_end = args.files / elapsed
-        alone = model_only(args.model, args.files, args.batch)
+        alone = model_only(args.model, args.files, args.batch, args.precision)
         results.update({"files": args.files, "classify_files_per_s": end_to_end,
                         "model_only_clips_per_s": alone, "ratio": end_to_end / alone})
         print(f"classify {end_to_end:.3f} files/s, model alone {alone:.3f} clips/s, "
