@@ -3,8 +3,9 @@
     python benchmarks/bench_backends.py --torchvision-shim ../shared/reference --batches 1
 
 Rows: torchvision's mvit_v1_b in fp32 (the base); mvit in fp32 and in bf16 (`--precision
-bf16`, the weights cast once; and autocast over the fp32 model, for comparison); ONNX Runtime fp32 on torchvision's graph; OpenVINO f32 and bf16 on
-torchvision's graph and on mvit's own (the `--backend openvino` path). Same random
+bf16`, the weights cast once; and autocast over the fp32 model, for comparison); ONNX
+Runtime fp32 on torchvision's graph; OpenVINO f32 and bf16 on torchvision's graph and on
+mvit's own (the `--backend openvino` path). Same random
 torchvision weights for all (ours through our torchvision-layout loader), same input. Each
 round runs every variant once, in turn; the median per variant over the rounds is reported
 as a speed ratio against torchvision fp32, with the largest relative logit error against it.
