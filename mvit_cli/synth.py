@@ -5,6 +5,12 @@ moves. Everything else (shape, colours, background, size, speed, start, resoluti
 rate, length, sensor noise, codec and container) is drawn at random, so a model trained on
 these clips has to learn the motion: there is no other cue.
 
+Two varieties: "classic", one flat-coloured object over a plain or patterned background
+(what motion-demo was first trained on), and "wide", which adds textured objects, more
+shapes, photo-like backgrounds with still distractor objects, lower contrast, blur,
+exposure, and a wider range of speeds, durations, frame rates and compression. The label
+still says only how the one moving object moves.
+
 A clip is first drawn as a `ClipSpec` (a few numbers, cheap, fixed by the random
 generator), then rendered from the spec alone. The same spec gives the ground-truth motion
 per frame (`motion`) and the empty background (`background`), which is how the rendered
