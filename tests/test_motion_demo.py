@@ -37,6 +37,42 @@ def test_motion_demo_labels_fresh_clips(tmp_path):
                                           for r in results if r.labels[0] != truth[r.path]]
 
 
+def right_share(clf, truth: dict[str, str]) -> tuple[float, list]:
+    results = list(clf.classify(list(truth), top_k=1, workers=2))
+    assert len(results) == len(truth) and all(r.ok for r in results)
+    wrong = [(Path(r.path).parent.name, r.labels[0]) for r in results
+             if r.labels[0] != truth[r.path]]
+    return 1 - len(wrong) / len(results), wrong
+
+
+@pytest.mark.slow
+def test_motion_demo_labels_fresh_wide_clips(tmp_path):
+    # Trained on the wide variety's seed 11; 4343 is used by nothing else.
+    written = write_dataset(tmp_path, per_class=4, seed=4343, variety="wide", jobs=2)
+    share, wrong = right_share(mvit_cli.load("motion-demo"),
+                               {str(path): label for path, label in written})
+    # 28 of 32, as measured (weights/motion-demo.md): the wide variety is where it is
+    # weakest, below the 95% it reaches on classic clips. The weights before it: 27 of 32.
+    assert share >= 28 / 32, wrong
+
+
+@pytest.mark.slow
+def test_motion_demo_labels_clips_of_a_renderer_it_never_saw(tmp_path):
+    """benchmarks/motion_holdout.py: other shapes, typefaces, textures, backgrounds and
+    codecs, drawn by another renderer; training never used it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import motion_holdout
+    finally:
+        sys.path.pop(0)
+    motion_holdout.write(tmp_path, per_class=3, seed=4444)
+    truth = {str(p): p.parent.name.replace("_", " ") for p in tmp_path.rglob("*")
+             if p.suffix in (".mp4", ".webm", ".avi", ".mov")}
+    assert len(truth) == 24
+    share, wrong = right_share(mvit_cli.load("motion-demo"), truth)
+    assert share >= 0.9, wrong  # the weights before these: 21 of 24
+
+
 @pytest.mark.slow
 def test_examples_classify_offline_as_the_readme_says(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "MVIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
