@@ -193,35 +193,34 @@ class NodeActor:
 
     def classify(self, paths: list[str]) -> list[FileResult]:
         items = _items(paths)
-        done: dict[str, FileResult] = {}
-        try:
-            for result in self.clf.classify(
-                    items, top_k=self.spec.top_k, clips=self.spec.clips, crops=self.spec.crops,
-                    pool=self._pool(self.spec.clips, self.spec.crops, 60.0)):
-                done[result.path] = result
-        except Exception as exc:  # noqa: BLE001 - the list's rows stay, with the error
-            for item in items:
-                done.setdefault(item.path, FileResult(item.path, error=_error_text(exc)))
-        return [done.get(item.path) or FileResult(item.path, error="no result")
-                for item in items]
+        return _one_per_item(items, lambda: self.clf.classify(
+            items, top_k=self.spec.top_k, clips=self.spec.clips, crops=self.spec.crops,
+            pool=self._pool(self.spec.clips, self.spec.crops, 60.0)),
+            lambda path, error: FileResult(path, error=error))
 
     def timeline(self, paths: list[str], windowing: Windowing, timeout: float,
                  batch_size: int) -> list[VideoTimeline]:
         from ..timeline.engine import VideoTimeline
 
         items = _items(paths)
-        done: dict[str, VideoTimeline] = {}
-        try:
-            for video in self.clf.timeline(items, window=windowing.length,
-                                           stride=windowing.stride, timeout=timeout,
-                                           batch_size=batch_size,
-                                           pool=self._pool(1, 1, timeout)):
-                done[video.path] = video
-        except Exception as exc:  # noqa: BLE001 - the list's videos stay, with the error
-            for item in items:
-                done.setdefault(item.path, VideoTimeline(item.path, error=_error_text(exc)))
-        return [done.get(item.path) or VideoTimeline(item.path, error="no result")
-                for item in items]
+        return _one_per_item(items, lambda: self.clf.timeline(
+            items, window=windowing.length, stride=windowing.stride, timeout=timeout,
+            batch_size=batch_size, pool=self._pool(1, 1, timeout)),
+            lambda path, error: VideoTimeline(path, error=error))
+
+
+def _one_per_item(items: list, run: Callable[[], Iterable], failed: Callable[[str, str], Any]
+                  ) -> list:
+    """The results `run()` yields (each with a `path`), one per item in the items' order;
+    an item the run failed on, or never reached, gets `failed(path, error)`."""
+    done: dict[str, Any] = {}
+    try:
+        for result in run():
+            done[result.path] = result
+    except Exception as exc:  # noqa: BLE001 - the list's rows stay, with the error
+        for item in items:
+            done.setdefault(item.path, failed(item.path, _error_text(exc)))
+    return [done.get(item.path) or failed(item.path, "no result") for item in items]
 
 
 def _items(paths: list[str]) -> list:
