@@ -25,12 +25,41 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
     try:
         yield tmp
+        _give_mode(tmp, path)
         os.replace(tmp, path)
     finally:
         try:
             tmp.unlink()
         except FileNotFoundError:
             pass
+
+
+def _give_mode(tmp: Path, path: Path) -> None:
+    """The permissions `path` would have had if written in place: its own if it exists, else
+    what the umask gives a new file. Why: some writers (safetensors' `save_file`) create
+    their file 0600, so weights saved for a team would be readable by their owner only."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        os.chmod(tmp, mode)
+    except OSError:  # a file system without modes (some mounts): what it gives stands
+        pass
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o077)  # elsewhere: set and restore (stricter meanwhile, never looser)
+    os.umask(old)
+    return old
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:

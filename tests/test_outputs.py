@@ -208,3 +208,19 @@ def test_clips_protocol_without_one_recorded_is_a_note_not_a_warning(tmp_path, v
     assert result.returncode == 0, result.stderr
     assert "record no test protocol; --clips protocol uses 1 clip" in result.stderr
     assert "Warning" not in result.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_saved_weights_get_the_umask_s_permissions_and_keep_a_file_s_own(tmp_path, umask):
+    # safetensors' save_file alone creates 0600: a team's shared weights would be unreadable.
+    old = os.umask(umask)
+    try:
+        fresh = save_tiny(tmp_path / "fresh.safetensors")
+        assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+        (tmp_path / "own.safetensors").write_bytes(b"old")
+        os.chmod(tmp_path / "own.safetensors", 0o640)
+        own = save_tiny(tmp_path / "own.safetensors")
+        assert own.stat().st_mode & 0o777 == 0o640
+        assert mvit_cli.load(own).labels  # the replaced file is the new, whole one
+    finally:
+        os.umask(old)
