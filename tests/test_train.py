@@ -171,7 +171,8 @@ def test_ctrl_c_keeps_the_epochs_already_trained(dataset, tmp_path):
                              "--model", "v2-XS-8", "--frames", "4", "--size", "48", "-o",
                              str(out), "--epochs", "1000", "--batch-size", "8", "--workers",
                              "1"], "epoch 2/")
-    assert "Traceback" not in rest and "after epoch" in rest, rest
+    assert "Traceback" not in rest and "error" not in rest, rest  # work kept: not a failure
+    assert rest.strip().splitlines()[-1].startswith("interrupted after epoch "), rest
     with safe_open(str(out), "pt") as stored:
         training = json.loads(stored.metadata()["mvit.training"])
     assert training["epochs"] >= 2 and training["epochs_planned"] == 1000
