@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--torchvision-shim", type=Path, default=None)
     parser.add_argument("--batches", default="1")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip", action="append", default=[], metavar="TEXT",
+                        help="Leave out the variants whose name contains TEXT (repeatable): "
+                        "e.g. 'mvit bf16' on a CPU that only emulates bf16, where one batch "
+                        "of 8 takes minutes and its time says nothing about bf16 hardware.")
     args = parser.parse_args()
     import onnxruntime
     import openvino as ov
@@ -90,6 +94,8 @@ def main() -> None:
         "OpenVINO f32, mvit's graph": openvino(ours_onnx, "f32"),
         "OpenVINO bf16, mvit's graph": openvino(ours_onnx, "bf16"),
     }
+    variants = {name: forward for name, forward in variants.items()
+                if not any(text in name for text in args.skip)}
     result = {"cpu": cpu_model(), "torch": torch.__version__, "openvino": ov.__version__,
               "onnxruntime": onnxruntime.__version__, "export_s": export_s, "batches": {}}
     print(f"# {result['cpu']}; torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -260,25 +261,35 @@ def encode(frames: np.ndarray, fps: Fraction, path: Path, codec: str, container:
             output.mux(packet)
 
 
-def write(out: Path, per_class: int, seed: int) -> None:
+def write_one(out: Path, seed: int, label: str, index: int, fonts: list[str]) -> list:
+    """Render and encode one clip; its settings row. Depends only on (seed, label, index)."""
+    frames, fps, settings = clip(seed, label, index, fonts)
+    rng = np.random.default_rng([seed, LABELS.index(label), index, 78])
+    extension, container, codec = CODECS[int(rng.integers(len(CODECS)))]
+    folder = out / label.replace(" ", "_")
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{index:04d}.{extension}"
+    encode(frames, fps, path, codec, container, rng)
+    return [str(path), label, *settings.values()]
+
+
+def write(out: Path, per_class: int, seed: int, jobs: int = 1) -> None:
+    """Every clip of (seed, per_class); `jobs` processes write the same bytes as one."""
     fonts = [f for f in FONTS if Path(f).exists()]
     if not fonts:
         print("note: no DejaVu fonts here; letters use Pillow's own font", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
+    work = [(out, seed, label, index, fonts) for index in range(per_class) for label in LABELS]
+    if jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            rows = pool.starmap(write_one, work, chunksize=1)
+    else:
+        rows = [write_one(*job) for job in work]
     with open(out / "settings.csv", "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["path", "label", "shape", "texture", "size", "fps", "seconds", "turn",
                         "font"])
-        for index in range(per_class):
-            for label in LABELS:
-                frames, fps, settings = clip(seed, label, index, fonts)
-                rng = np.random.default_rng([seed, LABELS.index(label), index, 78])
-                extension, container, codec = CODECS[int(rng.integers(len(CODECS)))]
-                folder = out / label.replace(" ", "_")
-                folder.mkdir(exist_ok=True)
-                path = folder / f"{index:04d}.{extension}"
-                encode(frames, fps, path, codec, container, rng)
-                table.writerow([str(path), label, *settings.values()])
+        table.writerows(rows)
 
 
 def score(folder: Path, weights: str, mvit: str) -> float:
@@ -316,13 +327,14 @@ def main() -> None:
     w.add_argument("out", type=Path)
     w.add_argument("--per-class", type=int, default=10)
     w.add_argument("--seed", type=int, default=1)
+    w.add_argument("--jobs", type=int, default=1, help="processes (the same clips as one)")
     s = commands.add_parser("score", help="classify a folder and count the right top labels")
     s.add_argument("folder", type=Path)
     s.add_argument("--weights", default="motion-demo")
     s.add_argument("--mvit", default=str(Path(sys.executable).with_name("mvit")))
     args = parser.parse_args()
     if args.command == "write":
-        write(args.out, args.per_class, args.seed)
+        write(args.out, args.per_class, args.seed, args.jobs)
     else:
         score(args.folder, args.weights, args.mvit)
 

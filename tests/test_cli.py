@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +16,10 @@ from conftest import reference, register_tiny_architectures, run_cli
 
 
 def mvit(*args: str, home) -> subprocess.CompletedProcess:
-    exe = shutil.which("mvit")
-    command = [exe] if exe else [sys.executable, "-m", "mvit_cli.cli"]
+    # The console script installed beside this interpreter, not whichever `mvit` PATH finds
+    # first (a pyenv shim would run another Python's install).
+    exe = Path(sys.executable).with_name("mvit")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mvit_cli.cli"]
     env = dict(os.environ, MVIT_HOME=str(home), COLUMNS="160")
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300)
 

@@ -234,7 +234,7 @@ def test_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
     shorter than a stretch needs less)."""
     peaks = {}
     for seconds in (60, 240):
-        video = write_video(tmp_path / f"v{seconds}.mp4", frames=seconds * 25, fps=25,
+        video = write_video(tmp_path / f"v{seconds}.mp4", frames=seconds * 10, fps=10,
                             width=320, height=240)
         code = ("import sys, mvit_cli\n"
                 "clf = mvit_cli.load('motion-demo')\n"
