@@ -157,8 +157,8 @@ def test_a_manifest_is_read_not_listed(local_ray, folder, weights, tmp_path, kin
     entries = [str(folder / "clip3.mp4"), str(folder / "clip4.mp4"),
                str(tmp_path / "gone.mp4")]
     manifest = tmp_path / f"list.{kind}"
-    if kind == "txt":  # and a path relative to the manifest's folder
-        entries.append(str(tmp_path / "near.mp4"))
+    if kind == "txt":  # and a URI that names no media, and a path relative to the manifest
+        entries += ["s3://videos/README", str(tmp_path / "near.mp4")]
         write_video(tmp_path / "near.mp4", frames=8)
     if kind == "txt":
         manifest.write_text("\n".join(entries[:-1] + ["near.mp4"]) + "\n")
@@ -176,6 +176,11 @@ def test_a_manifest_is_read_not_listed(local_ray, folder, weights, tmp_path, kin
     found = rows(out)
     assert set(found) == set(entries)
     assert found[entries[2]]["error"] and not found[entries[0]]["error"]
+    if kind == "txt":  # one rule for what a listed name is, on the driver and on Ray
+        local = tmp_path / "local.csv"
+        assert classify("--manifest", manifest, "--weights", weights, "-o", local).exit_code == 1
+        assert rows(local)["s3://videos/README"]["error"] == "not a video or image file"
+        assert found["s3://videos/README"]["error"] == "not a video or image file"
 
 
 def test_object_store_inputs_through_both_engines(local_ray, s3_env, folder, weights,

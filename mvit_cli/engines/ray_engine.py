@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -86,12 +85,13 @@ def _decode_row(row: dict[str, Any], protocol: Protocol, video_model: bool) -> d
     """A CPU task: one input to its views (as bytes), or to its error row."""
     from ..classify.workers import Task, prepare
     from ..media.discover import kind_error
+    from ..media.sources import unchecked_item
 
     path = row["path"]
     out = {"path": path, "views": b"", "shape": [], "error": "", "duration": -1.0,
            "frames": -1, "warning": ""}
     try:
-        item = _item(path)
+        item = unchecked_item(path)
         error = item.error or kind_error(item.kind, video_model)
         if error:
             out["error"] = error
@@ -151,16 +151,6 @@ class ModelActor:
                                ("warning", str(batch["warning"][i]))):
                 out[key].append(value)
         return out
-
-
-def _item(path: str):
-    """The InputItem of one listed path, without touching the file (the decoders do)."""
-    from ..media.decode import media_kind
-    from ..media.discover import InputItem
-    from ..media.sources import is_uri, uri_kind
-
-    kind = uri_kind(path) if is_uri(path) else media_kind(Path(path))
-    return InputItem(path, kind, "" if kind else "not a video or image file")
 
 
 class NodeActor:
@@ -225,11 +215,12 @@ def _one_per_item(items: list, run: Callable[[], Iterable], failed: Callable[[st
 
 def _items(paths: list[str]) -> list:
     from ..media.discover import InputItem
+    from ..media.sources import unchecked_item
 
     items = []
     for path in paths:
         try:
-            items.append(_item(path))
+            items.append(unchecked_item(path))
         except Exception as exc:  # noqa: BLE001 - every input keeps its row
             items.append(InputItem(path, None, _error_text(exc)))
     return items

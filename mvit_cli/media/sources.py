@@ -133,20 +133,20 @@ def _manifest_entries(path: Path) -> list[str]:
         raise UsageError(f"{path}: not a readable manifest ({type(exc).__name__})") from None
 
 
+def unchecked_item(path: str) -> InputItem:
+    """The input a listed path or URI names, its kind read from its name alone: whoever
+    decodes it finds out whether it exists. One rule for manifests and for Ray workers."""
+    from .discover import InputItem
+
+    kind = uri_kind(path) if is_uri(path) else media_kind(Path(path))
+    return InputItem(path, kind, "" if kind else "not a video or image file")
+
+
 def manifest_items(manifest: Path) -> list[InputItem]:
     """A manifest's entries as inputs, unchecked (a missing file is its row's error later,
     in a worker): the driver of millions of files neither lists nor stats them. Relative
     paths are taken from the manifest's folder, so a manifest kept beside its files works
     from anywhere."""
-    from .discover import InputItem
-
-    items = []
-    for entry in read_manifest(manifest):
-        if is_uri(entry):
-            items.append(InputItem(entry, uri_kind(entry)))
-        else:
-            absolute = os.path.abspath(os.path.join(manifest.parent, entry))
-            kind = media_kind(Path(absolute))
-            items.append(InputItem(absolute, kind,
-                                   "" if kind else "not a video or image file"))
-    return items
+    return [unchecked_item(entry if is_uri(entry)
+                           else os.path.abspath(os.path.join(manifest.parent, entry)))
+            for entry in read_manifest(manifest)]
