@@ -216,13 +216,15 @@ def test_two_processes_fetching_one_file_at_once(server, home):
 
 # ---- the Hub -----------------------------------------------------------------------------
 
-def _hub_entry(server: FakeServer, repo: str, etag: str | None = None) -> WeightsEntry:
+def _hub_entry(server: FakeServer, repo: str, etag: str | None = None,
+               size_mb: float | None = None) -> WeightsEntry:
     torch.manual_seed(3)
     model = build_model(TINY_V2_IMAGE)
     data = save(from_native(model.state_dict(), LAYOUTS_BY_NAME["timm"], TINY_V2_IMAGE))
     server.hub[(repo, "model.safetensors")] = Served(data, etag=etag)
-    entry = WeightsEntry(name=repo.split("/")[1], architecture="tiny-v2-image", labels="custom", hub={"repo": repo, "file": "model.safetensors",
-                                               "revision": "main"})
+    entry = WeightsEntry(name=repo.split("/")[1], architecture="tiny-v2-image",
+                         labels="custom", size_mb=size_mb,
+                         hub={"repo": repo, "file": "model.safetensors", "revision": "main"})
     save_user_entries([entry])
     return entry, model
 
@@ -246,6 +248,15 @@ def test_hub_file_with_the_wrong_hash_is_deleted(server):
     _hub_entry(server, "timm/tiny-bad", etag="0" * 64)
     with pytest.raises(DownloadError, match="does not match"):
         build_model("tiny-v2-image", weights="tiny-bad")
+
+
+def test_a_hub_file_larger_than_its_entry_says_is_not_downloaded(server):
+    entry, _ = _hub_entry(server, "timm/tiny-huge", size_mb=0.0001)
+    served = server.hub[("timm/tiny-huge", "model.safetensors")]
+    served.data += b"\0" * 1_200_000  # past the entry's size, its 5% and 1 MB of margin
+    with pytest.raises(DownloadError, match=r"announces 1\.\d MB, more than the 1\.0 MB expected"):
+        build_model("tiny-v2-image", weights="tiny-huge")
+    assert not _gets(served) and cached_file(entry) is None
 
 
 def test_hub_404(server):

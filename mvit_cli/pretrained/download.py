@@ -191,11 +191,13 @@ def _stream(response, partial: Path, start: int, hasher, url: str, limits: Limit
 
 
 def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | None = None,
-              local_only: bool = False) -> Path:
+              local_only: bool = False, limits: Limits | None = None) -> Path:
     """A file from the Hugging Face Hub, through its own cache (HF_ENDPOINT is honoured).
 
     huggingface-hub handles resume, locking and the atomic move. We check the digest: the
     registry's if it has one, else the Hub's own file hash (the blob's name for LFS files).
+    Before a download, the size the Hub announces is held to `limits` (as for publisher
+    URLs): huggingface-hub itself refuses a body longer than it announced.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -205,6 +207,8 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
     # connect tells us first whether to stay with the local cache.
     local_only = local_only or offline_mode() or not reachable(endpoint)
     try:
+        if not local_only and not _in_hub_cache(repo, filename, revision):
+            _check_hub_size(endpoint, repo, filename, revision, limits or limits_for(None))
         path = Path(hf_hub_download(
             repo, filename, revision=revision, endpoint=endpoint,
             cache_dir=os.environ.get("HF_HUB_CACHE") or None,
@@ -212,6 +216,8 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
     except LocalEntryNotFoundError:
         raise OfflineError(f"{repo}/{filename} is not in the Hub cache and the Hub cannot "
                            "be reached") from None
+    except DownloadError:
+        raise
     except Exception as exc:  # noqa: BLE001 - hub errors come as many types; one line each
         status = getattr(getattr(exc, "response", None), "status_code", None)
         detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {first_line(exc)}"
@@ -230,6 +236,25 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
         raise DownloadError(f"{repo}/{filename}: sha256 {digest[:16]}... does not match "
                             f"{expected}; the file was deleted from the Hub cache")
     return path
+
+
+def _in_hub_cache(repo: str, filename: str, revision: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, revision=revision,
+                                   cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    return isinstance(found, str)
+
+
+def _check_hub_size(endpoint: str, repo: str, filename: str, revision: str,
+                    limits: Limits) -> None:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
+    size = get_hf_file_metadata(url, timeout=network_timeout()).size
+    if size is not None and size > limits.max_bytes:
+        raise DownloadError(f"{repo}/{filename}: the Hub announces {size / 1e6:.1f} MB, more "
+                            f"than the {limits.max_bytes / 1e6:.1f} MB expected; not downloaded")
 
 
 def reachable(url: str) -> bool:

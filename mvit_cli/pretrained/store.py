@@ -91,7 +91,8 @@ def ensure_weights(entry: WeightsEntry, pin: bool = False) -> Path:
     if entry.hub:
         try:
             return fetch_hub(entry.hub["repo"], entry.hub["file"],
-                             entry.hub.get("revision", "main"), entry.expected_digest)
+                             entry.hub.get("revision", "main"), entry.expected_digest,
+                             limits=limits_for(entry.size_mb))
         except OfflineError as exc:
             raise _unavailable(entry, str(exc)) from None
     target = _native_path(entry)
