@@ -19,7 +19,7 @@ from mvit_cli import Pipeline, build_model
 from mvit_cli.classify.workers import DecodePool, Task, prepare
 from mvit_cli.media.protocol import protocol_for
 
-from conftest import INTERRUPTIBLE, PROTOCOL, TINY_V1, TINY_V1_IMAGE
+from conftest import INTERRUPTIBLE, PROTOCOL, TINY_V1, TINY_V1_IMAGE, run_cli
 from media import read_number, write_audio_only, write_image, write_video
 
 
@@ -218,6 +218,32 @@ def test_every_bad_input_is_a_row_and_the_good_ones_are_labelled(tmp_path, tiny_
         error = rows[name]["error"]
         assert error and "\n" not in error and words in error, (name, error)
     assert "2 of" in result.stderr.splitlines()[-1]
+
+
+def test_a_folder_that_cannot_be_listed_is_a_row_not_a_silent_gap(tmp_path, tiny_weights,
+                                                                 monkeypatch):
+    media = tmp_path / "media"
+    (media / "seen").mkdir(parents=True)
+    (media / "locked").mkdir()
+    write_video(media / "seen" / "a.mp4", frames=8)
+    write_video(media / "locked" / "b.mp4", frames=8)
+    listing = os.scandir
+
+    def scandir(path="."):  # what chmod 000 does to a user who is not root (tests run as root)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "labels.csv"
+    result = run_cli("classify", media, "--weights", tiny_weights, "-o", out, "--workers", "0")
+    assert result.exit_code == 1, result.output
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert rows["a.mp4"]["error"] == "" and "b.mp4" not in rows
+    assert rows["locked"]["error"] == ("cannot read this folder (Permission denied): its files "
+                                       "were not listed")
+    top = run_cli("classify", media / "locked", "--weights", tiny_weights)
+    assert top.exit_code == 2 and "cannot read this folder (Permission denied)" in top.stderr
 
 
 @pytest.mark.slow

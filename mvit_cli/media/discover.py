@@ -105,11 +105,20 @@ def find_inputs(arguments: list[str]) -> Inputs:
                 add(InputItem(uri, uri_kind(uri)))
             continue
         if path.is_dir():
-            media = sorted(_walk(path, found.skipped))
-            if not media:
+            unreadable: list[tuple[str, str]] = []
+            media = sorted(_walk(path, found.skipped, unreadable))
+            top = [why for folder, why in unreadable
+                   if os.path.abspath(folder) == os.path.abspath(path)]
+            if top:
+                unmatched(argument, f"cannot read this folder ({top[0]})")
+                continue
+            if not media and not unreadable:
                 unmatched(argument, "no video or image files in this folder")
             for file in media:
                 add(InputItem(os.path.abspath(file), media_kind(file)))
+            for folder, why in unreadable:  # a row each, so that no file goes missing unsaid
+                add(InputItem(os.path.abspath(folder), None,
+                              f"cannot read this folder ({why}): its files were not listed"))
         elif path.exists() or path.is_symlink():
             add(_file_item(path))
         elif glob.has_magic(argument):
@@ -129,8 +138,13 @@ def discover(arguments: list[str]) -> list[InputItem]:
     return find_inputs(arguments).items
 
 
-def _walk(folder: Path, skipped: Counter):
-    for root, dirs, files in os.walk(folder):
+def _walk(folder: Path, skipped: Counter, unreadable: list[tuple[str, str]]):
+    """Media files under `folder`; folders that cannot be listed go to `unreadable` as
+    (folder, reason) rather than being passed over in silence, as os.walk does by default."""
+    def failed(exc: OSError) -> None:
+        unreadable.append((exc.filename or str(folder), exc.strerror or str(exc)))
+
+    for root, dirs, files in os.walk(folder, onerror=failed):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if name.startswith("."):
