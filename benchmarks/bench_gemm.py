@@ -7,7 +7,7 @@ peak rate) come from these numbers, so they are measured on the machine the othe
 come from rather than assumed. Shapes: tokens x width @ width x 4 width, the MLPs of
 B-16x4's four stages at batch 1 (after the first, queries are pooled: 25088, 6272, 1568
 and 392 tokens; widths 96, 192, 384 and 768), and one square 2048 GEMM as the best case.
-Each is run for about a second after a warm-up; the median of five runs is reported.
+Each is run five times for about 0.2 s after a warm-up; the median is reported.
 """
 
 from __future__ import annotations
