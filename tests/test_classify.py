@@ -104,6 +104,7 @@ def test_three_crops_span_the_long_side(tmp_path):
     ("portrait.mp4", "libx264", (360, 640), 30, 12),
     ("narrow-48.mp4", "libx264", (48, 64), 30, 12),  # widths decord mis-sizes
     ("narrow-72.mkv", "libx264", (72, 108), 25, 12),
+    ("square-144.mp4", "libx264", (144, 144), 24, 12),
     ("tenfps.mp4", "libx264", (64, 48), 10, 20),
     ("sixtyfps.mp4", "libx264", (64, 48), 60, 40),
     ("full-hd.mp4", "libx264", (1920, 1080), 30, 3),

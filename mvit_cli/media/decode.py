@@ -102,9 +102,11 @@ def decode_size(width: int, height: int, channels: int, target: int) -> tuple[in
     """(width, height) to have decord resize to while decoding, or None to decode as is.
 
     Two reasons to: a source much larger than needed (decoded at twice the target's short
-    side), and frame widths decord mis-sizes (16, 24, 48 and 72 pixels, in decord 0.6.0 and
-    decord2 3.4.0 alike: it returns rows padded into extra "channels"). Widths that are multiples of 64 are always read right, so a
-    resize always lands on one, the height following the aspect ratio (even, for YUV).
+    side), and frame widths decord mis-sizes: it returns rows padded into extra "channels"
+    (in decord 0.6.0 and decord2 3.4.0 alike; for h264 at 64 rows, the widths 16, 24, 32, 48,
+    96 and 144 of every even width up to 480; 72 at other heights). Widths that are
+    multiples of 64 were always read right, so a resize always lands on one, the height
+    following the aspect ratio (even, for YUV).
     """
     if min(width, height) > DOWNSCALE_ABOVE * target:
         scale = 2 * target / min(width, height)
