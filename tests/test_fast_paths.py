@@ -215,3 +215,33 @@ def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
                 r = r + table_t[tq, tk]
             bias[:, :, i, j] = q[:, :, i] @ r
     return bias
+
+
+@pytest.mark.parametrize("heads,queries", [(1, 2 * 1024 + 5), (4, 37)])
+def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, heads, queries):
+    """The GEMM path of bf16 CPU inference (bf16_attention): chunks of queries, scores
+    rounded once to bf16, an fp32 softmax. Held to fp32 attention on the same bf16 inputs
+    within bf16's rounding, as close as the fused kernel gets, and really taken."""
+    from mvit_cli.models.fast import bf16_attention
+
+    # The path is for CPUs with bf16 in hardware; on one that emulates it the numbers are
+    # the same, only slower, so the test runs it on either kind.
+    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, heads, n, 96).bfloat16() for n in (queries, 393, 393))
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    fused_error = (F.scaled_dot_product_attention(q, k, v).float() - expected).abs().max()
+    calls = []
+    monkeypatch.setattr(bf16_attention.torch, "softmax",
+                        lambda *a, **kw: calls.append(1) or torch.nn.functional.softmax(*a, **kw))
+    with torch.inference_mode():
+        got = bf16_attention.attend(q, k, v)
+    assert got.dtype == torch.bfloat16 and got.shape == expected.shape
+    assert len(calls) == -(-queries // bf16_attention.QUERY_CHUNK)  # one per chunk
+    error = (got.float() - expected).abs().max()
+    assert error < 0.02 and error < 8 * fused_error, (error, fused_error)
+    # Not taken where the fused kernel is exact or as fast: fp32, or with gradients.
+    calls.clear()
+    bf16_attention.attend(q.float(), k.float(), v.float())
+    bf16_attention.attend(q.requires_grad_(), k, v)
+    assert not calls

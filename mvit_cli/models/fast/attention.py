@@ -1,16 +1,17 @@
-"""Pooling attention with the exact fast paths: K/V at read positions (kv_windows),
-relative positions in the dot product (relative_dot), and the class token's row alone
-(class_token). The reference is `PoolingAttention.forward` in models/attention.py."""
+"""Pooling attention with the fast paths: K/V at read positions (kv_windows), relative
+positions in the dot product (relative_dot) and the class token's row alone (class_token),
+all exact; and in bf16 CPU inference only, the attention as GEMMs (bf16_attention). The
+reference is `PoolingAttention.forward` in models/attention.py."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..pooling import Grid, pool_heads
 from ..positions import relative_position_terms
+from .bf16_attention import attend
 from .class_token import class_token_query
 from .kv_windows import keys_values, project
 from .relative_dot import attention_with_relative_positions
@@ -34,7 +35,7 @@ def attention(attn: PoolingAttention, x: Tensor, grid: Grid,
         out = attention_with_relative_positions(q, k, v, terms, k_grid,
                                                 attn.rel_pos_t is not None, skip)
     else:  # no relative positions, or the class token alone (which takes none)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attend(q, k, v)
     if attn.residual_pool:
         if not class_token_only:
             out = attn.add_pooled_query(out, q)

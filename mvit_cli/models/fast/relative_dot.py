@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..pooling import Grid
+from .bf16_attention import attend
 
 
 @lru_cache(maxsize=64)
@@ -51,4 +52,4 @@ def attention_with_relative_positions(q: Tensor, k: Tensor, v: Tensor, terms: Te
     q = torch.cat((q * dim ** -0.5, terms), dim=-1)
     k = torch.cat((k, coordinates), dim=-1)
     v = F.pad(v, (0, extra + pad))
-    return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :dim]
+    return attend(q, k, v, scale=1.0)[..., :dim]
