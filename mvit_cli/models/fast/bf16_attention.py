@@ -1,9 +1,10 @@
 """Attention in bf16 on the CPU as two GEMMs around a softmax, in chunks of queries.
 
-Why: torch's fused CPU attention kernel gains nothing from bf16. On a Zen 5 with
-avx512_bf16 it took 185 ms of a 390 ms B-16x4 forward in bf16 (80 to 150 GFLOP/s), while
-bf16 GEMMs run at 600 GFLOP/s and more there. Written as q.k (a bf16 GEMM), a softmax and
-p.v (another bf16 GEMM), the same attention took 81 ms. Chunks of 1024 queries keep each
+Why: torch's fused CPU attention kernel gains little from bf16. On a Zen 5 with
+avx512_bf16 it took 179 ms of a 379 ms B-16x4 forward in bf16 (about 100 to 150 GFLOP/s),
+while bf16 GEMMs run at 400 to 750 GFLOP/s there. Written as q.k (a bf16 GEMM), a softmax
+and p.v (another bf16 GEMM), the same sixteen calls took 81 ms instead of 185, and the
+forward ran 1.37x faster (v2-S-16x4: 1.46x). Chunks of 1024 queries keep each
 block of scores near the caches; whole, stage 1's scores are 25,089 x 393, and four times
 as many keys in each stage's first block made larger blocks slower again.
 
