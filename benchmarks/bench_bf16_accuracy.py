@@ -27,10 +27,12 @@ from mvit_cli.media.decode import media_kind
 from machine import cpu_model
 
 
-def compare(weights: str, folders: list[Path], reference_path: bool = False) -> dict:
+def compare(weights: str, folders: list[Path], reference_path: bool = False,
+            backend: str = "torch") -> dict:
     fp32 = mvit_cli.load(weights, device="cpu", precision="fp32")
-    bf16 = mvit_cli.load(weights, device="cpu", precision="bf16")
-    bf16.model.fast_paths = not reference_path
+    bf16 = mvit_cli.load(weights, device="cpu", precision="bf16", backend=backend)
+    if backend == "torch":
+        bf16.model.fast_paths = not reference_path
     clips = agree = 0
     worst = 0.0
     for folder in folders:
@@ -59,10 +61,13 @@ def main() -> None:
                         help="Run bf16 through the reference path (model.fast_paths off): "
                         "torch's fused attention instead of bf16_attention's GEMMs, to see "
                         "what that path changes.")
+    parser.add_argument("--backend", default="torch", choices=("torch", "openvino"),
+                        help="Whose bf16 to hold to torch fp32: torch's, or OpenVINO's "
+                        "(`--backend openvino --precision bf16`; needs the openvino extra).")
     args = parser.parse_args()
     print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"native bf16: {mvit_cli.devices.native_bf16_cpu()}")
-    record = compare(args.weights, args.folders, args.reference_path)
+    record = compare(args.weights, args.folders, args.reference_path, args.backend)
     verdict = "passes" if bf16_passes(record) else "does not pass"
     print(f"all: {record['clips']} clips, top-1 agreement {record['top1_agreement']:.2%}, "
           f"largest probability change {record['max_score_change']:.4f}: {verdict} the bar "
