@@ -220,8 +220,8 @@ def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
 @pytest.mark.parametrize("heads,queries", [(1, 2 * 1024 + 5), (4, 37)])
 def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, heads, queries):
     """The GEMM path of bf16 CPU inference (bf16_attention): chunks of queries, scores
-    rounded once to bf16, an fp32 softmax. Held to fp32 attention on the same bf16 inputs
-    within bf16's rounding, as close as the fused kernel gets, and really taken."""
+    rounded once to bf16, a softmax computed in fp32 inside. Held to fp32 attention on the
+    same bf16 inputs within a few times the fused kernel's own bf16 error, and really taken."""
     from mvit_cli.models.fast import bf16_attention
 
     # The path is for CPUs with bf16 in hardware; on one that emulates it the numbers are
@@ -240,8 +240,11 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
     assert len(calls) == -(-queries // bf16_attention.QUERY_CHUNK)  # one per chunk
     error = (got.float() - expected).abs().max()
     assert error < 0.02 and error < 8 * fused_error, (error, fused_error)
-    # Not taken where the fused kernel is exact or as fast: fp32, or with gradients.
+    # Not taken in fp32, with gradients, or where bf16 is emulated.
     calls.clear()
     bf16_attention.attend(q.float(), k.float(), v.float())
-    bf16_attention.attend(q.requires_grad_(), k, v)
+    bf16_attention.attend(q.clone().requires_grad_(), k, v)
+    with torch.inference_mode():
+        monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: False)
+        bf16_attention.attend(q, k, v)
     assert not calls
