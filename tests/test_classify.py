@@ -124,6 +124,28 @@ def test_containers_codecs_sizes_and_rates(tmp_path, name, codec, size, fps, fra
     assert got == expected
 
 
+@pytest.mark.parametrize("width,height", [(48, 64), (96, 96), (144, 144)])
+def test_widths_decord_mis_sizes_are_read_by_decord_itself(monkeypatch, tmp_path, width, height):
+    """decord pads some frame widths into extra channels (media.decode.decode_size); the
+    workaround resizes while decoding so that decord reads them right. The PyAV fallback
+    would hide a broken workaround behind slower decoding, so here it is not allowed. A
+    short side of 64 keeps these sizes under decode_size's other reason to resize."""
+    from mvit_cli.media import decode
+
+    def no_fallback(name, protocol):
+        raise AssertionError(f"decord failed on {width}x{height}; PyAV fallback taken")
+
+    monkeypatch.setattr(decode, "_decode_with_pyav", no_fallback)
+    video = write_video(tmp_path / f"w{width}.mp4", frames=12, fps=24, width=width,
+                        height=height)
+    protocol = tiny_protocol(short_side=64)
+    prepared = prepare(Task(0, str(video), "video"), protocol)
+    assert not prepared.error, prepared.error
+    assert prepared.views.shape == (1, 4, 32, 32, 3)
+    expected = [n % 256 for n in expected_indices([i / 24 for i in range(12)], protocol)]
+    assert numbers_in(prepared.views) == expected
+
+
 def test_images_with_an_image_model(tmp_path):
     files = [write_image(tmp_path / f"picture.{ext}") for ext in ("jpg", "png", "webp")]
     clf = Pipeline.from_model(build_model(TINY_V1_IMAGE),
