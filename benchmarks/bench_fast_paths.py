@@ -3,6 +3,7 @@ the model with one of them off, and against the reference path (all off), measur
 alternately in one process on the same weights and input.
 
     python benchmarks/bench_fast_paths.py --models B-16x4,v2-S-16x4 --repeat 5
+    python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's gain too
     python benchmarks/bench_fast_paths.py --against /tmp/old/mvit_old   # another mvit copy
 
 `--against` times this code against another copy of the package (for example the commit
@@ -25,9 +26,10 @@ from machine import cpu_model
 
 import mvit_cli
 from mvit_cli.models.fast import attention as fast_attention
-from mvit_cli.models.fast import chunks, class_token, clip_batches
+from mvit_cli.models.fast import bf16_attention, chunks, class_token, clip_batches
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere
 from mvit_cli.models.positions import relative_position_bias
+from mvit_cli.models.precision import cast_for_inference
 
 
 def _full_bias(q, k, v, terms, k_grid, temporal, skip):
@@ -54,6 +56,8 @@ WITHOUT = {
     "chunks": lambda: _swapped(chunks, "CPU_TOKEN_CHUNK", 10**9),
     "clip_batches": lambda: _swapped(clip_batches, "forward", lambda model, x:
                                      model.classify_features(class_token.forward_features(model, x))),
+    # Taken only in bf16 on a CPU with bf16 in hardware (`--precision bf16`); a no-op elsewhere.
+    "bf16_attention": lambda: _swapped(bf16_attention, "takes_gemm_path", lambda q: False),
 }
 
 
@@ -64,11 +68,13 @@ def _time(forward, clip) -> float:
     return time.perf_counter() - started
 
 
-def gains(name: str, batch: int, repeat: int) -> list[dict]:
+def gains(name: str, batch: int, repeat: int, precision: str = "fp32") -> list[dict]:
     torch.manual_seed(0)
     cfg = mvit_cli.get_config(name)
     model = mvit_cli.build_model(cfg)
     clip = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size)
+    if precision == "bf16":  # as `--precision bf16` runs it: the body cast once
+        model, clip = cast_for_inference(model), clip.bfloat16()
 
     def run(variant):
         if variant == "reference":
@@ -90,7 +96,7 @@ def gains(name: str, batch: int, repeat: int) -> list[dict]:
             if attempt:
                 times[variant].append(elapsed)
     all_on = statistics.median(times["all"])
-    return [{"model": name, "batch": batch, "variant": v,
+    return [{"model": name, "batch": batch, "precision": precision, "variant": v,
              "s_per_clip": statistics.median(times[v]) / batch,
              "all_on_is_faster_by": statistics.median(times[v]) / all_on} for v in variants]
 
@@ -135,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--against", type=Path, default=None,
                         help="Folder of another copy of the package to time against.")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = parser.parse_args()
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name in args.models.split(","):
@@ -144,8 +151,8 @@ def main() -> None:
                   f"{row['other_s']:.3f} s: this is {row['this_is_faster_by']:.3f}x as fast; "
                   f"max rel. error {row['max_rel_error']:.1e}", flush=True)
             continue
-        for row in gains(name, args.batch, args.repeat):
-            print(f"{name} batch {args.batch} {row['variant']:>13}: {row['s_per_clip']:.3f} "
+        for row in gains(name, args.batch, args.repeat, args.precision):
+            print(f"{name} {args.precision} batch {args.batch} {row['variant']:>14}: {row['s_per_clip']:.3f} "
                   f"s/clip ({row['all_on_is_faster_by']:.3f}x all fast paths' time)",
                   flush=True)
 
