@@ -18,7 +18,8 @@ import typer
 from ..errors import MvitError, UsageError
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
-                     check_engine, close_all, console, errors, escape, say, shown)
+                     check_engine, close_all, console, errors, escape, say, shown,
+                     stop_interrupted)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -259,9 +260,8 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
     notes = "".join(f", {note}" for note in (
         f"{already} already in the output" if already else "", skipped) if note)
     if interrupted:
-        say(f"interrupted: {done - failed} of {total} files classified, {failed} failed"
-            f"{notes}; run the same command again to resume{where}")
-        raise typer.Exit(130)
+        stop_interrupted(f"interrupted: {done - failed} of {total} files classified, "
+                         f"{failed} failed{notes}; run the same command again to resume{where}")
     if not show.quiet or failed:
         say(f"{done - failed} of {total} files classified, {failed} failed{notes}, in "
             f"{elapsed:.1f} s{where}")

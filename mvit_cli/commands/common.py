@@ -48,6 +48,13 @@ def say(text: str, *, to_stderr: bool = True) -> None:
     print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
 
 
+def stop_interrupted(text: str) -> NoReturn:
+    """End a run that Ctrl-C cut short with exit code 130, its work kept: a plain line that
+    says what was done and how to go on, not an "error:" line, since nothing failed."""
+    say(text)
+    raise typer.Exit(130)
+
+
 def shown(path: str) -> str:
     """A path as a person reads it: relative to here when inside it, else as recorded (odd
     bytes of a name escaped, as in outputs)."""

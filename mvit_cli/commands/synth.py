@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import errors, say
+from .common import errors, say, stop_interrupted
 
 
 class Variety(str, Enum):
@@ -50,9 +50,8 @@ def synth_command(
             write_dataset(out_dir, per_class, seed, progress=advance,
                           variety=variety.value, jobs=jobs)
     except KeyboardInterrupt:
-        say(f"interrupted: {done} of {total} clips written to {out_dir}; the same command "
-            "writes the same clips again")
-        raise typer.Exit(130) from None
+        stop_interrupted(f"interrupted: {done} of {total} clips written to {out_dir}; the "
+                         "same command writes the same clips again")
     elapsed = time.monotonic() - started
     say(f"{total} {variety.value} clips ({len(LABELS)} classes x {per_class}, seed {seed}) "
         "written to "

@@ -17,7 +17,7 @@ import typer
 from ..errors import MvitError, UsageError
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
-                     check_engine, close_all, errors, say, shown)
+                     check_engine, close_all, errors, say, shown, stop_interrupted)
 
 
 def _per_video(template: str | None, option: str, videos: int) -> None:
@@ -194,9 +194,8 @@ def _run(clf, start, todo: int, writer, feature_writer, settings, plot, annotate
     where = f" -> {output}" if output else ""
     note = f", {skipped} already in the output" if skipped else ""
     if interrupted:
-        say(f"interrupted: {done - failed} of {todo} videos done{note}; run the same "
-            f"command again to resume{where}")
-        raise typer.Exit(130)
+        stop_interrupted(f"interrupted: {done - failed} of {todo} videos done{note}; run the "
+                         f"same command again to resume{where}")
     if not quiet or failed:
         say(f"{done - failed} of {todo} videos, {done_seconds:.0f} s of video, "
             f"{failed} failed{note}, in {elapsed:.1f} s{where}")

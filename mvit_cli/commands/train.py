@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import console, errors, fail, say
+from .common import console, errors, fail, say, stop_interrupted
 
 
 def train_command(
@@ -118,10 +118,9 @@ def train_command(
     output.parent.mkdir(parents=True, exist_ok=True)
     save_trained(result, data, output, settings, half=half)
     kept = _kept(result, len(result.history), epochs)
-    if result.interrupted:  # work kept, so a plain line as classify says it, not "error:"
-        say(f"interrupted after epoch {len(result.history)} of {epochs}: saved {output} "
-            f"({kept}); --resume continues the run")
-        raise typer.Exit(130)
+    if result.interrupted:
+        stop_interrupted(f"interrupted after epoch {len(result.history)} of {epochs}: saved "
+                         f"{output} ({kept}); --resume continues the run")
     state_path.unlink(missing_ok=True)  # the run is whole: nothing left to resume
     console.print(f"saved {output} ({result.model.cfg.name}, {len(data.names)} classes; "
                   f"{kept})", markup=False)
