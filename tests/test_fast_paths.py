@@ -18,8 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvit_cli import get_config
 from mvit_cli.factory import model_from_config
 from mvit_cli.models.fast import chunks
-from mvit_cli.models.fast.kv_windows import (keys_values_everywhere, plan_axis, read_positions,
-                                             zero_padding)
+from mvit_cli.models.fast.kv_windows import keys_values_everywhere, plan_axis, read_positions
 from mvit_cli.models.fast.relative_dot import attention_with_relative_positions
 from mvit_cli.models.positions import (axis_table, relative_position_bias,
                                        relative_position_terms)
@@ -68,13 +67,14 @@ def test_b16x4_keeps_an_eighth_of_stage_one_for_keys_and_values():
     assert not read_positions((8, 14, 14), (3, 3, 3), (1, 2, 2)).gathers
 
 
-def test_padded_layout_puts_kept_positions_inside_and_clears_the_rest():
+def test_kept_positions_are_gathered_in_grid_order_and_padded_with_zeros():
     plan = read_positions((2, 9, 9), (3, 3, 3), (1, 8, 8))
     # H and W: windows (-1, 0, 1) and (7, 8, 9) keep 0, 1, 7, 8 between one pad each side.
-    assert plan.padded_grid == (2, 6, 6) and plan.stride == (1, 3, 3)
+    assert plan.kept_grid == (2, 4, 4) and plan.padded_grid == (2, 6, 6)
+    assert plan.stride == (1, 3, 3) and plan.padding == (1, 1, 1, 1, 0, 0)
     index = plan.token_indices(torch.device("cpu"))
-    cube = (torch.arange(2 * 9 * 9.0) + 1)[index].view(1, 1, *plan.padded_grid)
-    zero_padding(cube, plan)
+    cube = F.pad((torch.arange(2 * 9 * 9.0) + 1)[index].view(1, 1, *plan.kept_grid), plan.padding)
+    assert cube.shape[2:] == plan.padded_grid
     for border in (cube[0, 0, :, 0], cube[0, 0, :, 5], cube[0, 0, :, :, 0], cube[0, 0, :, :, 5]):
         assert border.eq(0).all()
     # frame 0, rows 0, 1, 7, 8 and columns 0, 1, 7, 8 of the grid (value = flat index + 1)

@@ -4,8 +4,14 @@ Why this exists: the early stages pool K and V with a stride larger than the ker
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
 every 8 (or 4) positions. Projecting K and V at the positions no window reads is wasted work:
 86% of stage 1's K/V projection in B-16x4, 44% of the next block's. `ReadPositions` lists the
-positions that are read and how to lay them out, between zero padding, so the *same*
-convolution run with stride equal to its kernel gives exactly the original pooled values.
+positions that are read; with zeros padded around them the kept run tiles into windows of
+exactly the kernel, so the *same* convolution run with stride equal to its kernel gives
+exactly the original pooled values.
+
+Why the zeros are padded after the projection (F.pad) rather than written in place into a
+gathered grid with stand-ins: the same work in eager torch, while in an exported graph the
+in-place writes became scatters and transposes that cost OpenVINO about 20 ms of a 236 ms
+B-16x4 clip; a Pad costs it almost nothing.
 """
 
 from __future__ import annotations
@@ -89,9 +95,14 @@ class ReadPositions:
     def conv_padding(self) -> Triple:
         return tuple(axis.conv_padding for axis in self.axes)  # type: ignore[return-value]
 
+    @property
+    def padding(self) -> tuple[int, ...]:
+        """The explicit zeros around the kept run, as F.pad takes them for a (.., T, H, W)
+        tensor: W's front and back first."""
+        return tuple(n for axis in reversed(self.axes) for n in (axis.pad_front, axis.pad_back))
+
     def token_indices(self, device: torch.device) -> Tensor:
-        """Flat grid indices (T, H, W order) laid out as the padded grid: kept positions where
-        they go, and index 0 as a stand-in at padding (`zero_padding` then clears those)."""
+        """Flat grid indices (T, H, W order) of the kept positions, laid out as the kept grid."""
         return _token_indices(self, str(device))
 
 
@@ -103,23 +114,10 @@ def read_positions(grid: Triple, kernel: Triple, stride: Triple) -> ReadPosition
 
 @lru_cache(maxsize=256)
 def _token_indices(plan: ReadPositions, device: str) -> Tensor:
-    def axis_positions(axis: AxisPlan) -> Tensor:
-        return torch.tensor([0] * axis.pad_front + list(axis.kept) + [0] * axis.pad_back)
-
     _, height, width = plan.grid
-    t, h, w = (axis_positions(axis) for axis in plan.axes)
+    t, h, w = (torch.tensor(axis.kept) for axis in plan.axes)
     flat = t[:, None, None] * (height * width) + h[None, :, None] * width + w[None, None, :]
     return flat.flatten().to(device)
-
-
-def zero_padding(cube: Tensor, plan: ReadPositions) -> Tensor:
-    """Clear, in place, the padding of a (B, C, *padded_grid) cube; returns it."""
-    for dim, axis in enumerate(plan.axes, start=2):
-        if axis.pad_front:
-            cube.narrow(dim, 0, axis.pad_front).zero_()
-        if axis.pad_back:
-            cube.narrow(dim, axis.length - axis.pad_back, axis.pad_back).zero_()
-    return cube
 
 
 def project(attn: PoolingAttention, x: Tensor, parts: slice) -> Tensor:
@@ -133,7 +131,7 @@ def project(attn: PoolingAttention, x: Tensor, parts: slice) -> Tensor:
 def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:
     """Pooled K and V (B, Lk, heads, d), projected only where a pooling window reads them.
 
-    The kept positions are gathered into a padded grid, projected, and pooled by the same
+    The kept positions are gathered, projected, padded with zeros and pooled by the same
     depthwise convolutions with stride = kernel; K and V go side by side as the channels of
     one convolution (one pass, no copies between). Other pooling modes, and grids whose
     windows leave no gaps, are projected whole.
@@ -143,24 +141,26 @@ def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, 
         return keys_values_everywhere(attn, x, grid)
     plan = read_positions(grid, conv_k.kernel_size, conv_k.stride)
     skip = 1 if attn.has_cls else 0
-    if plan.gathers:  # the kept positions, laid out between (stand-ins for) padding
+    grid_read = grid
+    if plan.gathers:  # the kept positions alone, in grid order
         index = plan.token_indices(x.device) + skip
         if skip:
             index = torch.cat((index.new_zeros(1), index))
         x = x.index_select(1, index)
-    kv = project(attn, x, slice(1, 3))  # (B, skip + padded grid, 2 * dim)
+        grid_read = plan.kept_grid
+    kv = project(attn, x, slice(1, 3))  # (B, skip + kept grid, 2 * dim)
     batch, _, channels = kv.shape
     weight = torch.cat((conv_k.weight.repeat(attn.num_heads, 1, 1, 1, 1),
                         conv_v.weight.repeat(attn.num_heads, 1, 1, 1, 1)))
 
     def operator(cube: Tensor) -> Tensor:
-        if plan.gathers:
-            zero_padding(cube, plan)
+        if plan.gathers:  # the zeros the windows read around the kept run
+            cube = F.pad(cube, plan.padding)
         return F.conv3d(cube, weight, None, plan.stride, plan.conv_padding, 1, channels)
 
-    tokens, pooled_grid = pool_tokens(kv, plan.padded_grid, operator, attn.has_cls)
+    tokens, pooled_grid = pool_tokens(kv, grid_read, operator, attn.has_cls)
     tokens = tokens.view(batch, tokens.shape[1], 2, attn.num_heads, -1)
-    k, v = tokens[:, :, 0], tokens[:, :, 1]
+    k, v = tokens.unbind(2)
     if attn.norm_k is not None:
         k, v = attn.norm_k(k), attn.norm_v(v)
     return k, v, pooled_grid
