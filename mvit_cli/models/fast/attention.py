@@ -1,7 +1,8 @@
 """Pooling attention with the fast paths: K/V at read positions (kv_windows), relative
 positions in the dot product (relative_dot) and the class token's row alone (class_token),
-all exact; and in bf16 CPU inference only, the attention as GEMMs (bf16_attention). The
-reference is `PoolingAttention.forward` in models/attention.py."""
+all exact; and in bf16 CPU inference only, the attention as GEMMs (bf16_attention) and
+packed projections (bf16_linear). The reference is `PoolingAttention.forward` in
+models/attention.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import Tensor
 from ..pooling import Grid, pool_heads
 from ..positions import relative_position_terms
 from .bf16_attention import attend
+from .bf16_linear import linear
 from .class_token import class_token_query
 from .kv_windows import keys_values, project
 from .relative_dot import attention_with_relative_positions
@@ -41,7 +43,7 @@ def attention(attn: PoolingAttention, x: Tensor, grid: Grid,
             out = attn.add_pooled_query(out, q)
         elif attn.residual_with_cls:
             out = out + q
-    return attn.proj(out.transpose(1, 2).reshape(batch, out.shape[2], -1)), q_grid
+    return linear(attn.proj, out.transpose(1, 2).reshape(batch, out.shape[2], -1)), q_grid
 
 
 def _query(attn: PoolingAttention, x: Tensor, grid: Grid,

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .bf16_linear import after_attention
+
 if TYPE_CHECKING:
     from ..block import MultiscaleBlock
 
@@ -23,13 +25,14 @@ CPU_TOKEN_CHUNK = 4096
 
 
 def in_chunks(blk: MultiscaleBlock, skip: Tensor, attended: Tensor) -> Tensor:
-    """`blk.after_attention(skip, attended)`, chunk by chunk where that pays."""
+    """`blk.after_attention(skip, attended)`, chunk by chunk where that pays (its fused
+    form in bf16 CPU inference: bf16_linear)."""
     length = skip.shape[1]
     if (skip.device.type != "cpu" or blk.training or torch.is_grad_enabled()
             or length <= CPU_TOKEN_CHUNK or torch.compiler.is_exporting()):
-        return blk.after_attention(skip, attended)
+        return after_attention(blk, skip, attended)
     out = skip.new_empty(skip.shape[0], length, blk.mlp.fc2.out_features)
     for start in range(0, length, CPU_TOKEN_CHUNK):
         rows = slice(start, start + CPU_TOKEN_CHUNK)
-        blk.after_attention(skip[:, rows], attended[:, rows], out=out[:, rows])
+        after_attention(blk, skip[:, rows], attended[:, rows], out=out[:, rows])
     return out

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..pooling import Grid, pool_heads, pool_tokens
+from .bf16_linear import linear
 
 if TYPE_CHECKING:
     from ..attention import PoolingAttention
@@ -123,9 +124,7 @@ def _token_indices(plan: ReadPositions, device: str) -> Tensor:
 def project(attn: PoolingAttention, x: Tensor, parts: slice) -> Tensor:
     """Rows `parts` of the fused Q|K|V projection (0:1 is Q, 1:3 is K and V)."""
     dim = attn.num_heads * attn.head_dim
-    rows = slice(parts.start * dim, parts.stop * dim)
-    bias = attn.qkv.bias[rows] if attn.qkv.bias is not None else None
-    return F.linear(x, attn.qkv.weight[rows], bias)
+    return linear(attn.qkv, x, slice(parts.start * dim, parts.stop * dim))
 
 
 def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:

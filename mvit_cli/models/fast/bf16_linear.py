@@ -1,0 +1,101 @@
+"""Linear layers in bf16 CPU inference through oneDNN: weights packed once, and the MLP's
+GELU and residual add done on the GEMM's output before it is written.
+
+Why: `F.linear` hands oneDNN a plain weight, which it re-lays out for its kernels at every
+call, and the GELU and the add that follow each read and write the whole activation once
+more. Packed once (`mkldnn._reorder_linear_weight`, what inductor's freezing does), the
+GEMMs alone ran B-16x4's bf16 forward 1.07x faster on a Zen 5 with avx512_bf16; with the
+GELU and the residual add fused as oneDNN post-ops, 1.09-1.11x (benchmarks/RESULTS.md,
+"Packed bf16 linears").
+
+What it changes: the fused GELU and add work on the GEMM's fp32 result and round once to
+bf16, where the unfused ops round the GEMM's output first; the logits move within bf16's
+rounding. The packed copy of a weight is cached beside it and made again when the weight
+changes (its storage or version: `.to()`, `load_state_dict`). Taken only where the bf16
+attention's GEMMs are (bf16 inference on a CPU with bf16 in hardware) and torch's oneDNN
+runs bf16; elsewhere the layers run as they are.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+if TYPE_CHECKING:
+    from ..block import MultiscaleBlock
+
+from .bf16_attention import takes_gemm_path
+
+# weight -> {rows: (alias of the packed storage, its version, packed rows)}; forgotten with
+# the weight
+_PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # by identity: tensors' == is elementwise
+
+
+def takes_packed_path(x: Tensor) -> bool:
+    return takes_gemm_path(x) and _onednn_bf16()
+
+
+def _onednn_bf16() -> bool:
+    ops = torch.ops.mkldnn
+    return (hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")
+            and bool(ops._is_mkldnn_bf16_supported()))
+
+
+def linear(layer: nn.Linear, x: Tensor, rows: slice | None = None, *, gelu: bool = False,
+           add: Tensor | None = None) -> Tensor:
+    """layer(x), of output rows `rows` only if given; then the exact (erf) GELU if `gelu`,
+    then `+ add` if given (not both)."""
+    weight, bias = layer.weight, layer.bias
+    if rows is not None:
+        weight = weight[rows]
+        bias = bias[rows] if bias is not None else None
+    if not takes_packed_path(x):
+        out = F.linear(x, weight, bias)
+        out = F.gelu(out) if gelu else out
+        return out + add if add is not None else out
+    packed = packed_weight(layer.weight, rows)
+    if add is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, bias, "add")
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "gelu", [], "none")
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def after_attention(blk: MultiscaleBlock, skip: Tensor, attended: Tensor,
+                    out: Tensor | None = None) -> Tensor:
+    """`blk.after_attention`, with fc1's GELU and the MLP's residual add fused into the
+    GEMMs where the packed path is taken (inference: DropPath is the identity there)."""
+    exact_gelu = isinstance(blk.mlp.act, nn.GELU) and blk.mlp.act.approximate == "none"
+    if blk.training or not exact_gelu or not takes_packed_path(skip):
+        return blk.after_attention(skip, attended, out)
+    x = skip + attended
+    x_norm = blk.norm2(x)
+    if blk.proj is not None and not blk.widen_in_attention:
+        x = linear(blk.proj, x_norm)
+    mlp = blk.mlp
+    result = linear(mlp.fc2, linear(mlp.fc1, x_norm, gelu=True), add=x)
+    return out.copy_(result) if out is not None else result
+
+
+def packed_weight(weight: Tensor, rows: slice | None = None) -> Tensor:
+    """oneDNN's packed layout of `weight` (its rows `rows`), made once per weight value.
+
+    The cache holds an alias of the storage it packed, so that storage cannot be freed and
+    its address reused by a new weight while the entry stands: a changed storage pointer
+    or version always means new values. Weights made under inference_mode keep no version,
+    so they are not cached: oneDNN takes them as they are (the fusions still apply)."""
+    part = weight[rows] if rows is not None else weight
+    if weight.is_inference():  # no version to watch: oneDNN packs it call by call
+        return part.contiguous()
+    key = (rows.start, rows.stop) if rows is not None else None
+    made = _PACKED.setdefault(weight, {})
+    entry = made.get(key)
+    if (entry is None or entry[0].data_ptr() != weight.data_ptr()
+            or entry[1] != weight._version):
+        packed = torch.ops.mkldnn._reorder_linear_weight(part.detach().contiguous(), None)
+        made[key] = entry = (weight.detach(), weight._version, packed)
+    return entry[2]
