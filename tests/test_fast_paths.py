@@ -328,3 +328,25 @@ def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, cfg):
     plain_error = (plain - fp32).abs().max()
     assert (packed - fp32).abs().max() <= 2 * plain_error + 1e-3, plain_error
     assert (packed - plain).abs().max() > 0  # the fused path did run: its rounding differs
+
+
+@pytest.mark.parametrize("grid,kernel,stride", [((8, 14, 14), (1, 3, 3), (1, 2, 2)),
+                                                ((4, 7, 9), (3, 3, 3), (2, 2, 2)),
+                                                ((3, 5, 5), (1, 3, 3), (1, 1, 1)),
+                                                ((2, 6, 5), (2, 2, 2), (2, 2, 2))])
+def test_max_pooling_on_the_token_layout_gives_max_pool3d_exactly(monkeypatch, grid, kernel,
+                                                                   stride):
+    """graph_pooling (exported graphs only): pads of -inf and maxima of strided slices on
+    (B, T, H, W, C) tokens, against nn.MaxPool3d through pooling.pool_tokens."""
+    from mvit_cli.models.fast import graph_pooling
+    from mvit_cli.models.pooling import pool_tokens
+
+    torch.manual_seed(0)
+    pool = torch.nn.MaxPool3d(kernel, stride, tuple(k // 2 for k in kernel))
+    x = torch.randn(2, 1 + grid[0] * grid[1] * grid[2], 24)
+    expected, expected_grid = pool_tokens(x, grid, pool, has_cls=True)
+    monkeypatch.setattr(graph_pooling.torch.compiler, "is_exporting", lambda: True)
+    monkeypatch.setattr(graph_pooling, "pool_tokens", None)  # the token-layout form, only
+    got, got_grid = graph_pooling.pool_tokens_in_graph(x, grid, pool, has_cls=True)
+    assert got_grid == expected_grid
+    assert torch.equal(got, expected)

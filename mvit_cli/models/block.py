@@ -69,13 +69,15 @@ class MultiscaleBlock(nn.Module):
         skip = self.attention_skip(x, x_norm, grid)
         return self.after_attention(skip, attended), q_grid
 
-    def attention_skip(self, x: Tensor, x_norm: Tensor, grid: Grid | None) -> Tensor:
+    def attention_skip(self, x: Tensor, x_norm: Tensor, grid: Grid | None,
+                       pool=pool_tokens) -> Tensor:
         """The first branch's skip: widened (MViTv2) and pooled to Q's grid (None: no pooling,
-        for a class token alone, which pooling never touches)."""
+        for a class token alone, which pooling never touches). `pool`: how to pool tokens
+        (the fast paths' graph form while exporting)."""
         if self.proj is not None and self.widen_in_attention:
             x = self.proj(x_norm)
         if self.pool_skip is not None and grid is not None:
-            x, _ = pool_tokens(x, grid, self.pool_skip, self.has_cls)
+            x, _ = pool(x, grid, self.pool_skip, self.has_cls)
         return x
 
     def after_attention(self, skip: Tensor, attended: Tensor, out: Tensor | None = None) -> Tensor:
