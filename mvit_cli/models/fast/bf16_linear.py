@@ -1,12 +1,13 @@
 """Linear layers in bf16 CPU inference through oneDNN: weights packed once, and the MLP's
 GELU and residual add done on the GEMM's output before it is written.
 
-Why: `F.linear` hands oneDNN a plain weight, which it re-lays out for its kernels at every
-call, and the GELU and the add that follow each read and write the whole activation once
-more. Packed once (`mkldnn._reorder_linear_weight`, what inductor's freezing does), the
-GEMMs alone ran B-16x4's bf16 forward 1.07x faster on a Zen 5 with avx512_bf16; with the
-GELU and the residual add fused as oneDNN post-ops, 1.09-1.11x (benchmarks/RESULTS.md,
-"Packed bf16 linears").
+Why: `F.linear` hands oneDNN a plain weight on every call (packed once instead, a single
+1569x384x1536 GEMM went from 598 to 787 GFLOP/s), and the GELU and the add that follow
+each read and write the whole activation once more. Packed once
+(`mkldnn._reorder_linear_weight`, as inductor's freezing does), the GEMMs alone ran
+B-16x4's bf16 forward 1.07x faster on a Zen 5 with avx512_bf16; with the GELU and the
+residual add fused as oneDNN post-ops, 1.09-1.11x in that prototype and 1.21x in
+bench_fast_paths (v2-S-16x4: 1.08x; benchmarks/RESULTS.md, "Packed bf16 linears").
 
 What it changes: the fused GELU and add work on the GEMM's fp32 result and round once to
 bf16, where the unfused ops round the GEMM's output first; the logits move within bf16's
@@ -25,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .bf16_attention import takes_gemm_path
+
 if TYPE_CHECKING:
     from ..block import MultiscaleBlock
-
-from .bf16_attention import takes_gemm_path
 
 # weight -> {rows: (alias of the packed storage, its version, packed rows)}; forgotten with
 # the weight
