@@ -111,6 +111,10 @@ class Pipeline:
                  provenance: Callable[[], Provenance], device: torch.device,
                  dtype: torch.dtype = torch.float32, compile: bool = False,
                  cast: bool = True) -> None:
+        if device.type == "cpu":  # freed activations kept for the next forward (allocator.py)
+            from .allocator import keep_freed_memory
+
+            keep_freed_memory()
         self.model = model.to(device).eval()
         self.cfg: MViTConfig = self.model.cfg
         if len(labels) != self.model.num_classes:

@@ -1,0 +1,56 @@
+"""allocator.keep_freed_memory: glibc keeps freed activations for the next forward instead
+of handing the pages back, so reusing them costs no page faults. Each case runs in its own
+process, since malloc's settings are the process's."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                                reason="the thresholds are glibc's")
+
+CHURN = """
+import resource, torch
+{setup}
+def churn():  # blocks of 1 to 8 MB, allocated and freed as a forward's activations are
+    for _ in range(10):
+        kept = [torch.ones(n * 256 * 1024) for n in range(1, 9)]
+        del kept
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+churn()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(setup: str, **env: str) -> int:
+    result = subprocess.run([sys.executable, "-c", CHURN.format(setup=setup)],
+                            capture_output=True, text=True, env={**os.environ, **env},
+                            check=True)
+    return int(result.stdout.split()[-1])
+
+
+def test_freed_blocks_are_reused_without_page_faults():
+    keep = "from mvit_cli.allocator import keep_freed_memory\nassert keep_freed_memory()"
+    kept = _faults(keep)
+    left_alone = _faults(keep.replace("assert ", ""), MVIT_KEEP_FREED_MEMORY="0")
+    assert left_alone > 1000  # glibc returned the pages: every reuse faults them back in
+    assert kept < left_alone / 100, (kept, left_alone)
+
+
+def test_a_cpu_pipeline_sets_it_and_the_environment_can_say_no(tmp_path):
+    from conftest import save_tiny
+
+    weights = save_tiny(tmp_path / "tiny.safetensors")
+    load = (f"import mvit_cli, mvit_cli.allocator as a\nmvit_cli.load({str(weights)!r})\n"
+            "print(a._applied)")
+    for env, expected in (({}, "True"), ({"MVIT_KEEP_FREED_MEMORY": "0"}, "False")):
+        result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
+                                env={**os.environ, **env}, check=True,
+                                cwd=os.path.dirname(__file__))
+        assert result.stdout.split()[-1] == expected
