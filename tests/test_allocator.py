@@ -17,9 +17,9 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 CHURN = """
 import resource, torch
 {setup}
-def churn():  # blocks of 1 to 8 MB, allocated and freed as a forward's activations are
-    for _ in range(10):
-        kept = [torch.ones(n * 256 * 1024) for n in range(1, 9)]
+def churn():  # blocks of 1 to 16 MB (136 MB at once), allocated and freed as a forward's
+    for _ in range(5):  # activations are: more than glibc's own thresholds ever keep
+        kept = [torch.ones(n * 256 * 1024) for n in range(1, 17)]
         del kept
 churn()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -35,11 +35,20 @@ def _faults(setup: str, **env: str) -> int:
     return int(result.stdout.split()[-1])
 
 
+# glibc's starting thresholds, held fixed: what its adaptive ones do depends on everything
+# the process allocated before, so without these the untuned case faults or not by history.
+GLIBC_DEFAULTS = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
 def test_freed_blocks_are_reused_without_page_faults():
+    """From glibc's starting thresholds, blocks of this size are mmapped and unmapped every
+    time. This pattern depends on the mmap threshold (leaving it unset fails the test); the
+    need for the trim threshold as well was measured on the model (RESULTS.md)."""
     keep = "from mvit_cli.allocator import keep_freed_memory\nassert keep_freed_memory()"
-    kept = _faults(keep)
-    left_alone = _faults(keep.replace("assert ", ""), MVIT_KEEP_FREED_MEMORY="0")
-    assert left_alone > 1000  # glibc returned the pages: every reuse faults them back in
+    kept = _faults(keep, **GLIBC_DEFAULTS)
+    left_alone = _faults(keep.replace("assert ", ""), MVIT_KEEP_FREED_MEMORY="0",
+                         **GLIBC_DEFAULTS)
+    assert left_alone > 10000  # glibc returned the pages: every reuse faults them back in
     assert kept < left_alone / 100, (kept, left_alone)
 
 
