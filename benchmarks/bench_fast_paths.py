@@ -3,7 +3,7 @@ the model with one of them off, and against the reference path (all off), measur
 alternately in one process on the same weights and input.
 
     python benchmarks/bench_fast_paths.py --models B-16x4,v2-S-16x4 --repeat 5
-    python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's gain too
+    python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's and bf16_linear's too
     python benchmarks/bench_fast_paths.py --against /tmp/old/mvit_old   # another mvit copy
 
 `--against` times this code against another copy of the package (for example the commit

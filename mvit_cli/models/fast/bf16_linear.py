@@ -19,6 +19,7 @@ runs bf16; elsewhere the layers run as they are.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,6 +41,7 @@ def takes_packed_path(x: Tensor) -> bool:
     return takes_gemm_path(x) and _onednn_bf16()
 
 
+@cache  # asked at every linear call of a forward: the answer never changes in a process
 def _onednn_bf16() -> bool:
     ops = torch.ops.mkldnn
     return (hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")

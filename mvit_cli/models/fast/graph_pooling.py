@@ -28,8 +28,7 @@ def pool_tokens_in_graph(x: Tensor, grid: Grid, pool, has_cls: bool) -> tuple[Te
     batch, _, channels = x.shape
     skip = 1 if has_cls else 0
     cube = max_pool_grid(x[:, skip:].reshape(batch, *grid, channels), _triple(pool.kernel_size),
-                         _triple(pool.stride if pool.stride is not None else pool.kernel_size),
-                         _triple(pool.padding))
+                         _triple(pool.stride), _triple(pool.padding))
     tokens = cube.reshape(batch, -1, channels)
     if skip:
         tokens = torch.cat((x[:, :1], tokens), dim=1)
