@@ -350,3 +350,24 @@ def test_max_pooling_on_the_token_layout_gives_max_pool3d_exactly(monkeypatch, g
     got, got_grid = graph_pooling.pool_tokens_in_graph(x, grid, pool, has_cls=True)
     assert got_grid == expected_grid
     assert torch.equal(got, expected)
+
+
+@pytest.mark.slow
+def test_a_bf16_model_compiles_in_one_graph_with_its_fast_paths():
+    """`--compile --precision bf16`: Dynamo traces the bf16 fast paths without a graph
+    break (the bf16 probe once broke every block's graph, and the packed linears' opaque
+    weights made inductor fail), and the compiled logits are the eager ones within bf16."""
+    from torch._dynamo.utils import counters
+
+    from mvit_cli.models.model import compile_for_inference
+    from mvit_cli.models.precision import cast_for_inference
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = cast_for_inference(_model(SMALL_B16X4))
+    clip = _clip(SMALL_B16X4, batch=1).bfloat16()
+    with torch.no_grad():
+        eager = model(clip).float()
+        compiled = compile_for_inference(model)(clip).float()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert (compiled - eager).abs().max() <= 0.05 * eager.abs().max()

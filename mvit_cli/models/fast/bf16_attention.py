@@ -34,8 +34,13 @@ def takes_gemm_path(q: Tensor) -> bool:
             and not torch.is_grad_enabled() and _native_bf16())
 
 
-@cache
+@torch.compiler.assume_constant_result  # called, not traced, by Dynamo: the probe breaks graphs
 def _native_bf16() -> bool:
+    return _native_bf16_probe()
+
+
+@cache
+def _native_bf16_probe() -> bool:
     from ...devices import native_bf16_cpu
 
     return native_bf16_cpu()

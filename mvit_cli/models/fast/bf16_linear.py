@@ -38,7 +38,9 @@ _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # by identity: tensors' ==
 
 
 def takes_packed_path(x: Tensor) -> bool:
-    return takes_gemm_path(x) and _onednn_bf16()
+    """Not under torch.compile (asked first, so that Dynamo never traces the rest): inductor
+    cannot lower an opaque packed weight, and with frozen weights it packs and fuses itself."""
+    return not torch.compiler.is_compiling() and takes_gemm_path(x) and _onednn_bf16()
 
 
 @cache  # asked at every linear call of a forward: the answer never changes in a process
