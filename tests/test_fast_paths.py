@@ -323,7 +323,7 @@ def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, cfg):
     with torch.inference_mode():
         packed = model(clip.bfloat16()).float()
         assert model.blocks[0].mlp.fc1.weight in bf16_linear._PACKED
-        monkeypatch.setattr(bf16_linear, "takes_packed_path", lambda x: False)
+        monkeypatch.setattr(bf16_linear, "takes_packed_path", lambda x, weight: False)
         plain = model(clip.bfloat16()).float()
     plain_error = (plain - fp32).abs().max()
     assert (packed - fp32).abs().max() <= 2 * plain_error + 1e-3, plain_error
@@ -371,3 +371,18 @@ def test_a_bf16_model_compiles_in_one_graph_with_its_fast_paths():
         compiled = compile_for_inference(model)(clip).float()
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert (compiled - eager).abs().max() <= 0.05 * eager.abs().max()
+
+
+@needs_onednn_bf16
+def test_an_fp32_model_under_bf16_autocast_runs_with_the_fast_paths(monkeypatch):
+    """Under autocast, bf16 activations meet fp32 weights: the packed linears must step
+    aside (oneDNN refused the pair: "could not create a primitive descriptor")."""
+    from mvit_cli.models.fast import bf16_attention
+
+    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    model, clip = _model(SMALL_B16X4), _clip(SMALL_B16X4)
+    with torch.inference_mode():
+        fp32 = model(clip)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(clip).float()
+    assert (mixed - fp32).abs().max() <= 0.05 * fp32.abs().max()

@@ -37,10 +37,13 @@ if TYPE_CHECKING:
 _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # by identity: tensors' == is elementwise
 
 
-def takes_packed_path(x: Tensor) -> bool:
-    """Not under torch.compile (asked first, so that Dynamo never traces the rest): inductor
-    cannot lower an opaque packed weight, and with frozen weights it packs and fuses itself."""
-    return not torch.compiler.is_compiling() and takes_gemm_path(x) and _onednn_bf16()
+def takes_packed_path(x: Tensor, weight: Tensor) -> bool:
+    """bf16 activations and weights both: under autocast a bf16 input meets an fp32 weight,
+    which oneDNN refuses (F.linear casts it). Not under torch.compile (asked first, so that
+    Dynamo never traces the rest): inductor cannot lower an opaque packed weight, and with
+    frozen weights it packs and fuses itself."""
+    return (not torch.compiler.is_compiling() and weight.dtype == x.dtype
+            and takes_gemm_path(x) and _onednn_bf16())
 
 
 @cache  # asked at every linear call of a forward: the answer never changes in a process
@@ -58,7 +61,7 @@ def linear(layer: nn.Linear, x: Tensor, rows: slice | None = None, *, gelu: bool
     if rows is not None:
         weight = weight[rows]
         bias = bias[rows] if bias is not None else None
-    if not takes_packed_path(x):
+    if not takes_packed_path(x, weight):
         out = F.linear(x, weight, bias)
         out = F.gelu(out) if gelu else out
         return out + add if add is not None else out
@@ -75,7 +78,7 @@ def after_attention(blk: MultiscaleBlock, skip: Tensor, attended: Tensor,
     """`blk.after_attention`, with fc1's GELU and the MLP's residual add fused into the
     GEMMs where the packed path is taken (inference: DropPath is the identity there)."""
     exact_gelu = isinstance(blk.mlp.act, nn.GELU) and blk.mlp.act.approximate == "none"
-    if blk.training or not exact_gelu or not takes_packed_path(skip):
+    if blk.training or not exact_gelu or not takes_packed_path(skip, blk.mlp.fc1.weight):
         return blk.after_attention(skip, attended, out)
     x = skip + attended
     x_norm = blk.norm2(x)
