@@ -151,9 +151,14 @@ def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Te
 
     Freezing lets inductor fold the weights (and prepack them on the CPU). The fast paths'
     plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
-    right for these pure functions, but warns about it on every first call: silenced.
+    right for these pure functions, but warns about it on every first call: silenced. The
+    bf16 paths' CPU probe is asked here, eagerly, as Dynamo cannot trace it.
     """
     import torch._inductor.config as inductor_config
+
+    from .fast.bf16_attention import _native_bf16
+
+    _native_bf16()
 
     inductor_config.freezing = True
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")

@@ -16,8 +16,6 @@ CPU inference on a CPU with bf16 in hardware takes this path (takes_gemm_path).
 
 from __future__ import annotations
 
-from functools import cache
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,16 +32,19 @@ def takes_gemm_path(q: Tensor) -> bool:
             and not torch.is_grad_enabled() and _native_bf16())
 
 
-@torch.compiler.assume_constant_result  # called, not traced, by Dynamo: the probe breaks graphs
 def _native_bf16() -> bool:
-    return _native_bf16_probe()
+    """The CPU probe, asked once. Kept in a module global rather than a functools.cache
+    because Dynamo reads a set global as a constant but traces into a cached function, and
+    the probe breaks its graph (`compile_for_inference` asks once before compiling)."""
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        from ...devices import native_bf16_cpu
+
+        _NATIVE_BF16 = native_bf16_cpu()
+    return _NATIVE_BF16
 
 
-@cache
-def _native_bf16_probe() -> bool:
-    from ...devices import native_bf16_cpu
-
-    return native_bf16_cpu()
+_NATIVE_BF16: bool | None = None
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
