@@ -79,3 +79,29 @@ def test_a_file_of_each_layout_is_identified_by_shape_alone():
         tensors = {key: torch.empty(shape) for key, shape in published.items()}
         found = architecture_from_shapes(tensors, detect_layout(tensors), name)
         assert found.name == architecture, name
+
+
+def test_a_loaded_model_owns_its_tensors_whatever_the_checkpoint_shares():
+    """load_model builds on the meta device and takes the checkpoint's tensors as its own:
+    none is left on meta, values are the file's, and tensors that share memory in the file
+    (tied, views, transposed) come out contiguous and apart, so training one never moves
+    another."""
+    from mvit_cli.checkpoints import Checkpoint
+    from mvit_cli.checkpoints.layouts import NATIVE
+
+    cfg = replace(get_config("B-16x4"), name="tiny-b16x4", frames=4, size=32, num_classes=5)
+    torch.manual_seed(0)
+    state = model_from_config(cfg).state_dict()
+    state["blocks.0.norm2.weight"] = state["blocks.0.norm1.weight"]  # one tensor, two keys
+    state["head.bias"] = torch.randn(10)[::2]  # a strided view
+    state["head.weight"] = state["head.weight"].t().contiguous().t()  # transposed memory
+    expected = {k: v.clone() for k, v in state.items()}
+    model = load_model(cfg, Checkpoint(dict(state), NATIVE))
+    loaded = model.state_dict()
+    assert not any(t.is_meta for t in loaded.values())
+    assert all(torch.equal(loaded[k], expected[k]) and loaded[k].is_contiguous() for k in state)
+    pointers = [t.untyped_storage().data_ptr() for t in loaded.values()]
+    assert len(set(pointers)) == len(pointers)
+    with torch.no_grad():
+        model.blocks[0].norm1.weight.add_(1.0)
+    assert torch.equal(model.blocks[0].norm2.weight, expected["blocks.0.norm2.weight"])

@@ -167,13 +167,30 @@ def _misfit(report: FitReport, checkpoint: Checkpoint, source: str, arch_name: s
 
 
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
-    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error."""
+    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error.
+
+    A model on the meta device (built without memory or random init) takes the tensors
+    themselves, each contiguous and in memory of its own, whatever layout or sharing the
+    checkpoint's tensors had."""
     expected = model.state_dict()
     report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
         raise _misfit(report, checkpoint, source, arch_name)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in report.state.items()},
-                          strict=True)
+    seen: set[int] = set()
+    model.load_state_dict({k: _own_tensor(v, expected[k].dtype, seen)
+                           for k, v in report.state.items()},
+                          strict=True, assign=any(t.is_meta for t in expected.values()))
+
+
+def _own_tensor(tensor: torch.Tensor, dtype: torch.dtype, seen: set[int]) -> torch.Tensor:
+    """`tensor` in `dtype`, contiguous and alone in its memory: as it is where it already
+    is (safetensors' tensors are), else a copy (a view, or memory another key shares)."""
+    out = tensor.to(dtype).contiguous()
+    storage = out.untyped_storage()
+    if out is tensor and (storage.data_ptr() in seen or storage.nbytes() != out.nbytes):
+        out = out.clone()
+    seen.add(out.untyped_storage().data_ptr())
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -212,7 +229,10 @@ def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None 
     if not report.fits:
         raise _misfit(report, checkpoint, checkpoint.source, cfg.name)
     _check_finite(checkpoint)
-    model = model_from_config(fitted)
+    # Built on the meta device: every tensor is about to be replaced (load_into is strict),
+    # and building B-16x4 with its random init took 0.32-0.48 s of a one-file classify.
+    with torch.device("meta"):
+        model = model_from_config(fitted)
     load_into(model, checkpoint, checkpoint.source, cfg.name)
     if checkpoint.labels:
         model.labels = checkpoint.labels
