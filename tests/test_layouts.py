@@ -82,10 +82,10 @@ def test_a_file_of_each_layout_is_identified_by_shape_alone():
 
 
 def test_a_loaded_model_owns_its_tensors_whatever_the_checkpoint_shares():
-    """load_model builds on the meta device and takes the checkpoint's tensors as its own:
-    none is left on meta, values are the file's, and tensors that share memory in the file
-    (tied, views, transposed) come out contiguous and apart, so training one never moves
-    another."""
+    """load_model builds on the meta device and takes copies of the checkpoint's tensors:
+    none is left on meta, values are the file's, and each is contiguous memory of its own
+    (not the file's mapping; tied keys, views and transposed ones apart), so training one
+    never moves another."""
     from mvit_cli.checkpoints import Checkpoint
     from mvit_cli.checkpoints.layouts import NATIVE
 
@@ -102,6 +102,7 @@ def test_a_loaded_model_owns_its_tensors_whatever_the_checkpoint_shares():
     assert all(torch.equal(loaded[k], expected[k]) and loaded[k].is_contiguous() for k in state)
     pointers = [t.untyped_storage().data_ptr() for t in loaded.values()]
     assert len(set(pointers)) == len(pointers)
+    assert not set(pointers) & {t.untyped_storage().data_ptr() for t in state.values()}
     with torch.no_grad():
         model.blocks[0].norm1.weight.add_(1.0)
     assert torch.equal(model.blocks[0].norm2.weight, expected["blocks.0.norm2.weight"])

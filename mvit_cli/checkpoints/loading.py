@@ -169,28 +169,18 @@ def _misfit(report: FitReport, checkpoint: Checkpoint, source: str, arch_name: s
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
     """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error.
 
-    A model on the meta device (built without memory or random init) takes the tensors
-    themselves, each contiguous and in memory of its own, whatever layout or sharing the
-    checkpoint's tensors had."""
+    A model on the meta device (built without memory or random init) takes copies as its
+    tensors: contiguous memory of its own, never the checkpoint's, which maps the file
+    itself (safetensors, torch.load's mmap: a change to the file could show through) and
+    may be shared between keys."""
     expected = model.state_dict()
     report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
         raise _misfit(report, checkpoint, source, arch_name)
-    seen: set[int] = set()
-    model.load_state_dict({k: _own_tensor(v, expected[k].dtype, seen)
+    model.load_state_dict({k: v.to(expected[k].dtype, memory_format=torch.contiguous_format,
+                                   copy=True)
                            for k, v in report.state.items()},
                           strict=True, assign=any(t.is_meta for t in expected.values()))
-
-
-def _own_tensor(tensor: torch.Tensor, dtype: torch.dtype, seen: set[int]) -> torch.Tensor:
-    """`tensor` in `dtype`, contiguous and alone in its memory: as it is where it already
-    is (safetensors' tensors are), else a copy (a view, or memory another key shares)."""
-    out = tensor.to(dtype).contiguous()
-    storage = out.untyped_storage()
-    if out is tensor and (storage.data_ptr() in seen or storage.nbytes() != out.nbytes):
-        out = out.clone()
-    seen.add(out.untyped_storage().data_ptr())
-    return out
 
 
 @lru_cache(maxsize=64)
