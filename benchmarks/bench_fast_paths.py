@@ -3,7 +3,7 @@ the model with one of them off, and against the reference path (all off), measur
 alternately in one process on the same weights and input.
 
     python benchmarks/bench_fast_paths.py --models B-16x4,v2-S-16x4 --repeat 5
-    python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's and bf16_linear's too
+    python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's and packed_linear's too
     python benchmarks/bench_fast_paths.py --against /tmp/old/mvit_old   # another mvit copy
 
 `--against` times this code against another copy of the package (for example the commit
@@ -26,7 +26,7 @@ from machine import cpu_model
 
 import mvit_cli
 from mvit_cli.models.fast import attention as fast_attention
-from mvit_cli.models.fast import bf16_attention, bf16_linear, chunks, class_token, clip_batches
+from mvit_cli.models.fast import bf16_attention, packed_linear, chunks, class_token, clip_batches
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere
 from mvit_cli.models.positions import relative_position_bias
 from mvit_cli.models.precision import cast_for_inference
@@ -58,7 +58,7 @@ WITHOUT = {
                                      model.classify_features(class_token.forward_features(model, x))),
     # Taken only in bf16 on a CPU with bf16 in hardware (`--precision bf16`); a no-op elsewhere.
     "bf16_attention": lambda: _swapped(bf16_attention, "takes_gemm_path", lambda q: False),
-    "bf16_linear": lambda: _swapped(bf16_linear, "takes_packed_path", lambda x: False),
+    "packed_linear": lambda: _swapped(packed_linear, "takes_packed_path", lambda x, weight: False),
 }
 
 

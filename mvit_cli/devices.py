@@ -69,6 +69,29 @@ def native_bf16_cpu() -> bool:
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
+def onednn_fp32_faster() -> bool:
+    """Whether oneDNN's fp32 GEMMs beat MKL's (torch's default for fp32 linears) here: on
+    AMD CPUs with AVX-512, where MKL takes a slower code path than on Intel's (a Zen 5:
+    oneDNN 2.1-2.5x at B-16x4's shapes, benchmarks/RESULTS.md). Not measured elsewhere, so
+    elsewhere no."""
+    import torch
+
+    return (_cpu_vendor() == "AuthenticAMD"
+            and torch.backends.cpu.get_cpu_capability().startswith("AVX512"))
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
 def bf16_passes(record: dict | None) -> bool:
     """Whether a weights' measured bf16 accuracy (their registry entry's `bf16`) clears
     BF16_AGREEMENT and BF16_SCORE_CHANGE."""

@@ -256,11 +256,11 @@ needs_onednn_bf16 = pytest.mark.skipif(
 
 
 @needs_onednn_bf16
-def test_bf16_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(monkeypatch):
-    """bf16_linear: oneDNN GEMMs on packed weights, GELU or a residual add fused. Held to
+def test_packed_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(monkeypatch):
+    """packed_linear: oneDNN GEMMs on packed weights, GELU or a residual add fused. Held to
     fp32 within bf16 rounding, for whole layers and for row slices (the Q|K|V split), and
     packed anew when the weights change."""
-    from mvit_cli.models.fast import bf16_attention, bf16_linear
+    from mvit_cli.models.fast import bf16_attention, packed_linear
 
     monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
     torch.manual_seed(0)
@@ -275,44 +275,82 @@ def test_bf16_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(monk
         assert (got.float() - want).abs().max() <= 0.01 * want.abs().max()
 
     with torch.inference_mode():
-        close(bf16_linear.linear(layer, x), expected())
-        assert layer.weight in bf16_linear._PACKED  # the packed path was taken
-        close(bf16_linear.linear(layer, x, gelu=True), F.gelu(expected()))
-        close(bf16_linear.linear(layer, x, add=add), expected() + add.float())
-        close(bf16_linear.linear(layer, x, slice(96, 288)), expected(slice(96, 288)))
-        close(bf16_linear.linear(layer, x, slice(0, 96)), expected(slice(0, 96)))
+        close(packed_linear.linear(layer, x), expected())
+        assert layer.weight in packed_linear._PACKED  # the packed path was taken
+        close(packed_linear.linear(layer, x, gelu=True), F.gelu(expected()))
+        close(packed_linear.linear(layer, x, add=add), expected() + add.float())
+        close(packed_linear.linear(layer, x, slice(96, 288)), expected(slice(96, 288)))
+        close(packed_linear.linear(layer, x, slice(0, 96)), expected(slice(0, 96)))
         other = torch.nn.Linear(96, 288).bfloat16()
         layer.load_state_dict(other.state_dict())  # in place: the version changes
-        close(bf16_linear.linear(layer, x, slice(96, 288)), expected(slice(96, 288)))
+        close(packed_linear.linear(layer, x, slice(96, 288)), expected(slice(96, 288)))
     layer = torch.nn.Linear(96, 288).bfloat16()
     with torch.inference_mode():
-        bf16_linear.linear(layer, x)
+        packed_linear.linear(layer, x)
     layer.weight.data = -2 * layer.weight.data  # new storage, the same version (0)
     with torch.inference_mode():
-        close(bf16_linear.linear(layer, x), expected())
+        close(packed_linear.linear(layer, x), expected())
         made_here = torch.nn.Linear(96, 288).bfloat16()  # inference tensors: no version
         layer = made_here
-        close(bf16_linear.linear(layer, x, slice(96, 288), add=add[..., 96:]),
+        close(packed_linear.linear(layer, x, slice(96, 288), add=add[..., 96:]),
               expected(slice(96, 288)) + add[..., 96:].float())
-        assert made_here.weight not in bf16_linear._PACKED
+        assert made_here.weight not in packed_linear._PACKED
 
-    # Not taken in fp32, with gradients, or where bf16 is emulated.
+    # Not taken in fp32 where MKL stays, with gradients, or where bf16 is emulated.
     fresh, fresh32 = torch.nn.Linear(96, 288).bfloat16(), torch.nn.Linear(96, 288)
+    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
     with torch.inference_mode():
-        bf16_linear.linear(fresh32, x.float())
-    bf16_linear.linear(fresh, torch.randn(2, 300, 96).bfloat16().requires_grad_())
+        packed_linear.linear(fresh32, x.float())
+    packed_linear.linear(fresh, torch.randn(2, 300, 96).bfloat16().requires_grad_())
     monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: False)
     with torch.inference_mode():
-        bf16_linear.linear(fresh, x)
-    assert fresh.weight not in bf16_linear._PACKED and fresh32.weight not in bf16_linear._PACKED
+        packed_linear.linear(fresh, x)
+    assert fresh.weight not in packed_linear._PACKED and fresh32.weight not in packed_linear._PACKED
+
+
+def test_fp32_linears_through_onednn_are_fp32_exact(monkeypatch):
+    """packed_linear in fp32 (AMD CPUs with AVX-512, forced here on any CPU): the GEMMs,
+    the fused GELU and add, and row slices within fp32 rounding of F.linear (the order of
+    the sums is all that changes); a whole model's logits within 1e-5 of MKL's; not taken
+    with gradients or where MKL stays."""
+    from mvit_cli.models.fast import packed_linear
+
+    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: True)
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(96, 288)
+    x, add = torch.randn(2, 300, 96), torch.randn(2, 300, 288)
+
+    def close(got, want):
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+    with torch.inference_mode():
+        close(packed_linear.linear(layer, x), F.linear(x, layer.weight, layer.bias))
+        assert layer.weight in packed_linear._PACKED  # the packed path was taken
+        close(packed_linear.linear(layer, x, gelu=True), F.gelu(layer(x)))
+        close(packed_linear.linear(layer, x, add=add), layer(x) + add)
+        close(packed_linear.linear(layer, x, slice(96, 288)),
+              F.linear(x, layer.weight[96:], layer.bias[96:]))
+    fresh = torch.nn.Linear(96, 288)
+    packed_linear.linear(fresh, x.requires_grad_())
+    assert fresh.weight not in packed_linear._PACKED
+
+    model, clip = _model(SMALL_B16X4), _clip(SMALL_B16X4)
+    with torch.inference_mode():
+        onednn = model(clip)
+        assert model.blocks[0].mlp.fc1.weight in packed_linear._PACKED
+        monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+        mkl = model(clip)
+    assert (onednn - mkl).abs().max() <= 1e-5 * mkl.abs().max()
+    assert (onednn - mkl).abs().max() > 0  # oneDNN's sums did run
 
 
 @needs_onednn_bf16
 @pytest.mark.parametrize("cfg", [SMALL_B16X4, CONFIGS[-2]], ids=lambda c: c.name)
 def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, cfg):
-    """The whole bf16 forward with bf16_linear's fused GEMMs, against the same bf16 model
+    """The whole bf16 forward with packed_linear's fused GEMMs, against the same bf16 model
     with plain layers, both against fp32: no further from fp32 than bf16 itself."""
-    from mvit_cli.models.fast import bf16_attention, bf16_linear
+    from mvit_cli.models.fast import bf16_attention, packed_linear
     from mvit_cli.models.precision import cast_for_inference
 
     monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
@@ -322,8 +360,8 @@ def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, cfg):
     cast_for_inference(model)  # as a Pipeline does: outside inference mode
     with torch.inference_mode():
         packed = model(clip.bfloat16()).float()
-        assert model.blocks[0].mlp.fc1.weight in bf16_linear._PACKED
-        monkeypatch.setattr(bf16_linear, "takes_packed_path", lambda x, weight: False)
+        assert model.blocks[0].mlp.fc1.weight in packed_linear._PACKED
+        monkeypatch.setattr(packed_linear, "takes_packed_path", lambda x, weight: False)
         plain = model(clip.bfloat16()).float()
     plain_error = (plain - fp32).abs().max()
     assert (packed - fp32).abs().max() <= 2 * plain_error + 1e-3, plain_error

@@ -272,3 +272,17 @@ def test_importing_the_package_imports_no_torch():
                          check=True).stdout.split()
     assert out == ["False", mvit_cli.__version__]
 
+
+
+@pytest.mark.parametrize("vendor,capability,expected", [
+    ("AuthenticAMD", "AVX512", True), ("AuthenticAMD", "AVX2", False),
+    ("GenuineIntel", "AVX512", False), ("", "AVX512", False)])
+def test_fp32_linears_go_through_onednn_only_on_amd_with_avx512(monkeypatch, vendor,
+                                                                  capability, expected):
+    """Where MKL's fp32 GEMMs were measured at half oneDNN's rate (a Zen 5); elsewhere
+    torch's default stays."""
+    from mvit_cli import devices
+
+    monkeypatch.setattr(devices, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert devices.onednn_fp32_faster() is expected

@@ -18,13 +18,17 @@ benchmarks/RESULTS.md.
 - graph_pooling: in exported graphs, the skip's max pool works on the token layout, so the
   graph needs no transposes around it (OpenVINO: 2-3% of B-16x4).
 
-Two paths here are not exact, and are taken only in bf16 CPU inference on a CPU with bf16
-in hardware, whose rounding they share:
+- packed_linear: linear layers through oneDNN with the weights packed once, fc1's GELU and
+  the MLP's residual add fused into the GEMMs. In fp32, on AMD CPUs with AVX-512, where
+  MKL's GEMMs (torch's default) run at half oneDNN's rate: 1.61x for B-16x4 on a Zen 5,
+  only the order of the sums changes. In bf16 see below.
+
+Two paths are not exact, and are taken only in bf16 CPU inference on a CPU with bf16 in
+hardware, whose rounding they share:
 - bf16_attention: the attention as two bf16 GEMMs around a softmax instead of torch's fused
   kernel (1.37x faster for B-16x4 on a Zen 5; its scores are rounded to bf16, as the fused
   kernel's are not).
-- bf16_linear: linear layers through oneDNN with the weights packed once, fc1's GELU and
-  the MLP's residual add fused into the GEMMs (1.08-1.21x; one bf16 rounding fewer).
+- packed_linear in bf16 (1.08-1.21x; one bf16 rounding fewer).
 """
 
 

@@ -1,7 +1,7 @@
 """Pooling attention with the fast paths: K/V at read positions (kv_windows), relative
 positions in the dot product (relative_dot) and the class token's row alone (class_token),
 all exact; and in bf16 CPU inference only, the attention as GEMMs (bf16_attention) and
-packed projections (bf16_linear). The reference is `PoolingAttention.forward` in
+packed projections (packed_linear). The reference is `PoolingAttention.forward` in
 models/attention.py."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import Tensor
 from ..pooling import Grid, pool_heads
 from ..positions import relative_position_terms
 from .bf16_attention import attend
-from .bf16_linear import linear
+from .packed_linear import linear
 from .class_token import class_token_query
 from .kv_windows import keys_values, project
 from .relative_dot import attention_with_relative_positions

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .bf16_linear import after_attention
+from .packed_linear import after_attention
 
 if TYPE_CHECKING:
     from ..block import MultiscaleBlock
@@ -26,7 +26,7 @@ CPU_TOKEN_CHUNK = 4096
 
 def in_chunks(blk: MultiscaleBlock, skip: Tensor, attended: Tensor) -> Tensor:
     """`blk.after_attention(skip, attended)`, chunk by chunk where that pays (its fused
-    form in bf16 CPU inference: bf16_linear)."""
+    form in bf16 CPU inference: packed_linear)."""
     length = skip.shape[1]
     if (skip.device.type != "cpu" or blk.training or torch.is_grad_enabled()
             or length <= CPU_TOKEN_CHUNK or torch.compiler.is_exporting()):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..pooling import Grid, pool_heads, pool_tokens
-from .bf16_linear import linear
+from .packed_linear import linear
 
 if TYPE_CHECKING:
     from ..attention import PoolingAttention

@@ -1,20 +1,25 @@
-"""Linear layers in bf16 CPU inference through oneDNN: weights packed once, and the MLP's
-GELU and residual add done on the GEMM's output before it is written.
+"""Linear layers in CPU inference through oneDNN: weights packed once, and the MLP's GELU
+and residual add done on the GEMM's output before it is written.
 
-Why: `F.linear` hands oneDNN a plain weight on every call (packed once instead, a single
-1569x384x1536 GEMM went from 598 to 787 GFLOP/s), and the GELU and the add that follow
-each read and write the whole activation once more. Packed once
+Why, in bf16: `F.linear` hands oneDNN a plain weight on every call (packed once instead, a
+single 1569x384x1536 GEMM went from 598 to 787 GFLOP/s), and the GELU and the add that
+follow each read and write the whole activation once more. Packed once
 (`mkldnn._reorder_linear_weight`, as inductor's freezing does), the GEMMs alone ran
 B-16x4's bf16 forward 1.07x faster on a Zen 5 with avx512_bf16; with the GELU and the
 residual add fused as oneDNN post-ops, 1.09-1.11x in that prototype and 1.21x in
 bench_fast_paths (v2-S-16x4: 1.08x; benchmarks/RESULTS.md, "Packed bf16 linears").
 
-What it changes: the fused GELU and add work on the GEMM's fp32 result and round once to
-bf16, where the unfused ops round the GEMM's output first; the logits move within bf16's
-rounding. The packed copy of a weight is cached beside it and made again when the weight
-changes (its storage or version: `.to()`, `load_state_dict`). Taken only where the bf16
-attention's GEMMs are (bf16 inference on a CPU with bf16 in hardware) and torch's oneDNN
-runs bf16; elsewhere the layers run as they are.
+Why, in fp32: there `F.linear` runs MKL's GEMM, which on AMD CPUs takes a slower code path
+than on Intel's. On a Zen 5 (AVX-512) it reached 115-160 GFLOP/s at B-16x4's shapes against
+oneDNN's 270-360, and the whole fp32 forward ran 1.61x faster through oneDNN
+(benchmarks/RESULTS.md, "fp32 through oneDNN"). Taken where that was measured: AMD CPUs
+with AVX-512 (devices.onednn_fp32_faster); elsewhere MKL stays.
+
+What it changes: in bf16, the fused GELU and add work on the GEMM's fp32 result and round
+once to bf16, where the unfused ops round the GEMM's output first; the logits move within
+bf16's rounding. In fp32, only the order of the sums: logits within 2e-6 of fp64 either way.
+The packed copy of a weight is cached beside it and made again when the weight changes (its
+storage or version: `.to()`, `load_state_dict`).
 """
 
 from __future__ import annotations
@@ -38,19 +43,35 @@ _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # by identity: tensors' ==
 
 
 def takes_packed_path(x: Tensor, weight: Tensor) -> bool:
-    """bf16 activations and weights both: under autocast a bf16 input meets an fp32 weight,
-    which oneDNN refuses (F.linear casts it). Not under torch.compile (asked first, so that
-    Dynamo never traces the rest): inductor cannot lower an opaque packed weight, and with
-    frozen weights it packs and fuses itself."""
-    return (not torch.compiler.is_compiling() and weight.dtype == x.dtype
-            and takes_gemm_path(x) and _onednn_bf16())
+    """CPU inference with activations and weights in one dtype (under autocast a bf16 input
+    meets an fp32 weight, which oneDNN refuses; F.linear casts it): bf16 where the bf16
+    attention's GEMMs are taken and torch's oneDNN runs bf16, fp32 where oneDNN's GEMMs
+    beat MKL's. Not under torch.compile (asked first, so that Dynamo never traces the
+    rest): inductor cannot lower an opaque packed weight, and with frozen weights it packs
+    and fuses itself."""
+    if torch.compiler.is_compiling() or weight.dtype != x.dtype:
+        return False
+    if x.dtype == torch.bfloat16:
+        return takes_gemm_path(x) and _onednn_bf16()
+    return (x.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.is_grad_enabled() and _onednn_fp32_faster())
 
 
 @cache  # asked at every linear call of a forward: the answer never changes in a process
 def _onednn_bf16() -> bool:
+    return _packing_ops() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@cache
+def _onednn_fp32_faster() -> bool:
+    from ...devices import onednn_fp32_faster
+
+    return _packing_ops() and onednn_fp32_faster()
+
+
+def _packing_ops() -> bool:
     ops = torch.ops.mkldnn
-    return (hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")
-            and bool(ops._is_mkldnn_bf16_supported()))
+    return hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")
 
 
 def linear(layer: nn.Linear, x: Tensor, rows: slice | None = None, *, gelu: bool = False,
