@@ -424,3 +424,32 @@ def test_an_fp32_model_under_bf16_autocast_runs_with_the_fast_paths(monkeypatch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mixed = model(clip).float()
     assert (mixed - fp32).abs().max() <= 0.05 * fp32.abs().max()
+
+
+@pytest.mark.parametrize("heads,queries,value_dim,scale", [
+    (1, 2 * 1024 + 5, 96, None), (4, 37, 96, None), (2, 300, 40, 1.0)])
+def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, heads, queries, value_dim,
+                                                     scale):
+    """fp32_attention (AMD CPUs with AVX-512, forced here on any CPU): q.k and p.v as oneDNN
+    GEMMs, head by head and chunk by chunk, within fp32 rounding of the fused kernel, for a
+    batch of two, several chunks, a given scale and values narrower than the keys (as
+    relative_dot passes them); not taken with gradients or where MKL stays."""
+    from mvit_cli.models.fast import bf16_attention, fp32_attention, packed_linear
+
+    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: True)
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, heads, n, 96) for n in (queries, 393))
+    v = torch.randn(2, heads, 393, value_dim)
+    expected = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    calls, original = [], fp32_attention.attend
+    monkeypatch.setattr(fp32_attention, "attend", lambda *a: calls.append(1) or original(*a))
+    with torch.inference_mode():
+        got = bf16_attention.attend(q, k, v, scale=scale)
+    assert calls and got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    calls.clear()
+    bf16_attention.attend(q.clone().requires_grad_(), k, v, scale=scale)
+    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+    with torch.inference_mode():
+        bf16_attention.attend(q, k, v, scale=scale)
+    assert not calls

@@ -49,8 +49,13 @@ _NATIVE_BF16: bool | None = None
 
 def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
     """softmax(q.k * scale) v for (B, heads, L, d) tensors, as F.scaled_dot_product_attention
-    computes it (scale defaults to 1/sqrt(d)), through the GEMM path where it pays."""
+    computes it (scale defaults to 1/sqrt(d)), through the GEMM path where it pays: in
+    bf16 here, in fp32 through oneDNN (fp32_attention)."""
     if not takes_gemm_path(q):
+        from .fp32_attention import attend as attend_fp32, takes_onednn_path
+
+        if takes_onednn_path(q, k):
+            return attend_fp32(q, k, v, q.shape[-1] ** -0.5 if scale is None else scale)
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     keys = (k if scale == 1.0 else k * scale).transpose(-2, -1)  # the few keys, not the queries
