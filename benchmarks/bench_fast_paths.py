@@ -26,7 +26,8 @@ from machine import cpu_model
 
 import mvit_cli
 from mvit_cli.models.fast import attention as fast_attention
-from mvit_cli.models.fast import bf16_attention, packed_linear, chunks, class_token, clip_batches
+from mvit_cli.models.fast import (bf16_attention, chunks, class_token, clip_batches,
+                                  fp32_attention, packed_linear)
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere
 from mvit_cli.models.positions import relative_position_bias
 from mvit_cli.models.precision import cast_for_inference
@@ -58,7 +59,9 @@ WITHOUT = {
                                      model.classify_features(class_token.forward_features(model, x))),
     # Taken only in bf16 on a CPU with bf16 in hardware (`--precision bf16`); a no-op elsewhere.
     "bf16_attention": lambda: _swapped(bf16_attention, "takes_gemm_path", lambda q: False),
+    # In fp32 taken only where oneDNN's GEMMs beat MKL's (AMD with AVX-512); bf16 as above.
     "packed_linear": lambda: _swapped(packed_linear, "takes_packed_path", lambda x, weight: False),
+    "fp32_attention": lambda: _swapped(fp32_attention, "takes_onednn_path", lambda q, k: False),
 }
 
 
