@@ -1,8 +1,8 @@
 """Pooling attention with the fast paths: K/V at read positions (kv_windows), relative
 positions in the dot product (relative_dot) and the class token's row alone (class_token),
-all exact; and in bf16 CPU inference only, the attention as GEMMs (bf16_attention) and
-packed projections (packed_linear). The reference is `PoolingAttention.forward` in
-models/attention.py."""
+all exact; packed projections (packed_linear) and the attention as GEMMs (bf16_attention,
+fp32_attention) in CPU inference where those pay. The reference is
+`PoolingAttention.forward` in models/attention.py."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ CPU_TOKEN_CHUNK = 4096
 
 def in_chunks(blk: MultiscaleBlock, skip: Tensor, attended: Tensor) -> Tensor:
     """`blk.after_attention(skip, attended)`, chunk by chunk where that pays (its fused
-    form in bf16 CPU inference: packed_linear)."""
+    form where packed_linear is taken)."""
     length = skip.shape[1]
     if (skip.device.type != "cpu" or blk.training or torch.is_grad_enabled()
             or length <= CPU_TOKEN_CHUNK or torch.compiler.is_exporting()):
