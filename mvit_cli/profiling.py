@@ -117,7 +117,9 @@ class _LiveBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for tensor in _tensors(out):
-            if id(tensor) in self._tracked:
+            # oneDNN's packed copies of weights (packed_linear) have no storage to read,
+            # and are weights made once, not activations.
+            if tensor.is_mkldnn or id(tensor) in self._tracked:
                 continue
             storage = tensor.untyped_storage()
             key, size = storage.data_ptr(), storage.nbytes()
