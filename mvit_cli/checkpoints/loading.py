@@ -177,10 +177,12 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: 
     report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
         raise _misfit(report, checkpoint, source, arch_name)
+    # A model with memory of its own copies into it; only a meta one takes the copies.
+    assign = any(t.is_meta for t in expected.values())
     model.load_state_dict({k: v.to(expected[k].dtype, memory_format=torch.contiguous_format,
-                                   copy=True)
+                                   copy=assign)
                            for k, v in report.state.items()},
-                          strict=True, assign=any(t.is_meta for t in expected.values()))
+                          strict=True, assign=assign)
 
 
 @lru_cache(maxsize=64)
