@@ -193,6 +193,33 @@ def test_taking_turns_decodes_only_the_files_asked_for(tmp_path):
     assert all(r.views is not None and not r.error for r in first + rest)
 
 
+_EARLY_SERVER = """
+import sys
+from multiprocessing import forkserver
+from mvit_cli.classify.decoder_server import start_early
+start_early()
+server = forkserver._forkserver._forkserver_pid
+assert server is not None and "torch" not in sys.modules, "the server waits for torch"
+from mvit_cli import get_config
+from mvit_cli.classify.workers import DecodePool
+from mvit_cli.media.protocol import protocol_for
+with DecodePool(1, protocol_for(get_config("B-16x4"), None, 1, 1), timeout=60) as pool:
+    worker = pool.workers[0].process.pid
+    with open(f"/proc/{worker}/stat") as stat:
+        print(int(stat.read().rsplit(")", 1)[1].split()[1]) == server)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_decoders_server_starts_before_torch_and_their_workers_fork_from_it():
+    """Commands that decode start the fork server first thing (its imports then overlap
+    the command's own); the pool made later forks from that same server."""
+    done = subprocess.run([sys.executable, "-c", _EARLY_SERVER], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+
+
 def test_without_turns_workers_decode_ahead_unasked(tmp_path):
     tasks = [Task(i, str(write_video(tmp_path / f"v{i}.mp4", frames=12)), "video")
              for i in range(4)]

@@ -9,7 +9,6 @@ then breaks only that worker's pipe.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import threading
@@ -29,6 +28,7 @@ from ..media.sequential import probe, window_views
 from ..media.sources import is_uri, local_copy
 from ..media.transform import make_views
 from ..media.windows import Windowing
+from .decoder_server import worker_context
 
 
 @dataclass
@@ -147,14 +147,7 @@ class DecodePool:
         self.protocol, self.timeout, self.poll, self.quiet = protocol, timeout, poll, quiet
         self.prefetch = max(1, prefetch)
         self.take_turns = take_turns
-        # Workers fork from a server that imported torch and decord once (~1.2 s of CPU
-        # each with spawn); forking this process itself is unsafe once torch's threads run.
-        # (Spawn where there is no forkserver, e.g. on Windows.)
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            self.ctx = multiprocessing.get_context("forkserver")
-            self.ctx.set_forkserver_preload(["mvit_cli.classify.workers", "torch", "decord"])
-        else:
-            self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = worker_context()  # forked from a server: see decoder_server
         self.workers = [_Worker(self.ctx, protocol, quiet) for _ in range(workers)]
         self._stop = threading.Event()
         self._wake = threading.Event()  # a request came, or stop

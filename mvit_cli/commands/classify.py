@@ -93,6 +93,10 @@ def classify_command(
              "model actor per GPU; auto: split where the cluster has GPUs.")] = "auto",
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
+    if engine == "local" and workers != 0 and (paths or manifest is not None):
+        from ..classify.decoder_server import start_early
+
+        start_early()  # the decoders' imports beside this process's own, on another core
     from ..api import load
     from ..classify.output import check_output_path, lock_output, make_stamp, open_output
     from ..media.discover import find_inputs

@@ -86,6 +86,10 @@ def timeline_command(
     address: AddressOption = None,
 ) -> None:
     """Label long videos over time: sliding windows, merged segments, subtitles, a picture."""
+    if engine == "local" and workers != 0:
+        from ..classify.decoder_server import start_early
+
+        start_early()  # the decoders' imports beside this process's own, on another core
     from ..api import load
     from ..classify.output import make_stamp
     from ..features import FeatureWriter, check_features_path
