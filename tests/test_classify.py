@@ -193,6 +193,22 @@ def test_taking_turns_decodes_only_the_files_asked_for(tmp_path):
     assert all(r.views is not None and not r.error for r in first + rest)
 
 
+def test_a_pool_kept_across_runs_takes_turns_in_each(tmp_path):
+    """What one run was granted must not let the next decode unasked beside the model."""
+    tasks = [Task(i, str(write_video(tmp_path / f"v{i}.mp4", frames=12)), "video")
+             for i in range(4)]
+    with DecodePool(1, tiny_protocol(), timeout=60, take_turns=True) as pool:
+        results = pool.run(tasks[:2])
+        pool.request(2)
+        assert len(_next_results(results, 2, within=60)) == 2
+        results.close()
+        results = pool.run(tasks[2:])
+        assert _next_results(results, 1, within=1.5) == []
+        pool.request(1)
+        assert [r.index for r in _next_results(results, 1, within=60)] == [2]
+        results.close()
+
+
 _EARLY_SERVER = """
 import sys
 from multiprocessing import forkserver

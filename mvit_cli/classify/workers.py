@@ -166,6 +166,13 @@ class DecodePool:
         self._wake.set()
 
     def run(self, tasks: list[Task]) -> Iterator[Prepared | None]:
+        # Each run counts its own requests, from now (a request may come before the first
+        # result is asked for): a pool kept across runs must not carry a grant over and
+        # decode unasked beside the model (take_turns).
+        self._granted = self._delivered = 0
+        return self._results(tasks)
+
+    def _results(self, tasks: list[Task]) -> Iterator[Prepared | None]:
         results: queue.Queue = queue.Queue(maxsize=self.prefetch)
         self._thread = threading.Thread(target=self._dispatch, args=(tasks, results),
                                         name="mvit-decode-dispatch", daemon=True)
