@@ -66,6 +66,17 @@ def test_frames_reach_the_model_in_order(tmp_path):
     assert numbers_in(pixels.numpy()) == expected_indices([i / 30 for i in range(60)], protocol)
 
 
+def test_overlapping_clips_keep_each_clips_frames(tmp_path):
+    """Three clips over 15 frames interleave without sharing a frame (0,3,6,9 / 1,4,7,10 /
+    2,5,8,11): the decoder reads them in file order, and each clip gets its own back."""
+    video = write_video(tmp_path / "overlap.mp4", frames=15, fps=30)
+    protocol = tiny_protocol(clips=3, rate=3)
+    prepared = prepare(Task(0, str(video), "video"), protocol)
+    wanted = expected_indices([i / 30 for i in range(15)], protocol)
+    assert len(set(wanted)) == len(wanted) and wanted != sorted(wanted)
+    assert numbers_in(prepared.views) == wanted
+
+
 def test_variable_frame_rate_samples_by_time(tmp_path):
     stamps = [0, 100, 200, 300, 400, 425, 450, 475, 500, 525, 550, 575]
     video = write_video(tmp_path / "vfr.mp4", frames=len(stamps), pts_ms=stamps)
@@ -81,6 +92,17 @@ def test_videos_shorter_than_a_clip_repeat_frames(tmp_path, frames):
     prepared = prepare(Task(0, str(video), "video"), tiny_protocol(rate=8))
     got = numbers_in(prepared.views)
     assert len(got) == 4 and got == sorted(got) and got[-1] == frames - 1
+
+
+def test_normalising_in_place_gives_standardise_exactly():
+    from mvit_cli.media.transform import normalise, standardise
+
+    protocol = tiny_protocol()
+    views = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    expected = standardise(views.permute(0, 4, 1, 2, 3).float() / 255.0, protocol.mean,
+                           protocol.std)
+    assert torch.equal(normalise(views, protocol, video=True), expected)
+    assert torch.equal(normalise(views[:, :1], protocol, video=False), expected[:, :, 0])
 
 
 def test_three_crops_span_the_long_side(tmp_path):

@@ -60,15 +60,19 @@ def make_views(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
 
 
 def standardise(x: torch.Tensor, mean: tuple[float, float, float],
-                std: tuple[float, float, float]) -> torch.Tensor:
+                std: tuple[float, float, float], in_place: bool = False) -> torch.Tensor:
     """Floats in [0, 1], channels on axis 1 -> (x - mean) / std per channel: the one
-    normalisation that classification and training share."""
+    normalisation that classification and training share. `in_place` overwrites `x` (the
+    same numbers, without two clip-sized temporaries)."""
     shape = (1, 3) + (1,) * (x.ndim - 2)
-    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+    mean_, std_ = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+    if in_place:
+        return x.sub_(mean_).div_(std_)
+    return (x - mean_) / std_
 
 
 def normalise(views: torch.Tensor, protocol: Protocol, video: bool) -> torch.Tensor:
     """(V, T, c, c, 3) uint8 -> float model input (V, 3, T, c, c), or (V, 3, c, c) for images."""
-    x = standardise(views.permute(0, 4, 1, 2, 3).float().div_(255.0), protocol.mean,
-                    protocol.std)
+    x = views.permute(0, 4, 1, 2, 3).to(torch.float32, copy=True).div_(255.0)
+    x = standardise(x, protocol.mean, protocol.std, in_place=True)
     return x if video else x[:, :, 0]
