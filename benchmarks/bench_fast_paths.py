@@ -57,6 +57,9 @@ WITHOUT = {
     "chunks": lambda: _swapped(chunks, "CPU_TOKEN_CHUNK", 10**9),
     "clip_batches": lambda: _swapped(clip_batches, "forward", lambda model, x:
                                      model.classify_features(class_token.forward_features(model, x))),
+    # Batches of 2 or more clips on 2 or more threads (--batch 8); a no-op at batch 1.
+    "clip_lanes": lambda: _swapped(clip_batches, "map_clips",
+                                   lambda run, clips, lanes=True: [run(c) for c in clips]),
     # Taken only in bf16 on a CPU with bf16 in hardware (`--precision bf16`); a no-op elsewhere.
     "bf16_attention": lambda: _swapped(bf16_attention, "takes_gemm_path", lambda q: False),
     # In fp32 taken only where oneDNN's GEMMs beat MKL's (AMD with AVX-512); bf16 as above.

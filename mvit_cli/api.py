@@ -34,6 +34,7 @@ from .media.protocol import Protocol, check_recorded, protocol_for
 from .media.transform import normalise
 from .media.windows import Windowing, windowing_for
 from .models.config import MViTConfig
+from .models.fast.clip_batches import map_clips
 from .resolve import LabelsArgument, Provenance, given_labels, resolve
 
 if TYPE_CHECKING:
@@ -220,19 +221,25 @@ class Pipeline:
             views = views.pin_memory().to(self.device, non_blocking=True)
         else:
             views = views.to(self.device)
-        # On the CPU the model runs a batch clip by clip anyway (models/fast/clip_batches),
-        # so clips are also made float one at a time: one clip's input alive (9.6 MB for
-        # B-16x4), not the batch's. A compiled model keeps its one batch shape.
+        # On the CPU the model runs a batch clip by clip anyway, side by side on 2+ threads
+        # (models/fast/clip_batches), so clips are also made float one at a time, each in
+        # its lane: one clip's input alive per lane (9.6 MB for B-16x4), not the batch's.
+        # A compiled model keeps its one batch shape.
         cpu = self.device.type == "cpu" and not self.compiled
         parts = views.split(1) if cpu else [views]
+        run = self.model.forward_features if features else self._forward
+
+        def one_part(part: torch.Tensor) -> torch.Tensor:
+            return run(normalise(part, protocol, self.cfg.is_video).to(self.input_dtype))
+
         with torch.inference_mode(), self._autocast():
-            inputs = (normalise(part, protocol, self.cfg.is_video).to(self.input_dtype)
-                      for part in parts)
+            # OpenVINO runs its own threads, on one inference request: never in lanes.
+            lanes = self.model.fast_paths and self.backend == "torch"
+            outputs = torch.cat(map_clips(one_part, parts, lanes=lanes))
             if features:  # the head's input, then the head (compiled graphs end in logits)
-                pooled = torch.cat([self.model.forward_features(x) for x in inputs])
-                logits, pooled = self.model.classify_features(pooled), pooled.float().cpu()
+                logits, pooled = self.model.classify_features(outputs), outputs.float().cpu()
             else:
-                logits, pooled = torch.cat([self._forward(x) for x in inputs]), None
+                logits, pooled = outputs, None
             return logits.float().softmax(dim=-1).cpu(), pooled
 
     # ---- files ---------------------------------------------------------------------------

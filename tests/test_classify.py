@@ -49,8 +49,10 @@ def numbers_in(views: np.ndarray) -> list[int]:
 
 # ---- sampling and preprocessing --------------------------------------------------------
 
-def test_frames_reach_the_model_in_order(tmp_path):
-    """Capture the model's actual input and read the frame numbers back out of it."""
+def test_frames_reach_the_model_in_order(tmp_path, monkeypatch):
+    """Capture the model's actual input and read the frame numbers back out of it (on one
+    thread: clip lanes would call the hook in whichever order clips finish)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     video = write_video(tmp_path / "numbered.mp4", frames=60, fps=30)
     model = build_model(TINY_V1)
     seen = []

@@ -453,3 +453,58 @@ def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, heads, queries
     with torch.inference_mode():
         bf16_attention.attend(q, k, v, scale=scale)
     assert not calls
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cfg", [SMALL_B16X4, TINY[1]], ids=lambda c: c.name)
+def test_clip_lanes_run_clips_side_by_side_with_the_same_logits(cfg, two_threads, monkeypatch):
+    """On 2 threads, a batch's clips run on two lane threads, one intra-op thread each, and
+    give the clip-by-clip logits bit for bit; the caller keeps its own thread count."""
+    import threading
+
+    from mvit_cli.models.fast import clip_batches
+
+    model, clips = _model(cfg), _clip(cfg, batch=3)
+    where, original = [], clip_batches.forward_features
+
+    def watched(model, clip):
+        where.append((threading.current_thread().name, torch.get_num_threads()))
+        return original(model, clip)
+
+    monkeypatch.setattr(clip_batches, "forward_features", watched)
+    with torch.inference_mode():
+        lanes = model(clips)
+        assert {name.startswith("mvit-lane") for name, _ in where} == {True}
+        assert {threads for _, threads in where} == {1}
+        assert torch.get_num_threads() == 2
+        where.clear()
+        one_by_one = torch.cat(clip_batches.map_clips(model, clips.split(1), lanes=False))
+        assert {name for name, _ in where} == {threading.current_thread().name}
+    assert torch.equal(lanes, one_by_one)
+
+
+def test_clip_lanes_carry_autocast_and_stay_out_of_training(two_threads):
+    """Autocast and inference mode are per thread in torch: a lane must run the clip under
+    the caller's. With gradients on, clips run on the caller's thread (autograd's graph)."""
+    import threading
+
+    from mvit_cli.models.fast.clip_batches import map_clips
+
+    def probe(clip):
+        return torch.tensor([float(torch.is_autocast_enabled("cpu")),
+                             float(torch.is_inference_mode_enabled()),
+                             float(threading.current_thread().name.startswith("mvit-lane"))])
+
+    clips = [torch.zeros(1)] * 2
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert all(p.tolist() == [1.0, 1.0, 1.0] for p in map_clips(probe, clips))
+    with torch.no_grad():
+        assert all(p.tolist() == [0.0, 0.0, 1.0] for p in map_clips(probe, clips))
+    assert all(p.tolist() == [0.0, 0.0, 0.0] for p in map_clips(probe, clips))
