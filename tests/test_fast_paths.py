@@ -508,3 +508,27 @@ def test_clip_lanes_carry_autocast_and_stay_out_of_training(two_threads):
     with torch.no_grad():
         assert all(p.tolist() == [0.0, 0.0, 1.0] for p in map_clips(probe, clips))
     assert all(p.tolist() == [0.0, 0.0, 0.0] for p in map_clips(probe, clips))
+
+
+def test_a_failing_clip_stops_the_lanes_clips_not_yet_started(two_threads):
+    """An error (or Ctrl-C) in one clip reaches the caller, and clips still waiting for a
+    lane are not run after it."""
+    import threading
+    import time
+
+    from mvit_cli.models.fast.clip_batches import map_clips
+
+    ran, lock = [], threading.Lock()
+
+    def run(clip):
+        with lock:
+            ran.append(int(clip))
+        if int(clip) == 0:
+            raise ValueError("clip 0 is broken")
+        time.sleep(0.1)
+        return clip
+
+    with torch.inference_mode(), pytest.raises(ValueError, match="clip 0"):
+        map_clips(run, [torch.tensor(i) for i in range(8)])
+    time.sleep(1.0)  # time enough for all eight, had they been left to run
+    assert len(ran) <= 4

@@ -68,8 +68,13 @@ def map_clips(run: Callable[[Tensor], Tensor], clips: Sequence[Tensor],
               torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast)):
             return run(clip)
 
+    pending = [_executor(count).submit(in_lane, clip) for clip in clips]
     try:
-        return list(_executor(count).map(in_lane, clips))
+        return [future.result() for future in pending]
+    except BaseException:  # an error, or Ctrl-C: clips not yet started never start
+        for future in pending:
+            future.cancel()
+        raise
     finally:
         # A lane's set_num_threads also sets the count torch gives threads it has not met
         # yet; this thread's own count never changed, and is handed on again.
