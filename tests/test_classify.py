@@ -79,6 +79,19 @@ def test_overlapping_clips_keep_each_clips_frames(tmp_path):
     assert numbers_in(prepared.views) == wanted
 
 
+def test_decords_frames_come_over_without_a_copy(tmp_path):
+    from mvit_cli.media.decode import _as_numpy, _decord
+
+    decord = _decord()
+    reader = decord.VideoReader(str(write_video(tmp_path / "v.mp4", frames=8)), num_threads=1)
+    batch = reader.get_batch([1, 3, 5])
+    frames = _as_numpy(batch)
+    assert not frames.flags["OWNDATA"]  # decord's own buffer, through DLPack
+    assert np.array_equal(frames, batch.asnumpy())
+    del batch, reader
+    assert [read_number(frame) for frame in frames] == [1, 3, 5]  # still alive
+
+
 def test_variable_frame_rate_samples_by_time(tmp_path):
     stamps = [0, 100, 200, 300, 400, 425, 450, 475, 500, 525, 550, 575]
     video = write_video(tmp_path / "vfr.mp4", frames=len(stamps), pts_ms=stamps)

@@ -165,7 +165,7 @@ def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
     # A frame that does not decode raises here, and the caller decodes the file packet by
     # packet instead (a reader whose batch failed cannot be trusted for another read).
     distinct = sorted(set(index.tolist()))
-    batch = reader.get_batch(distinct).asnumpy()
+    batch = _as_numpy(reader.get_batch(distinct))
     if batch.ndim != 4 or batch.shape[-1] != 3:
         # Even after decode_size's workaround: refuse rather than classify garbage.
         raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
@@ -176,6 +176,17 @@ def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
         position = {frame: i for i, frame in enumerate(distinct)}
         frames = batch[[position[i] for i in index.tolist()]]
     return Sampled(frames, duration, count, _damage(count, max(claimed, _listed_frames(name))))
+
+
+def _as_numpy(frames) -> np.ndarray:
+    """A decord NDArray as numpy without copying it (asnumpy copies: 44 MB for 16 frames
+    of 720p): through DLPack, the array then owning decord's buffer."""
+    from torch.utils.dlpack import from_dlpack  # torch is loaded already (see _decord)
+
+    try:
+        return from_dlpack(frames.to_dlpack()).numpy()
+    except (AttributeError, RuntimeError, TypeError, BufferError):
+        return frames.asnumpy()
 
 
 def _listed_frames(name: str) -> int:
