@@ -92,6 +92,20 @@ def test_help_and_version_import_no_torch(tmp_path, args):
     assert "<bool>" not in output and "Traceback" not in output
 
 
+@pytest.mark.parametrize("command", ["classify", "timeline"])
+def test_a_path_that_is_not_there_is_said_before_torch_or_decoders_start(tmp_path, command):
+    """A wrong path costs neither torch's import nor the decoders' server (which classify and
+    timeline otherwise start first thing)."""
+    code = ("import sys\nfrom multiprocessing import forkserver\nfrom mvit_cli.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules, 'SERVER', forkserver._forkserver._forkserver_pid)")
+    done = subprocess.run([sys.executable, "-c", code, command, str(tmp_path / "missing.mp4")],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, MVIT_HOME=str(tmp_path)))
+    assert done.stdout.split()[-4:] == ["TORCH", "False", "SERVER", "None"], done.stdout
+    assert "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_help_describes_every_option():
     import click
     import typer.main

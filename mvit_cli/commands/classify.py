@@ -93,11 +93,7 @@ def classify_command(
              "model actor per GPU; auto: split where the cluster has GPUs.")] = "auto",
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
-    if engine == "local" and workers != 0 and (paths or manifest is not None):
-        from ..classify.decoder_server import start_early
-
-        start_early()  # the decoders' imports beside this process's own, on another core
-    from ..api import load
+    # Only what the checks below need: a wrong argument is said before torch is imported.
     from ..classify.output import check_output_path, lock_output, make_stamp, open_output
     from ..media.discover import find_inputs
 
@@ -118,6 +114,11 @@ def classify_command(
         from ..media.sources import manifest_items
 
         inputs.items += manifest_items(manifest)
+    if engine == "local" and workers != 0 and inputs.items:
+        from ..classify.decoder_server import start_early
+
+        start_early()  # the decoders' imports beside this process's own, on another core
+    from ..api import load
     # Held from now: a second run on the same output refuses before loading anything.
     lock = lock_output(output) if output is not None else None
     try:

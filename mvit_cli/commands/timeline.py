@@ -86,21 +86,22 @@ def timeline_command(
     address: AddressOption = None,
 ) -> None:
     """Label long videos over time: sliding windows, merged segments, subtitles, a picture."""
-    if engine == "local" and workers != 0:
-        from ..classify.decoder_server import start_early
-
-        start_early()  # the decoders' imports beside this process's own, on another core
-    from ..api import load
-    from ..classify.output import make_stamp
-    from ..features import FeatureWriter, check_features_path
     from ..media.discover import find_inputs
-    from ..timeline.output import Settings, check_timeline_output, open_timeline_output
 
     check_engine(engine, features)
     inputs = find_inputs(paths)
     if inputs.unmatched:
         argument, reason = inputs.unmatched[0]
         raise UsageError(f"{argument}: {reason}")
+    if engine == "local" and workers != 0 and inputs.items:
+        from ..classify.decoder_server import start_early
+
+        start_early()  # the decoders' imports beside this process's own, on another core
+    from ..api import load
+    from ..classify.output import make_stamp
+    from ..features import FeatureWriter, check_features_path
+    from ..timeline.output import Settings, check_timeline_output, open_timeline_output
+
     videos = [item for item in inputs.items if item.kind != "image"]
     if output is not None:
         check_timeline_output(output, len(videos))
