@@ -19,7 +19,7 @@ from ..errors import MvitError, UsageError
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, console, errors, escape, say, shown,
-                     stop_interrupted)
+                     start_decoders_early, stop_interrupted)
 
 
 def _parse_clips(value: str) -> int | str:
@@ -114,10 +114,7 @@ def classify_command(
         from ..media.sources import manifest_items
 
         inputs.items += manifest_items(manifest)
-    if engine == "local" and workers != 0 and inputs.items:
-        from ..classify.decoder_server import start_early
-
-        start_early()  # the decoders' imports beside this process's own, on another core
+    start_decoders_early(engine, workers, inputs.items)
     from ..api import load
     # Held from now: a second run on the same output refuses before loading anything.
     lock = lock_output(output) if output is not None else None

@@ -121,6 +121,15 @@ def check_engine(engine: str, features: str | None) -> None:
             raise UsageError("--features is not available with --engine ray yet")
 
 
+def start_decoders_early(engine: str, workers: int | None, items: list) -> None:
+    """A local run that will decode in workers: start their server now, before this process
+    imports torch, so that both import at once (classify/decoder_server.py)."""
+    if engine == "local" and workers != 0 and items:
+        from ..classify.decoder_server import start_early
+
+        start_early()
+
+
 def close_all(*closers) -> OSError | None:
     """Close each of `closers` (None skipped), all of them whatever fails; the first OSError
     (a full disk on the last flush), for the caller to report once everything is closed."""

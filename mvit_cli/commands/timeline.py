@@ -17,7 +17,8 @@ import typer
 from ..errors import MvitError, UsageError
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
-                     check_engine, close_all, errors, say, shown, stop_interrupted)
+                     check_engine, close_all, errors, say, shown, start_decoders_early,
+                     stop_interrupted)
 
 
 def _per_video(template: str | None, option: str, videos: int) -> None:
@@ -93,10 +94,7 @@ def timeline_command(
     if inputs.unmatched:
         argument, reason = inputs.unmatched[0]
         raise UsageError(f"{argument}: {reason}")
-    if engine == "local" and workers != 0 and inputs.items:
-        from ..classify.decoder_server import start_early
-
-        start_early()  # the decoders' imports beside this process's own, on another core
+    start_decoders_early(engine, workers, inputs.items)
     from ..api import load
     from ..classify.output import make_stamp
     from ..features import FeatureWriter, check_features_path
