@@ -111,8 +111,8 @@ class OpenVinoForward:
 
     def _clips_side_by_side(self, clips: np.ndarray) -> np.ndarray:
         """The clips of a batch on OpenVINO's streams, one clip per request, in order."""
-        ov = require_openvino()
         if self._side_by_side is None:
+            ov = require_openvino()
             compiled = self._compile("THROUGHPUT")
             jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             self._side_by_side = compiled, ov.AsyncInferQueue(compiled, max(jobs, 1))
