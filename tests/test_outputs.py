@@ -119,7 +119,7 @@ def test_the_output_is_not_created_before_the_model_loads(tmp_path, videos):
 
 
 @pytest.mark.parametrize("content", ["name,age\nann,3\n", '{"not": "ours"}\n',
-                                     "path,label_1\n/x.mp4,dog\n"])
+                                     "path,label_1\n/x.mp4,dog\n", "hello"])
 def test_files_that_are_not_our_outputs_are_never_touched(tmp_path, videos, tiny_weights,
                                                           content):
     for suffix in (".csv", ".jsonl", ".json"):
@@ -129,6 +129,26 @@ def test_files_that_are_not_our_outputs_are_never_touched(tmp_path, videos, tiny
         assert result.exit_code == 2, (suffix, result.output)
         assert "--overwrite" in result.stderr and "Traceback" not in result.output
         assert out.read_text() == content
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_a_file_that_is_not_ours_is_refused_before_the_model_loads(tmp_path, videos, suffix):
+    # The weights do not exist, so only a check made before loading can say the output's
+    # problem: a download or an OpenVINO compile would otherwise come first.
+    out = tmp_path / f"notes{suffix}"
+    out.write_text("hello\n")
+    result = classify(videos, "--weights", tmp_path / "absent.safetensors", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert str(out) in result.stderr and "--overwrite" in result.stderr
+    assert "checkpoint" not in result.stderr
+    assert out.read_text() == "hello\n"
+
+
+def test_another_top_k_is_refused_before_the_model_loads(tmp_path, videos, tiny_weights):
+    out = tmp_path / "labels.jsonl"
+    assert classify(videos / "clip0.mp4", "--weights", tiny_weights, "-o", out).exit_code == 0
+    result = classify(videos, "--weights", tmp_path / "absent.safetensors", "-o", out, "-k", "3")
+    assert result.exit_code == 2 and "top-k 5 (this run: 3)" in result.stderr, result.output
 
 
 def test_a_row_cut_inside_a_quoted_field_is_cut_whole(tmp_path, tiny_weights):

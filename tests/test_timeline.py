@@ -165,6 +165,18 @@ def test_resume_and_bad_files(long_video, tmp_path):
     assert other.exit_code == 2 and "protocol" in other.stderr
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_an_output_that_is_not_ours_is_refused_before_the_model_loads(long_video, tmp_path,
+                                                                      suffix):
+    out = tmp_path / f"notes{suffix}"
+    out.write_text("hello")
+    result = run_cli("timeline", long_video, "--weights", tmp_path / "absent.safetensors",
+                     "-o", out, "--workers", "0")
+    assert result.exit_code == 2, result.output
+    assert str(out) in result.stderr and "checkpoint" not in result.stderr
+    assert out.read_text() == "hello"
+
+
 def test_subtitles_for_several_videos_need_a_stem(long_video, tmp_path):
     folder = tmp_path / "two"
     folder.mkdir()

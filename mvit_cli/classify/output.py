@@ -118,6 +118,15 @@ def complete_lines(text: str) -> int:
     return text.rfind("\n") + 1
 
 
+def check_cut_line(path: Path, tail: str) -> None:
+    """Refuse a JSON Lines file whose text after its last newline cannot be the start of a
+    record a kill cut short: without this, "hello" named .jsonl reads as an empty output of
+    ours, and resuming it would cut it to nothing or append to it."""
+    if tail.strip() and not tail.lstrip().startswith("{"):
+        raise OutputError(f"{path}: its last line is not JSON, so this is not an output of "
+                          "mvit; use --overwrite to replace it, or another --output")
+
+
 def json_lines(path: Path, text: str) -> list[dict]:
     records = []
     # Split on "\n" only: JSON strings may hold U+2028 or U+0085, which splitlines() breaks at.
@@ -134,10 +143,12 @@ def json_lines(path: Path, text: str) -> list[dict]:
     return records
 
 
-def check_records(path: Path, records: list, top_k: int, stamp: dict[str, str],
+def check_records(path: Path, records: list, top_k: int, stamp: dict[str, str] | None,
                    expected: list[str] | None = None) -> set[str]:
     """The identities of the files these records cover; refuses records not made like ours
-    (`expected`: the fields each record must have; classify's by default)."""
+    (`expected`: the fields each record must have; classify's by default). `stamp` None:
+    everything but the provenance values, which are known only once the model has loaded,
+    so that a file that is not ours is refused before that work."""
     expected = expected or columns(top_k)
     for record in records:
         if not isinstance(record, dict) or not isinstance(record.get("path"), str):
@@ -149,7 +160,8 @@ def check_records(path: Path, records: list, top_k: int, stamp: dict[str, str],
                               f"{', '.join(missing)}): made by an older mvit or another "
                               "program; use --overwrite to replace it, or another --output")
         differences = [f"{key} {record[key]!r} (this run: {stamp[key]!r})"
-                       for key in STAMP_COLUMNS if str(record[key]) != stamp[key]]
+                       for key in STAMP_COLUMNS
+                       if stamp is not None and str(record[key]) != stamp[key]]
         ranks = sum(1 for key in record if key.startswith("label_"))
         if ranks != top_k:
             differences.insert(0, f"top-k {ranks} (this run: {top_k})")
@@ -199,6 +211,12 @@ class Writer:
     def _remove_existing(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    @classmethod
+    def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        """The records an output holds already and the length of its complete part (a kill
+        can leave half a row); refuses one not made like this run (see `check_records`)."""
+        raise NotImplementedError
+
     def _open(self) -> None:
         raise NotImplementedError
 
@@ -216,19 +234,28 @@ class Writer:
 
 
 class CsvWriter(Writer):
+    @classmethod
+    def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        if not (path.exists() and path.stat().st_size):
+            return [], 0
+        header = columns(top_k)
+        text = read_text(path)
+        complete = complete_csv(text)
+        rows = list(csv.reader(io.StringIO(text[:complete], newline="")))
+        if not rows or rows[0] != header:
+            cls._refuse_header(path, top_k, rows[0] if rows else [])
+        if any(len(row) != len(header) for row in rows[1:] if row):
+            raise OutputError(f"{path}: some rows do not have mvit's columns; use "
+                              "--overwrite to replace it, or another --output")
+        records = [dict(zip(header, row, strict=True)) for row in rows[1:] if row]
+        check_records(path, records, top_k, stamp)
+        return records, complete
+
     def _open(self) -> None:
         header = columns(self.top_k)
-        if self.path.exists() and self.path.stat().st_size:
-            text = read_text(self.path)
-            complete = complete_csv(text)
-            rows = list(csv.reader(io.StringIO(text[:complete], newline="")))
-            if not rows or rows[0] != header:
-                self._refuse_header(rows[0] if rows else [])
-            if any(len(row) != len(header) for row in rows[1:] if row):
-                raise OutputError(f"{self.path}: some rows do not have mvit's columns; use "
-                                  "--overwrite to replace it, or another --output")
-            records = [dict(zip(header, row, strict=True)) for row in rows[1:] if row]
-            self.done = check_records(self.path, records, self.top_k, self.stamp)
+        records, complete = self.existing(self.path, self.top_k, self.stamp)
+        if complete:
+            self.done = {identity(record["path"]) for record in records}
             truncate(self.path, complete)
             self.handle = open(self.path, "a", newline="", encoding="utf-8")
         else:
@@ -237,13 +264,14 @@ class CsvWriter(Writer):
             self.handle.flush()
         self.writer = csv.DictWriter(self.handle, fieldnames=header)
 
-    def _refuse_header(self, found: list[str]) -> None:
+    @staticmethod
+    def _refuse_header(path: Path, top_k: int, found: list[str]) -> None:
         if found[:1] == ["path"] and all(c in found for c in STAMP_COLUMNS):
             ranks = sum(1 for c in found if c.startswith("label_"))
-            raise OutputError(f"{self.path}: was made with top-k {ranks} (this run: "
-                              f"{self.top_k}); resume with the same, use --overwrite to start "
+            raise OutputError(f"{path}: was made with top-k {ranks} (this run: "
+                              f"{top_k}); resume with the same, use --overwrite to start "
                               "afresh, or choose another --output")
-        raise OutputError(f"{self.path}: not an output of this mvit (its columns differ); use "
+        raise OutputError(f"{path}: not an output of this mvit (its columns differ); use "
                           "--overwrite to replace it, or another --output")
 
     def write(self, result: FileResult) -> None:
@@ -252,12 +280,21 @@ class CsvWriter(Writer):
 
 
 class JsonLinesWriter(Writer):
+    @classmethod
+    def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        if not (path.exists() and path.stat().st_size):
+            return [], 0
+        text = read_text(path)
+        complete = complete_lines(text)
+        check_cut_line(path, text[complete:])
+        records = json_lines(path, text[:complete])
+        check_records(path, records, top_k, stamp)
+        return records, complete
+
     def _open(self) -> None:
-        if self.path.exists() and self.path.stat().st_size:
-            text = read_text(self.path)
-            complete = complete_lines(text)
-            self.done = check_records(self.path, json_lines(self.path, text[:complete]),
-                                       self.top_k, self.stamp)
+        records, complete = self.existing(self.path, self.top_k, self.stamp)
+        if complete:
+            self.done = {identity(record["path"]) for record in records}
             truncate(self.path, complete)
         self.handle = open(self.path, "a", encoding="utf-8")
 
@@ -272,6 +309,10 @@ class StdoutWriter(JsonLinesWriter):
     def _take_lock(self) -> None:
         return None
 
+    @classmethod
+    def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        return [], 0
+
     def _open(self) -> None:
         self.handle = sys.stdout
 
@@ -279,24 +320,49 @@ class StdoutWriter(JsonLinesWriter):
         self.handle.flush()
 
 
+def journal_of(path: Path) -> Path:
+    """Where a JSON array or Parquet output keeps its rows until the run ends."""
+    return path.with_name(f".{path.name}.partial.jsonl")
+
+
 class JsonArrayWriter(Writer):
     @property
     def journal(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.partial.jsonl")
+        return journal_of(self.path)
 
     def _remove_existing(self) -> None:
         self.path.unlink(missing_ok=True)
         self.journal.unlink(missing_ok=True)
 
-    def _existing(self) -> list:
+    @classmethod
+    def _whole(cls, path: Path) -> list:
         try:
-            records = json.loads(read_text(self.path))
+            records = json.loads(read_text(path))
         except ValueError:
             records = None
         if not isinstance(records, list):
-            raise OutputError(f"{self.path}: not a JSON array of mvit's records; use "
+            raise OutputError(f"{path}: not a JSON array of mvit's records; use "
                               "--overwrite to replace it, or another --output")
         return records
+
+    @classmethod
+    def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        """The written file's records, then the journal's that it lacks; the length is the
+        journal's complete part."""
+        records: list[dict] = []
+        if path.exists() and path.stat().st_size:
+            records = cls._whole(path)
+            check_records(path, records, top_k, stamp)
+        journal, journal_end = journal_of(path), 0
+        if journal.exists():
+            text = read_text(journal)
+            journal_end = complete_lines(text)
+            check_cut_line(journal, text[journal_end:])
+            journaled = json_lines(journal, text[:journal_end])
+            check_records(journal, journaled, top_k, stamp)
+            known = {identity(r["path"]) for r in records}
+            records += [r for r in journaled if identity(r["path"]) not in known]
+        return records, journal_end
 
     def _write_whole(self, tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -304,19 +370,8 @@ class JsonArrayWriter(Writer):
             handle.write("\n")
 
     def _open(self) -> None:
-        self.records: list[dict] = []
-        if self.path.exists() and self.path.stat().st_size:
-            records = self._existing()
-            check_records(self.path, records, self.top_k, self.stamp)
-            self.records = records
-        journal_end = 0
+        self.records, journal_end = self.existing(self.path, self.top_k, self.stamp)
         if self.journal.exists():
-            text = read_text(self.journal)
-            journal_end = complete_lines(text)
-            journaled = json_lines(self.journal, text[:journal_end])
-            check_records(self.journal, journaled, self.top_k, self.stamp)
-            known = {identity(r["path"]) for r in self.records}
-            self.records += [r for r in journaled if identity(r["path"]) not in known]
             truncate(self.journal, journal_end)
         self.done = {identity(r["path"]) for r in self.records}
         self.handle = open(self.journal, "a", encoding="utf-8")
@@ -342,13 +397,14 @@ class ParquetWriter(JsonArrayWriter):
     end from the journal, like a JSON array; scores, duration, frames and views as numbers,
     the rest as strings."""
 
-    def _existing(self) -> list:
+    @classmethod
+    def _whole(cls, path: Path) -> list:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(self.path)
+            table = pq.read_table(path)
         except (OSError, ValueError):
-            raise OutputError(f"{self.path}: not a Parquet file of mvit's records; use "
+            raise OutputError(f"{path}: not a Parquet file of mvit's records; use "
                               "--overwrite to replace it, or another --output") from None
         return table.to_pylist()
 
@@ -384,6 +440,16 @@ def lock_output(path: str | Path) -> FileLock | None:
         raise OutputError(f"{path}: another mvit run is writing it now; wait for that one "
                           "to finish, or choose another --output") from None
     return lock
+
+
+def check_existing_output(path: str | Path, top_k: int, overwrite: bool = False) -> None:
+    """Refuse, before the model loads, what `open_output` would refuse after it: a file that
+    is not an output of mvit, or one made with another top-k. (Only the weights and the
+    protocol it records need the model; they are checked when the output is opened.)"""
+    if overwrite or str(path) == STDOUT:
+        return
+    path = Path(path)
+    WRITERS[path.suffix.lower()].existing(path, top_k, None)
 
 
 def open_output(path: str | Path, top_k: int, stamp: dict[str, str],

@@ -94,7 +94,8 @@ def classify_command(
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     # Only what the checks below need: a wrong argument is said before torch is imported.
-    from ..classify.output import check_output_path, lock_output, make_stamp, open_output
+    from ..classify.output import (check_existing_output, check_output_path, lock_output,
+                                   make_stamp, open_output)
     from ..media.discover import find_inputs
 
     from ..features import FeatureWriter, check_features_path
@@ -119,6 +120,10 @@ def classify_command(
     # Held from now: a second run on the same output refuses before loading anything.
     lock = lock_output(output) if output is not None else None
     try:
+        if output is not None:
+            # A file that is not ours, or one made with another top-k, is refused before the
+            # model loads (a download, or an OpenVINO compile, can take minutes).
+            check_existing_output(output, top_k, overwrite)
         spinner = (errors.status("loading the model ...") if errors.is_terminal and not quiet
                    else None)
         with spinner or nullcontext():

@@ -98,11 +98,13 @@ def timeline_command(
     from ..api import load
     from ..classify.output import make_stamp
     from ..features import FeatureWriter, check_features_path
-    from ..timeline.output import Settings, check_timeline_output, open_timeline_output
+    from ..timeline.output import (Settings, check_existing_timeline, check_timeline_output,
+                                   open_timeline_output)
 
     videos = [item for item in inputs.items if item.kind != "image"]
     if output is not None:
         check_timeline_output(output, len(videos))
+        check_existing_timeline(output, top_k, overwrite)  # before the model loads
     _per_video(plot, "--plot", len(videos))
     _per_video(annotate, "--annotate", len(videos))
     if features is not None:

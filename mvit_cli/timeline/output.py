@@ -23,8 +23,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..classify.output import (STAMP_COLUMNS, OutputError, check_records, complete_csv,
-                               complete_lines, json_lines, lock_output, read_text, truncate)
+from ..classify.output import (STAMP_COLUMNS, OutputError, check_cut_line, check_records,
+                               complete_csv, complete_lines, journal_of, json_lines,
+                               lock_output, read_text, truncate)
 from ..fileio import atomic_path, atomic_write_text
 from ..media.discover import identity, printable
 from .engine import VideoTimeline
@@ -93,27 +94,38 @@ class TimelineWriter:
 
 
 class WindowRowsWriter(TimelineWriter):
+    @staticmethod
+    def existing(path: Path, k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
+        """The rows there already and the length of their complete part; refuses a file not
+        made like this run (`stamp` None: before the model loads, see `check_records`)."""
+        if not (path.exists() and path.stat().st_size):
+            return [], 0
+        columns = window_columns(k)
+        text = read_text(path)
+        if path.suffix.lower() == ".csv":
+            end = complete_csv(text)
+            rows = list(csv.reader(io.StringIO(text[:end], newline="")))
+            if not rows or rows[0] != columns:
+                raise OutputError(f"{path}: not a timeline of this mvit with top-k {k} "
+                                  "(its columns differ); use --overwrite or another --output")
+            records = [dict(zip(columns, row, strict=True)) for row in rows[1:]
+                       if len(row) == len(columns)]
+        else:
+            end = complete_lines(text)
+            check_cut_line(path, text[end:])
+            records = json_lines(path, text[:end])
+        check_records(path, records, k, stamp, columns)
+        return records, end
+
     def _open(self, overwrite: bool) -> None:
         k = self.settings.top_k
         self.columns = window_columns(k)
         if overwrite:
             self.path.unlink(missing_ok=True)
         csv_file = self.path.suffix.lower() == ".csv"
-        if self.path.exists() and self.path.stat().st_size:
-            text = read_text(self.path)
-            if csv_file:
-                end = complete_csv(text)
-                rows = list(csv.reader(io.StringIO(text[:end], newline="")))
-                if not rows or rows[0] != self.columns:
-                    raise OutputError(f"{self.path}: not a timeline of this mvit with top-k {k} "
-                                      "(its columns differ); use --overwrite or another "
-                                      "--output")
-                records = [dict(zip(self.columns, row, strict=True)) for row in rows[1:]
-                           if len(row) == len(self.columns)]
-            else:
-                end = complete_lines(text)
-                records = json_lines(self.path, text[:end])
-            self.done = check_records(self.path, records, k, self.stamp, self.columns)
+        records, end = self.existing(self.path, k, self.stamp)
+        if end:
+            self.done = {identity(record["path"]) for record in records}
             truncate(self.path, end)
         new = not self.path.exists() or not self.path.stat().st_size
         self.handle = open(self.path, "a", newline="" if csv_file else None, encoding="utf-8")
@@ -156,6 +168,20 @@ class WindowRowsWriter(TimelineWriter):
             self._release()
 
 
+def _check_stamp(path: Path, recorded: Any, stamp: dict[str, str] | None) -> None:
+    """Refuse segments recorded by another model, weights or protocol (`stamp` None: only
+    that they say what made them, which needs no model)."""
+    if not isinstance(recorded, dict):
+        raise OutputError(f"{path}: its segments do not say what made them; use --overwrite "
+                          "or another --output")
+    differences = [f"{k} {recorded.get(k)!r} (this run: {stamp[k]!r})"
+                   for k in STAMP_COLUMNS if stamp is not None and str(recorded.get(k)) != stamp[k]]
+    if differences:
+        raise OutputError(f"{path}: was made with other settings: "
+                          f"{'; '.join(differences)}. Resume with the same ones, use "
+                          "--overwrite to start afresh, or choose another --output")
+
+
 def _segment_dicts(found: list[Segment]) -> list[dict[str, Any]]:
     return [{"label": s.label, "score": round(s.score, 6),
              "segment": [round(s.start, 3), round(s.end, 3)]} for s in found]
@@ -164,47 +190,50 @@ def _segment_dicts(found: list[Segment]) -> list[dict[str, Any]]:
 class ActivityNetWriter(TimelineWriter):
     @property
     def journal(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.partial.jsonl")
+        return journal_of(self.path)
+
+    @staticmethod
+    def existing(path: Path, stamp: dict[str, str] | None
+                 ) -> tuple[dict[str, list], dict[str, str], int]:
+        """The segments and errors of the videos done (the written file's, then its
+        journal's), and the length of the journal's complete part; refuses a file not made
+        like this run (`stamp` None: only its form, before the model loads)."""
+        results: dict[str, list] = {}
+        errors: dict[str, str] = {}
+        if path.exists() and path.stat().st_size:
+            try:
+                data = json.loads(read_text(path))
+            except ValueError:
+                data = None
+            if not (isinstance(data, dict) and data.get("version") == ACTIVITYNET_VERSION
+                    and isinstance(data.get("results"), dict)):
+                raise OutputError(f"{path}: not an ActivityNet file of mvit's; use "
+                                  "--overwrite or another --output")
+            _check_stamp(path, data.get("mvit"), stamp)
+            results = data["results"]
+            errors = dict(data.get("mvit", {}).get("errors", {}))
+        journal, end = journal_of(path), 0
+        if journal.exists():
+            text = read_text(journal)
+            end = complete_lines(text)
+            check_cut_line(journal, text[end:])
+            for record in json_lines(journal, text[:end]):
+                _check_stamp(path, record.get("mvit"), stamp)
+                if record.get("error"):
+                    errors[record["path"]] = record["error"]
+                else:
+                    results[record["path"]] = record["segments"]
+        return results, errors, end
 
     def _open(self, overwrite: bool) -> None:
         if overwrite:
             self.path.unlink(missing_ok=True)
             self.journal.unlink(missing_ok=True)
-        self.results: dict[str, list] = {}
-        self.errors: dict[str, str] = {}
-        if self.path.exists() and self.path.stat().st_size:
-            try:
-                data = json.loads(read_text(self.path))
-            except ValueError:
-                data = None
-            if not (isinstance(data, dict) and data.get("version") == ACTIVITYNET_VERSION
-                    and isinstance(data.get("results"), dict)):
-                raise OutputError(f"{self.path}: not an ActivityNet file of mvit's; use "
-                                  "--overwrite or another --output")
-            self._check_stamp(data.get("mvit"))
-            self.results = data["results"]
-            self.errors = dict(data.get("mvit", {}).get("errors", {}))
+        self.results, self.errors, end = self.existing(self.path, self.stamp)
         if self.journal.exists():
-            text = read_text(self.journal)
-            end = complete_lines(text)
-            for record in json_lines(self.journal, text[:end]):
-                self._check_stamp(record.get("mvit"))
-                if record.get("error"):
-                    self.errors[record["path"]] = record["error"]
-                else:
-                    self.results[record["path"]] = record["segments"]
             truncate(self.journal, end)
         self.done = {identity(p) for p in [*self.results, *self.errors]}
         self.handle = open(self.journal, "a", encoding="utf-8")
-
-    def _check_stamp(self, recorded: Any) -> None:
-        fields = {k: recorded.get(k) for k in STAMP_COLUMNS} if isinstance(recorded, dict) else {}
-        differences = [f"{k} {fields.get(k)!r} (this run: {self.stamp[k]!r})"
-                       for k in STAMP_COLUMNS if str(fields.get(k)) != self.stamp[k]]
-        if differences:
-            raise OutputError(f"{self.path}: was made with other settings: "
-                              f"{'; '.join(differences)}. Resume with the same ones, use "
-                              "--overwrite to start afresh, or choose another --output")
 
     def write(self, video: VideoTimeline) -> None:
         path = printable(video.path)
@@ -305,6 +334,18 @@ class SubtitleWriter(TimelineWriter):
             self.handle.close()
         finally:
             self._release()
+
+
+def check_existing_timeline(path: str, top_k: int, overwrite: bool) -> None:
+    """Refuse, before the model loads, an output that `open_timeline_output` would refuse
+    for its form alone (not ours, another top-k). Subtitles are checked per video."""
+    suffix = Path(path).suffix.lower()
+    if overwrite or suffix in (".vtt", ".srt"):
+        return
+    if suffix == ".json":
+        ActivityNetWriter.existing(Path(path), None)
+    else:
+        WindowRowsWriter.existing(Path(path), top_k, None)
 
 
 def open_timeline_output(path: str, settings: Settings, stamp: dict[str, str],
