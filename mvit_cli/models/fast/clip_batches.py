@@ -9,9 +9,13 @@ batch would fix the graph's batch size.
 Why side by side ("lanes"): within one clip, torch's threads meet at a barrier after every
 op, and wait there for the slowest (B-16x4 got only 1.7x from a second core). Clips run on
 threads of their own, one intra-op thread each, never wait for each other. Same logits, bit
-for bit; B-16x4 at batch 8 on a 2-vCPU Zen 5, alternating with clips one after the other:
-bf16 2.19 s against 2.38 s a batch (1.09x, faster in 9 of 10 rounds), fp32 3.65 s against
-3.93 s (1.08x, 6 of 6). Row `clip_lanes` of benchmarks/bench_fast_paths.py --batch 8.
+for bit, at the published models' sizes (full-size B-16x4 in fp32 on an Intel Xeon, where
+MKL runs fp32's GEMMs, as well as on AMD); on small inputs MKL splits the sums of GEMMs of
+few rows across threads, so a lane's one thread can round differently in the last bits
+(1e-7 at 65 tokens). B-16x4 at batch 8 on a 2-vCPU Zen 5, alternating with clips one
+after the other: bf16 2.19 s against 2.38 s a batch (1.09x, faster in 9 of 10 rounds),
+fp32 3.65 s against 3.93 s (1.08x, 6 of 6). Row `clip_lanes` of
+benchmarks/bench_fast_paths.py --batch 8.
 The cost is memory: each lane holds one clip's activations (peak RSS at batch 8: bf16
 764 MB against 616, fp32 1068 against 774). Unmeasured on more than 2 cores, where each
 lane gets threads // lanes intra-op threads.
