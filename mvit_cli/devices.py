@@ -69,6 +69,15 @@ def native_bf16_cpu() -> bool:
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
+def amx_cpu() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), on which torch's
+    fused CPU attention packs its bf16 GEMMs for AMX and, at many keys, beats the GEMM path
+    (models/fast/bf16_attention.py)."""
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def onednn_fp32_faster() -> bool:
     """Whether oneDNN's fp32 GEMMs beat MKL's (torch's default for fp32 linears) here: on
     AMD CPUs with AVX-512, where MKL takes a slower code path than on Intel's (a Zen 5:

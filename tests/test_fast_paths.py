@@ -250,6 +250,34 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
     assert not calls
 
 
+def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypatch):
+    """On a CPU with AMX, from FUSED_FROM_KEYS keys, bf16 attention is torch's fused kernel
+    itself (same numbers, bit for bit); below that, or without AMX, the GEMM path."""
+    from mvit_cli.models.fast import bf16_attention
+
+    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    torch.manual_seed(0)
+    many = bf16_attention.FUSED_FROM_KEYS
+    q = torch.randn(1, 2, 37, 16).bfloat16()
+    calls = []
+    monkeypatch.setattr(bf16_attention.torch, "softmax",
+                        lambda *a, **kw: calls.append(1) or torch.nn.functional.softmax(*a, **kw))
+
+    def gemm_path_taken(keys: int, amx: bool) -> bool:
+        k, v = torch.randn(1, 2, keys, 16).bfloat16(), torch.randn(1, 2, keys, 16).bfloat16()
+        monkeypatch.setattr(bf16_attention, "_AMX", amx)
+        calls.clear()
+        with torch.inference_mode():
+            got = bf16_attention.attend(q, k, v, scale=0.3)
+            if not calls:
+                assert torch.equal(got, F.scaled_dot_product_attention(q, k, v, scale=0.3))
+        return bool(calls)
+
+    assert not gemm_path_taken(many, amx=True)
+    assert gemm_path_taken(many - 1, amx=True)
+    assert gemm_path_taken(many, amx=False)
+
+
 needs_onednn_bf16 = pytest.mark.skipif(
     not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
     reason="torch's oneDNN runs bf16 on this CPU only with AVX-512 (or AMX)")

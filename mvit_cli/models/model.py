@@ -152,13 +152,14 @@ def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Te
     Freezing lets inductor fold the weights (and prepack them on the CPU). The fast paths'
     plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
     right for these pure functions, but warns about it on every first call: silenced. The
-    bf16 paths' CPU probe is asked here, eagerly, as Dynamo cannot trace it.
+    bf16 paths' CPU probes are asked here, eagerly, as Dynamo cannot trace them.
     """
     import torch._inductor.config as inductor_config
 
-    from .fast.bf16_attention import _native_bf16
+    from .fast import bf16_attention
 
-    _native_bf16()
+    bf16_attention._native_bf16()
+    bf16_attention._amx()
 
     inductor_config.freezing = True
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")

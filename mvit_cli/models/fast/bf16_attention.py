@@ -12,6 +12,15 @@ What it changes: the keys are scaled by 1/sqrt(d) in bf16, and the scores are ro
 bf16 before the softmax (which computes in fp32 inside); the fused kernel keeps the scores
 in fp32. Measured on trained weights in benchmarks/RESULTS.md ("bf16 attention"). Only bf16
 CPU inference on a CPU with bf16 in hardware takes this path (takes_gemm_path).
+
+Except at many keys on a CPU with AMX (fused_is_faster): there torch's fused kernel packs
+its bf16 GEMMs for AMX, while oneDNN's q.k GEMM against 1,569 transposed keys ran at a
+fifth to a half of its rate at 785. On an Intel Xeon with AMX (2 cores), B-16x4's
+1,569-key calls took 11.6 against 42.6 ms (2 x 6,273 queries) and 10.3 against 34.6 ms
+(4 x 1,569); at 393 keys the GEMM path stayed ahead (3.3 against 3.8 ms), and on a Zen 4
+(avx512_bf16, no AMX) the fused kernel was slower at every shape. The whole bf16 forward
+there: B-16x4 1.04-1.10x at batch 1, 1.19x at batch 8, v2-S-16x4 1.08x
+(benchmarks/RESULTS.md, "Intel Xeon with AMX").
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ from torch import Tensor
 
 # Queries per chunk: of 512, 1024, 2048 and 4096, 1024 and 2048 were fastest at B-16x4's shapes.
 QUERY_CHUNK = 1024
+# Keys from which the fused kernel runs instead, on CPUs with AMX: B-16x4 and v2-S-16x4 have
+# 393 or 1,569 (and at 785, measured alone, the two paths were within 1.35x either way).
+FUSED_FROM_KEYS = 1024
 
 
 def takes_gemm_path(q: Tensor) -> bool:
@@ -47,6 +59,25 @@ def _native_bf16() -> bool:
 _NATIVE_BF16: bool | None = None
 
 
+def fused_is_faster(k: Tensor) -> bool:
+    """Whether torch's fused kernel beats the GEMM path for these keys (see the module's
+    docstring): many keys, on a CPU with AMX."""
+    return k.shape[-2] >= FUSED_FROM_KEYS and _amx()
+
+
+def _amx() -> bool:
+    """The AMX probe, asked once; a module global for the reason `_native_bf16` gives."""
+    global _AMX
+    if _AMX is None:
+        from ...devices import amx_cpu
+
+        _AMX = amx_cpu()
+    return _AMX
+
+
+_AMX: bool | None = None
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
     """softmax(q.k * scale) v for (B, heads, L, d) tensors, as F.scaled_dot_product_attention
     computes it (scale defaults to 1/sqrt(d)), through the GEMM path where it pays: in
@@ -56,6 +87,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tenso
 
         if takes_onednn_path(q, k):
             return attend_fp32(q, k, v, q.shape[-1] ** -0.5 if scale is None else scale)
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    if fused_is_faster(k):
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     keys = (k if scale == 1.0 else k * scale).transpose(-2, -1)  # the few keys, not the queries
