@@ -118,13 +118,17 @@ def complete_lines(text: str) -> int:
     return text.rfind("\n") + 1
 
 
-def check_cut_line(path: Path, tail: str) -> None:
-    """Refuse a JSON Lines file whose text after its last newline cannot be the start of a
-    record a kill cut short: without this, "hello" named .jsonl reads as an empty output of
+def complete_json_lines(path: Path, text: str) -> tuple[list[dict], int]:
+    """The records of a JSON Lines text up to its last newline, and that length (what
+    follows is a record a kill cut short). Refuses text after the last newline that cannot
+    be the start of a record: without this, "hello" named .jsonl reads as an empty output of
     ours, and resuming it would cut it to nothing or append to it."""
+    end = complete_lines(text)
+    tail = text[end:]
     if tail.strip() and not tail.lstrip().startswith("{"):
         raise OutputError(f"{path}: its last line is not JSON, so this is not an output of "
                           "mvit; use --overwrite to replace it, or another --output")
+    return json_lines(path, text[:end]), end
 
 
 def json_lines(path: Path, text: str) -> list[dict]:
@@ -284,10 +288,7 @@ class JsonLinesWriter(Writer):
     def existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None) -> tuple[list, int]:
         if not (path.exists() and path.stat().st_size):
             return [], 0
-        text = read_text(path)
-        complete = complete_lines(text)
-        check_cut_line(path, text[complete:])
-        records = json_lines(path, text[:complete])
+        records, complete = complete_json_lines(path, read_text(path))
         check_records(path, records, top_k, stamp)
         return records, complete
 
@@ -355,10 +356,7 @@ class JsonArrayWriter(Writer):
             check_records(path, records, top_k, stamp)
         journal, journal_end = journal_of(path), 0
         if journal.exists():
-            text = read_text(journal)
-            journal_end = complete_lines(text)
-            check_cut_line(journal, text[journal_end:])
-            journaled = json_lines(journal, text[:journal_end])
+            journaled, journal_end = complete_json_lines(journal, read_text(journal))
             check_records(journal, journaled, top_k, stamp)
             known = {identity(r["path"]) for r in records}
             records += [r for r in journaled if identity(r["path"]) not in known]

@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..classify.output import (STAMP_COLUMNS, OutputError, check_cut_line, check_records,
-                               complete_csv, complete_lines, journal_of, json_lines,
+from ..classify.output import (STAMP_COLUMNS, OutputError, check_records, complete_csv,
+                               complete_json_lines, complete_lines, journal_of, json_lines,
                                lock_output, read_text, truncate)
 from ..fileio import atomic_path, atomic_write_text
 from ..media.discover import identity, printable
@@ -111,9 +111,7 @@ class WindowRowsWriter(TimelineWriter):
             records = [dict(zip(columns, row, strict=True)) for row in rows[1:]
                        if len(row) == len(columns)]
         else:
-            end = complete_lines(text)
-            check_cut_line(path, text[end:])
-            records = json_lines(path, text[:end])
+            records, end = complete_json_lines(path, text)
         check_records(path, records, k, stamp, columns)
         return records, end
 
@@ -214,10 +212,8 @@ class ActivityNetWriter(TimelineWriter):
             errors = dict(data.get("mvit", {}).get("errors", {}))
         journal, end = journal_of(path), 0
         if journal.exists():
-            text = read_text(journal)
-            end = complete_lines(text)
-            check_cut_line(journal, text[end:])
-            for record in json_lines(journal, text[:end]):
+            journaled, end = complete_json_lines(journal, read_text(journal))
+            for record in journaled:
                 _check_stamp(path, record.get("mvit"), stamp)
                 if record.get("error"):
                     errors[record["path"]] = record["error"]
