@@ -25,6 +25,7 @@ import torch
 from machine import cpu_model
 
 import mvit_cli
+from mvit_cli.allocator import keep_freed_memory
 from mvit_cli.models.fast import attention as fast_attention
 from mvit_cli.models.fast import (bf16_attention, chunks, class_token, clip_batches,
                                   fp32_attention, packed_linear)
@@ -117,7 +118,7 @@ def _load_package(folder: Path):
     return package
 
 
-def against(folder: Path, name: str, batch: int, repeat: int) -> dict:
+def against(folder: Path, name: str, batch: int, repeat: int, precision: str = "fp32") -> dict:
     other = _load_package(folder)
     builder = importlib.import_module(f"{folder.name}.factory").model_from_config
     torch.manual_seed(0)
@@ -127,6 +128,9 @@ def against(folder: Path, name: str, batch: int, repeat: int) -> dict:
                      .get_config(name)).eval()
     theirs.load_state_dict(ours.state_dict())
     clip = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size)
+    if precision == "bf16":  # as `--precision bf16` runs it: the body cast once
+        ours, clip = cast_for_inference(ours), clip.bfloat16()
+        theirs = importlib.import_module(f"{folder.name}.models.precision").cast_for_inference(theirs)
     with torch.inference_mode():
         error = ((ours(clip) - theirs(clip)).abs().max() / theirs(clip).abs().max()).item()
     times = {"this": [], "other": []}
@@ -137,7 +141,7 @@ def against(folder: Path, name: str, batch: int, repeat: int) -> dict:
                 times[label].append(elapsed)
     this, that = statistics.median(times["this"]), statistics.median(times["other"])
     del other
-    return {"model": name, "batch": batch, "this_s": this, "other_s": that,
+    return {"model": name, "batch": batch, "precision": precision, "this_s": this, "other_s": that,
             "this_is_faster_by": that / this, "max_rel_error": error}
 
 
@@ -150,11 +154,12 @@ def main() -> None:
                         help="Folder of another copy of the package to time against.")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = parser.parse_args()
+    keep_freed_memory()  # as a pipeline on the CPU does (mvit_cli/allocator.py)
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name in args.models.split(","):
         if args.against is not None:
-            row = against(args.against, name, args.batch, args.repeat)
-            print(f"{name} batch {args.batch}: this {row['this_s']:.3f} s, other "
+            row = against(args.against, name, args.batch, args.repeat, args.precision)
+            print(f"{name} {args.precision} batch {args.batch}: this {row['this_s']:.3f} s, other "
                   f"{row['other_s']:.3f} s: this is {row['this_is_faster_by']:.3f}x as fast; "
                   f"max rel. error {row['max_rel_error']:.1e}", flush=True)
             continue
