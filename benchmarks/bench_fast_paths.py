@@ -55,6 +55,7 @@ WITHOUT = {
     "relative_dot": lambda: _swapped(fast_attention, "attention_with_relative_positions",
                                      _full_bias),
     "class_token": lambda: _swapped(class_token, "reads_class_token_only", lambda m: False),
+    "patch_embedding": lambda: _swapped(class_token, "embed", lambda model, x: model.embed(x)),
     "chunks": lambda: _swapped(chunks, "CPU_TOKEN_CHUNK", 10**9),
     "clip_batches": lambda: _swapped(clip_batches, "forward", lambda model, x:
                                      model.classify_features(class_token.forward_features(model, x))),

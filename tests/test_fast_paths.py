@@ -126,12 +126,39 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
                 ("chunks off", lambda: monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)),
                 ("class token off", lambda: monkeypatch.setattr(
                     class_token, "reads_class_token_only", lambda model: False)),
+                ("patch embedding off", lambda: monkeypatch.setattr(
+                    class_token, "embed", lambda model, x: model.embed(x))),
                 ("clip batches off", lambda: monkeypatch.setattr(
                     clip_batches, "forward", lambda model, x: model.classify_features(
                         class_token.forward_features(model, x))))):
             patch()
             torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-5, msg=name)
             monkeypatch.undo()
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=lambda c: c.name)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_patch_embedding_runs_channels_last_with_the_reference_tokens(cfg, dtype):
+    """The fast embedding (patch_embedding) gives the reference's tokens bit for bit (class
+    token and positions, or none, images too), from a channels-first clip as from a
+    pipeline's channels-last one; its convolution really gets a channels-last clip in
+    inference, and the reference's clip as it came with autograd."""
+    from mvit_cli.models.fast.patch_embedding import embed
+
+    model, clip = _model(cfg).to(dtype), _clip(cfg).to(dtype)
+    seen = []
+    model.patch_embed.register_forward_pre_hook(lambda module, args: seen.append(
+        args[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    with torch.inference_mode():
+        expected, grid = model.embed(clip)
+        for given in (clip, model.as_clips(clip).contiguous(memory_format=torch.channels_last_3d)):
+            tokens, fast_grid = embed(model, given)
+            assert fast_grid == grid and tokens.dtype == dtype
+            assert torch.equal(tokens, expected)
+    assert seen == [False, True, True]
+    with torch.enable_grad():
+        embed(model, clip)
+    assert seen[-1] is False
 
 
 def _with_full_bias(q, k, v, terms, k_grid, temporal, skip):

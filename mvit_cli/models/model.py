@@ -74,14 +74,19 @@ class MultiscaleTransformer(nn.Module):
         """Hook for a generation's absolute positions; tokens include the class token."""
         return tokens
 
-    def embed(self, x: Tensor) -> tuple[Tensor, Grid]:
-        """Pixels -> tokens: patchify, class token, positions. Returns (tokens, grid)."""
+    @staticmethod
+    def as_clips(x: Tensor) -> Tensor:
+        """(N, 3, T, H, W) clips as they are, (N, 3, H, W) images as clips of one frame."""
         if x.ndim == 4:
             x = x.unsqueeze(2)
         if x.ndim != 5 or x.shape[1] != 3:
             raise ValueError("expected input of shape (N, 3, T, H, W) or (N, 3, H, W), got "
                              f"{tuple(x.shape)}")
-        x = self.patch_embed(x)
+        return x
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Grid]:
+        """Pixels -> tokens: patchify, class token, positions. Returns (tokens, grid)."""
+        x = self.patch_embed(self.as_clips(x))
         grid: Grid = (x.shape[2], x.shape[3], x.shape[4])
         x = x.flatten(2).transpose(1, 2)
         if self.cls_token is not None:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..config import conv_output_grid
 from ..pooling import Grid
+from .patch_embedding import embed
 
 if TYPE_CHECKING:
     from ..attention import PoolingAttention
@@ -46,7 +47,7 @@ def last_block(model: MultiscaleTransformer, x: Tensor, grid: Grid) -> tuple[Ten
 
 def forward_features(model: MultiscaleTransformer, x: Tensor) -> Tensor:
     """`MultiscaleTransformer.forward_features`, with the last block on the class token."""
-    tokens, grid = model.embed(x)
+    tokens, grid = embed(model, x)
     if not reads_class_token_only(model):
         return model.pool_head(model.run_blocks(tokens, grid)[0])
     tokens, grid = model.run_blocks(tokens, grid, stop=len(model.blocks) - 1)
