@@ -54,8 +54,7 @@ def test_kept_positions_pooled_with_stride_k_equal_the_strided_pooling(length, k
     expected = F.conv1d(values, weight, stride=stride, padding=kernel // 2)
     plan = plan_axis(length, kernel, stride)
     kept = values[..., list(plan.kept)]
-    padded = F.pad(kept, (plan.pad_front, plan.pad_back))
-    got = F.conv1d(padded, weight, stride=plan.stride, padding=plan.conv_padding)
+    got = F.conv1d(kept, weight, stride=plan.stride, padding=plan.conv_padding)
     torch.testing.assert_close(got, expected)
     if stride > kernel:
         assert len(plan.kept) < length or length <= kernel
@@ -63,23 +62,24 @@ def test_kept_positions_pooled_with_stride_k_equal_the_strided_pooling(length, k
 
 def test_b16x4_keeps_an_eighth_of_stage_one_for_keys_and_values():
     plan = read_positions((8, 56, 56), (3, 3, 3), (1, 8, 8))
-    assert plan.kept_grid == (8, 20, 20) and plan.padded_grid == (8, 21, 21)
+    assert plan.kept_grid == (8, 20, 20) and plan.stride == (1, 3, 3)
     assert not read_positions((8, 14, 14), (3, 3, 3), (1, 2, 2)).gathers
 
 
-def test_kept_positions_are_gathered_in_grid_order_and_padded_with_zeros():
+def test_kept_positions_are_gathered_in_grid_order_and_pooled_with_the_convs_padding():
     plan = read_positions((2, 9, 9), (3, 3, 3), (1, 8, 8))
-    # H and W: windows (-1, 0, 1) and (7, 8, 9) keep 0, 1, 7, 8 between one pad each side.
-    assert plan.kept_grid == (2, 4, 4) and plan.padded_grid == (2, 6, 6)
-    assert plan.stride == (1, 3, 3) and plan.padding == (1, 1, 1, 1, 0, 0)
+    # H and W: windows (-1, 0, 1) and (7, 8, 9) keep 0, 1, 7, 8; the conv pads one zero each side.
+    assert plan.kept_grid == (2, 4, 4)
+    assert plan.stride == (1, 3, 3) and plan.conv_padding == (1, 1, 1)
     index = plan.token_indices(torch.device("cpu"))
-    cube = F.pad((torch.arange(2 * 9 * 9.0) + 1)[index].view(1, 1, *plan.kept_grid), plan.padding)
-    assert cube.shape[2:] == plan.padded_grid
-    for border in (cube[0, 0, :, 0], cube[0, 0, :, 5], cube[0, 0, :, :, 0], cube[0, 0, :, :, 5]):
-        assert border.eq(0).all()
+    grid = (torch.arange(2 * 9 * 9.0, dtype=torch.float64) + 1).view(1, 1, 2, 9, 9)
+    kept = grid.flatten()[index].view(1, 1, *plan.kept_grid)
     # frame 0, rows 0, 1, 7, 8 and columns 0, 1, 7, 8 of the grid (value = flat index + 1)
-    assert cube[0, 0, 0, 1:5, 1:5].tolist() == [[1, 2, 8, 9], [10, 11, 17, 18],
-                                                  [64, 65, 71, 72], [73, 74, 80, 81]]
+    assert kept[0, 0, 0].tolist() == [[1, 2, 8, 9], [10, 11, 17, 18],
+                                      [64, 65, 71, 72], [73, 74, 80, 81]]
+    weight = torch.randn(1, 1, 3, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(F.conv3d(kept, weight, stride=plan.stride, padding=plan.conv_padding),
+                               F.conv3d(grid, weight, stride=(1, 8, 8), padding=1))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)

@@ -4,14 +4,15 @@ Why this exists: the early stages pool K and V with a stride larger than the ker
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
 every 8 (or 4) positions. Projecting K and V at the positions no window reads is wasted work:
 86% of stage 1's K/V projection in B-16x4, 44% of the next block's. `ReadPositions` lists the
-positions that are read; with zeros padded around them the kept run tiles into windows of
-exactly the kernel, so the *same* convolution run with stride equal to its kernel gives
-exactly the original pooled values.
+positions that are read; with the convolution's own zero padding (kernel // 2 at each end,
+as in the original) the kept run tiles into windows of exactly the kernel, so the *same*
+convolution run with stride equal to its kernel gives exactly the original pooled values.
 
-Why the zeros are padded after the projection (F.pad) rather than written in place into a
-gathered grid with stand-ins: the same work in eager torch, while in an exported graph the
-in-place writes became scatters and transposes that cost OpenVINO about 20 ms of a 236 ms
-B-16x4 clip; a Pad costs it almost nothing.
+Why the convolution pads the zeros: written in place into a gathered grid with stand-ins,
+they became scatters and transposes in an exported graph that cost OpenVINO about 20 ms of
+a 236 ms B-16x4 clip. An explicit F.pad cost it almost nothing, but in eager torch its fill
+and copy of the whole padded cube took 2.5 ms of a 150 ms bf16 forward on an Intel Xeon
+with AMX; the convolution's padding costs neither.
 """
 
 from __future__ import annotations
@@ -35,36 +36,30 @@ Triple = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class AxisPlan:
-    """One axis: the kept positions, zero padding around them, the conv's stride and padding."""
+    """One axis: the kept positions, and the conv's stride and zero padding over them."""
 
     kept: tuple[int, ...]
-    pad_front: int  # explicit zeros before the kept positions (the conv then pads nothing)
-    pad_back: int
     stride: int
     conv_padding: int
     gathered: bool  # laid out anew (False: the axis as it is, the original conv)
-
-    @property
-    def length(self) -> int:
-        return self.pad_front + len(self.kept) + self.pad_back
 
 
 def plan_axis(length: int, kernel: int, stride: int) -> AxisPlan:
     """Windows [s*i - p, s*i - p + k) with p = k // 2, as in the paper's pooling operator.
 
-    When s > k the windows are disjoint and leave gaps: keep only what they cover and pad the
-    ends explicitly, so the kept run tiles into windows of exactly k (stride k, no padding).
-    Otherwise every position is read: keep the axis as it is.
+    When s > k the windows are disjoint and leave gaps: keep only what they cover, so that
+    with the same padding p the kept run tiles into windows of exactly k (stride k). The
+    first window starts p before the run, as before; the last ends at most p after it
+    (s (w - 1) <= length + 2p - k), and zeros the padding adds beyond that are fewer than k,
+    so they start no window. Otherwise every position is read: keep the axis as it is.
     """
     padding = kernel // 2
     if stride <= kernel:
-        return AxisPlan(tuple(range(length)), 0, 0, stride, padding, gathered=False)
+        return AxisPlan(tuple(range(length)), stride, padding, gathered=False)
     windows = (length + 2 * padding - kernel) // stride + 1
     covered = [stride * i - padding + j for i in range(windows) for j in range(kernel)]
     kept = tuple(p for p in covered if 0 <= p < length)
-    front = sum(1 for p in covered[:kernel] if p < 0)
-    back = sum(1 for p in covered[-kernel:] if p >= length)
-    return AxisPlan(kept, front, back, kernel, 0, gathered=True)
+    return AxisPlan(kept, kernel, padding, gathered=True)
 
 
 @dataclass(frozen=True)
@@ -85,22 +80,12 @@ class ReadPositions:
         return tuple(len(axis.kept) for axis in self.axes)  # type: ignore[return-value]
 
     @property
-    def padded_grid(self) -> Triple:
-        return tuple(axis.length for axis in self.axes)  # type: ignore[return-value]
-
-    @property
     def stride(self) -> Triple:
         return tuple(axis.stride for axis in self.axes)  # type: ignore[return-value]
 
     @property
     def conv_padding(self) -> Triple:
         return tuple(axis.conv_padding for axis in self.axes)  # type: ignore[return-value]
-
-    @property
-    def padding(self) -> tuple[int, ...]:
-        """The explicit zeros around the kept run, as F.pad takes them for a (.., T, H, W)
-        tensor: W's front and back first."""
-        return tuple(n for axis in reversed(self.axes) for n in (axis.pad_front, axis.pad_back))
 
     def token_indices(self, device: torch.device) -> Tensor:
         """Flat grid indices (T, H, W order) of the kept positions, laid out as the kept grid."""
@@ -130,8 +115,8 @@ def project(attn: PoolingAttention, x: Tensor, parts: slice) -> Tensor:
 def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Grid]:
     """Pooled K and V (B, Lk, heads, d), projected only where a pooling window reads them.
 
-    The kept positions are gathered, projected, padded with zeros and pooled by the same
-    depthwise convolutions with stride = kernel; K and V go side by side as the channels of
+    The kept positions are gathered, projected and pooled by the same depthwise
+    convolutions with stride = kernel; K and V go side by side as the channels of
     one convolution (one pass, no copies between). Other pooling modes, and grids whose
     windows leave no gaps, are projected whole.
     """
@@ -153,8 +138,6 @@ def keys_values(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, 
                         conv_v.weight.repeat(attn.num_heads, 1, 1, 1, 1)))
 
     def operator(cube: Tensor) -> Tensor:
-        if plan.gathers:  # the zeros the windows read around the kept run
-            cube = F.pad(cube, plan.padding)
         return F.conv3d(cube, weight, None, plan.stride, plan.conv_padding, 1, channels)
 
     tokens, pooled_grid = pool_tokens(kv, grid_read, operator, attn.has_cls)
