@@ -244,16 +244,20 @@ def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
     return bias
 
 
-@pytest.mark.parametrize("heads,queries", [(1, 2 * 1024 + 5), (4, 37)])
-def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, heads, queries):
-    """The GEMM path of bf16 CPU inference (bf16_attention): chunks of queries, scores
-    rounded once to bf16, a softmax computed in fp32 inside. Held to fp32 attention on the
-    same bf16 inputs within a few times the fused kernel's own bf16 error, and really taken."""
+@pytest.mark.parametrize("amx", [False, True], ids=["avx512_bf16", "amx"])
+@pytest.mark.parametrize("heads,queries", [(1, 2 * 4096 + 5), (4, 37)])
+def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, heads, queries,
+                                                                     amx):
+    """The GEMM path of bf16 CPU inference (bf16_attention): chunks of queries (of each CPU
+    kind's size), each written in place, scores rounded once to bf16, a softmax computed in
+    fp32 inside. Held to fp32 attention on the same bf16 inputs within a few times the fused
+    kernel's own bf16 error, and really taken."""
     from mvit_cli.models.fast import bf16_attention
 
     # The path is for CPUs with bf16 in hardware; on one that emulates it the numbers are
     # the same, only slower, so the test runs it on either kind.
     monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    monkeypatch.setattr(bf16_attention, "_amx", lambda: amx)
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, heads, n, 96).bfloat16() for n in (queries, 393, 393))
     expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
@@ -264,7 +268,8 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
     with torch.inference_mode():
         got = bf16_attention.attend(q, k, v)
     assert got.dtype == torch.bfloat16 and got.shape == expected.shape
-    assert len(calls) == -(-queries // bf16_attention.QUERY_CHUNK)  # one per chunk
+    chunk = bf16_attention.AMX_QUERY_CHUNK if amx else bf16_attention.QUERY_CHUNK
+    assert len(calls) == -(-queries // chunk)  # one per chunk
     error = (got.float() - expected).abs().max()
     assert error < 0.02 and error < 8 * fused_error, (error, fused_error)
     # Not taken in fp32, with gradients, or where bf16 is emulated.

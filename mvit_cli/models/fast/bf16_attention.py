@@ -6,7 +6,10 @@ while bf16 GEMMs run at 400 to 750 GFLOP/s there. Written as q.k (a bf16 GEMM), 
 and p.v (another bf16 GEMM), the same sixteen calls took 81 ms instead of 185, and the
 forward ran 1.37x faster (v2-S-16x4: 1.46x). Chunks of 1024 queries keep each
 block of scores near the caches; whole, stage 1's scores are 25,089 x 393, and four times
-as many keys in each stage's first block made larger blocks slower again.
+as many keys in each stage's first block made larger blocks slower again. On a CPU with
+AMX, whose GEMMs take a fraction of the time, chunks of 4096 were faster (see
+AMX_QUERY_CHUNK). Each chunk's p.v is written into the output in place: concatenating the
+chunks took 3 of B-16x4's 150 ms bf16 forward there.
 
 What it changes: the keys are scaled by 1/sqrt(d) in bf16, and the scores are rounded to
 bf16 before the softmax (which computes in fp32 inside); the fused kernel keeps the scores
@@ -29,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Queries per chunk: of 512, 1024, 2048 and 4096, 1024 and 2048 were fastest at B-16x4's shapes.
+# Queries per chunk: of 512, 1024, 2048 and 4096, 1024 and 2048 were fastest at B-16x4's
+# shapes on a Zen 5. On an Intel Xeon with AMX, whose GEMMs take a fifth of the time, a call's
+# fixed costs weigh more: 4096 ran B-16x4's bf16 forward 1.02x faster, v2-S-16x4's 1.04x.
 QUERY_CHUNK = 1024
+AMX_QUERY_CHUNK = 4096
 # Keys from which the fused kernel runs instead, on CPUs with AMX: B-16x4 and v2-S-16x4 have
 # 393 or 1,569 (and at 785, measured alone, the two paths were within 1.35x either way).
 FUSED_FROM_KEYS = 1024
@@ -78,6 +84,11 @@ def _amx() -> bool:
 _AMX: bool | None = None
 
 
+def query_chunk() -> int:
+    """Queries per chunk of the GEMM path, on this CPU."""
+    return AMX_QUERY_CHUNK if _amx() else QUERY_CHUNK
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
     """softmax(q.k * scale) v for (B, heads, L, d) tensors, as F.scaled_dot_product_attention
     computes it (scale defaults to 1/sqrt(d)), through the GEMM path where it pays: in
@@ -92,7 +103,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tenso
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     keys = (k if scale == 1.0 else k * scale).transpose(-2, -1)  # the few keys, not the queries
-    chunks = [torch.matmul(torch.softmax(torch.matmul(q[..., start:start + QUERY_CHUNK, :], keys),
-                                         dim=-1), v)
-              for start in range(0, q.shape[-2], QUERY_CHUNK)]
-    return torch.cat(chunks, dim=-2) if len(chunks) > 1 else chunks[0]
+    out = q.new_empty(*q.shape[:-1], v.shape[-1])
+    chunk = query_chunk()
+    for start in range(0, q.shape[-2], chunk):  # each chunk's p.v written in place
+        rows = slice(start, start + chunk)
+        torch.matmul(torch.softmax(torch.matmul(q[..., rows, :], keys), dim=-1), v,
+                     out=out[..., rows, :])
+    return out
