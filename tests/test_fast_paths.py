@@ -189,6 +189,14 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("amx", [False, True])
+def test_token_chunks_are_longer_in_bf16_on_amx_only(monkeypatch, amx):
+    monkeypatch.setattr(chunks, "_amx", lambda: amx)
+    tokens = torch.zeros(1, 8, 4)
+    assert chunks.token_chunk(tokens) == chunks.CPU_TOKEN_CHUNK
+    assert chunks.token_chunk(tokens.bfloat16()) == chunks.CPU_TOKEN_CHUNK * (2 if amx else 1)
+
+
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY[2], SMALL_B16X4], ids=lambda c: c.name)
 def test_gradients_flow_through_the_fast_paths_unchanged(cfg):
     """Fine-tuning takes the same path: the input's and every weight's gradients agree."""
