@@ -144,6 +144,20 @@ def test_a_file_that_is_not_ours_is_refused_before_the_model_loads(tmp_path, vid
     assert out.read_text() == "hello\n"
 
 
+def test_a_row_with_other_columns_is_refused_before_the_model_loads(tmp_path, videos):
+    """Under mvit's own header, a row of another width is not one mvit wrote: resuming
+    would append to the file and classify again whatever that row named."""
+    from mvit_cli.classify.output import columns
+
+    out = tmp_path / "labels.csv"
+    content = ",".join(columns(5)) + "\n" + "/videos/a.mp4,dog,0.9\n"
+    out.write_text(content)
+    result = classify(videos, "--weights", tmp_path / "absent.safetensors", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "some rows do not have mvit's columns" in result.stderr
+    assert "checkpoint" not in result.stderr and out.read_text() == content
+
+
 def test_another_top_k_is_refused_before_the_model_loads(tmp_path, videos, tiny_weights):
     out = tmp_path / "labels.jsonl"
     assert classify(videos / "clip0.mp4", "--weights", tiny_weights, "-o", out).exit_code == 0

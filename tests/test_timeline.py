@@ -177,6 +177,21 @@ def test_an_output_that_is_not_ours_is_refused_before_the_model_loads(long_video
     assert out.read_text() == "hello"
 
 
+def test_a_row_with_other_columns_is_refused_before_the_model_loads(long_video, tmp_path):
+    """As classify does (one reader, classify.output.csv_records): a row of another width
+    under mvit's header was once skipped, and the run appended to the file."""
+    from mvit_cli.timeline.output import window_columns
+
+    out = tmp_path / "rows.csv"
+    content = ",".join(window_columns(3)) + "\n" + "/videos/a.mp4,0.0\n"  # top-k 3: the default
+    out.write_text(content)
+    result = run_cli("timeline", long_video, "--weights", tmp_path / "absent.safetensors",
+                     "-o", out, "--workers", "0")
+    assert result.exit_code == 2, result.output
+    assert "some rows do not have mvit's columns" in result.stderr
+    assert "checkpoint" not in result.stderr and out.read_text() == content
+
+
 def test_subtitles_for_several_videos_need_a_stem(long_video, tmp_path):
     folder = tmp_path / "two"
     folder.mkdir()

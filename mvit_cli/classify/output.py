@@ -113,6 +113,22 @@ def complete_csv(text: str) -> int:
     return end
 
 
+def complete_csv_rows(text: str) -> tuple[list[list[str]], int]:
+    """The rows of a CSV text up to its last complete record, and that length."""
+    end = complete_csv(text)
+    return list(csv.reader(io.StringIO(text[:end], newline=""))), end
+
+
+def csv_records(path: Path, rows: list[list[str]], header: list[str]) -> list[dict[str, str]]:
+    """The rows after the header as records. Refuses a row with other columns (blank lines
+    aside): mvit never writes one, so the file is not ours as written, and resuming would
+    append to it and run again whatever that row held."""
+    if any(len(row) != len(header) for row in rows if row):
+        raise OutputError(f"{path}: some rows do not have mvit's columns; use --overwrite "
+                          "to replace it, or another --output")
+    return [dict(zip(header, row, strict=True)) for row in rows if row]
+
+
 def complete_lines(text: str) -> int:
     """Length up to the last newline: a JSON Lines record is one line ending in "\\n"."""
     return text.rfind("\n") + 1
@@ -243,15 +259,10 @@ class CsvWriter(Writer):
         if not (path.exists() and path.stat().st_size):
             return [], 0
         header = columns(top_k)
-        text = read_text(path)
-        complete = complete_csv(text)
-        rows = list(csv.reader(io.StringIO(text[:complete], newline="")))
+        rows, complete = complete_csv_rows(read_text(path))
         if not rows or rows[0] != header:
             cls._refuse_header(path, top_k, rows[0] if rows else [])
-        if any(len(row) != len(header) for row in rows[1:] if row):
-            raise OutputError(f"{path}: some rows do not have mvit's columns; use "
-                              "--overwrite to replace it, or another --output")
-        records = [dict(zip(header, row, strict=True)) for row in rows[1:] if row]
+        records = csv_records(path, rows[1:], header)
         check_records(path, records, top_k, stamp)
         return records, complete
 

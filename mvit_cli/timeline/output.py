@@ -23,9 +23,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..classify.output import (STAMP_COLUMNS, OutputError, check_records, complete_csv,
-                               complete_json_lines, complete_lines, journal_of, json_lines,
-                               lock_output, read_text, truncate)
+from ..classify.output import (STAMP_COLUMNS, OutputError, check_records, complete_csv_rows,
+                               complete_json_lines, complete_lines, csv_records, journal_of,
+                               json_lines, lock_output, read_text, truncate)
 from ..fileio import atomic_path, atomic_write_text
 from ..media.discover import identity, printable
 from .engine import VideoTimeline
@@ -103,13 +103,11 @@ class WindowRowsWriter(TimelineWriter):
         columns = window_columns(k)
         text = read_text(path)
         if path.suffix.lower() == ".csv":
-            end = complete_csv(text)
-            rows = list(csv.reader(io.StringIO(text[:end], newline="")))
+            rows, end = complete_csv_rows(text)
             if not rows or rows[0] != columns:
                 raise OutputError(f"{path}: not a timeline of this mvit with top-k {k} "
                                   "(its columns differ); use --overwrite or another --output")
-            records = [dict(zip(columns, row, strict=True)) for row in rows[1:]
-                       if len(row) == len(columns)]
+            records = csv_records(path, rows[1:], columns)
         else:
             records, end = complete_json_lines(path, text)
         check_records(path, records, k, stamp, columns)
