@@ -9,7 +9,7 @@ block of scores near the caches; whole, stage 1's scores are 25,089 x 393, and f
 as many keys in each stage's first block made larger blocks slower again. On a CPU with
 AMX, whose GEMMs take a fraction of the time, chunks of 4096 were faster (see
 AMX_QUERY_CHUNK). Each chunk's p.v is written into the output in place: concatenating the
-chunks took 3 of B-16x4's 150 ms bf16 forward there.
+chunks took about 2.5 of B-16x4's 150 ms bf16 forward there (1.016x).
 
 What it changes: the keys are scaled by 1/sqrt(d) in bf16, and the scores are rounded to
 bf16 before the softmax (which computes in fp32 inside); the fused kernel keeps the scores

@@ -39,12 +39,11 @@ def token_chunk(x: Tensor) -> int:
 def in_chunks(blk: MultiscaleBlock, skip: Tensor, attended: Tensor) -> Tensor:
     """`blk.after_attention(skip, attended)`, chunk by chunk where that pays (its fused
     form where packed_linear is taken)."""
-    length = skip.shape[1]
+    length, chunk = skip.shape[1], token_chunk(skip)
     if (skip.device.type != "cpu" or blk.training or torch.is_grad_enabled()
-            or torch.compiler.is_exporting() or length <= token_chunk(skip)):
+            or length <= chunk or torch.compiler.is_exporting()):
         return after_attention(blk, skip, attended)
     out = skip.new_empty(skip.shape[0], length, blk.mlp.fc2.out_features)
-    chunk = token_chunk(skip)
     for start in range(0, length, chunk):
         rows = slice(start, start + chunk)
         after_attention(blk, skip[:, rows], attended[:, rows], out=out[:, rows])
