@@ -74,6 +74,12 @@ class MultiscaleTransformer(nn.Module):
         """Hook for a generation's absolute positions; tokens include the class token."""
         return tokens
 
+    def absolute_positions(self, grid: Grid) -> tuple[Tensor | None, Tensor] | None:
+        """What `add_positions` adds, apart: (the class token's position, the grid tokens'
+        (L, C) positions), or None where positions live in attention. For the fast
+        patch embedding, which writes tokens and positions into one buffer."""
+        return None
+
     @staticmethod
     def as_clips(x: Tensor) -> Tensor:
         """(N, 3, T, H, W) clips as they are, (N, 3, H, W) images as clips of one frame."""
@@ -140,6 +146,9 @@ class MViT(MultiscaleTransformer):
 
     def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
         return self.pos_embed(tokens, grid)
+
+    def absolute_positions(self, grid: Grid) -> tuple[Tensor | None, Tensor]:
+        return self.pos_embed.cls, self.pos_embed.grid_positions(grid)
 
 
 class MViTv2(MultiscaleTransformer):

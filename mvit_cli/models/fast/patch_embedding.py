@@ -37,21 +37,21 @@ def takes_channels_last(x: Tensor) -> bool:
 
 def embed(model: MultiscaleTransformer, x: Tensor) -> tuple[Tensor, Grid]:
     """`model.embed(x)`: (tokens, grid)."""
-    x = model.as_clips(x)
     if not takes_channels_last(x):
         return model.embed(x)
-    patches = model.patch_embed(x.contiguous(memory_format=torch.channels_last_3d))
+    clips = model.as_clips(x).contiguous(memory_format=torch.channels_last_3d)
+    patches = model.patch_embed(clips)
     grid: Grid = (patches.shape[2], patches.shape[3], patches.shape[4])
     tokens = patches.flatten(2).transpose(1, 2)  # channels last: a view of the conv's output
     batch, length, channels = tokens.shape
     cls_token = model.cls_token
     skip = 1 if cls_token is not None else 0
     out = tokens.new_empty(batch, skip + length, channels)
-    positions = getattr(model, "pos_embed", None)  # MViT v1's absolute positions
+    positions = model.absolute_positions(grid)  # MViT v1's; None in MViTv2
     if positions is None:
         out[:, skip:] = tokens
     else:
-        torch.add(tokens, positions.grid_positions(grid), out=out[:, skip:])
+        torch.add(tokens, positions[1], out=out[:, skip:])
     if cls_token is not None:
-        out[:, 0] = cls_token if positions is None else cls_token + positions.cls
+        out[:, 0] = cls_token if positions is None else cls_token + positions[0]
     return out, grid
