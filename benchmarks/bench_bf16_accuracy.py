@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import mvit_cli
+from mvit_cli.cpu_gates import gates
 from mvit_cli.devices import BF16_AGREEMENT, BF16_SCORE_CHANGE, bf16_passes
 from mvit_cli.media.decode import media_kind
 
@@ -66,7 +67,7 @@ def main() -> None:
                         "(`--backend openvino --precision bf16`; needs the openvino extra).")
     args = parser.parse_args()
     print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"native bf16: {mvit_cli.devices.native_bf16_cpu()}")
+          f"native bf16: {gates().native_bf16}")
     record = compare(args.weights, args.folders, args.reference_path, args.backend)
     verdict = "passes" if bf16_passes(record) else "does not pass"
     print(f"all: {record['clips']} clips, top-1 agreement {record['top1_agreement']:.2%}, "

@@ -185,9 +185,9 @@ class Pipeline:
     def precision_note(self) -> str:
         """What a user should know about the precision in use ("" when nothing): bf16 on a
         CPU without it in hardware is emulated, and slower than fp32."""
-        from .devices import native_bf16_cpu
+        from .cpu_gates import gates
 
-        if self.dtype != torch.bfloat16 or self.device.type != "cpu" or native_bf16_cpu():
+        if self.dtype != torch.bfloat16 or self.device.type != "cpu" or gates().native_bf16:
             return ""
         if self.backend == "openvino":
             return "this CPU has no native bf16 (AVX512-BF16 or AMX): OpenVINO runs f32"

@@ -59,48 +59,6 @@ BF16_AGREEMENT = 0.995
 BF16_SCORE_CHANGE = 0.01
 
 
-def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch
-    emulates it, and bf16 is several times slower than fp32 (0.19x on a Zen 3:
-    benchmarks/RESULTS.md)."""
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
-
-
-def amx_cpu() -> bool:
-    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), on which torch's
-    fused CPU attention packs its bf16 GEMMs for AMX and, at many keys, beats the GEMM path
-    (models/fast/bf16_attention.py)."""
-    import torch
-
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-
-
-def onednn_fp32_faster() -> bool:
-    """Whether oneDNN's fp32 GEMMs beat MKL's (torch's default for fp32 linears) here: on
-    AMD CPUs with AVX-512, where MKL takes a slower code path than on Intel's (a Zen 5:
-    oneDNN 2.1-2.5x at B-16x4's shapes, benchmarks/RESULTS.md). Not measured elsewhere, so
-    elsewhere no."""
-    import torch
-
-    return (_cpu_vendor() == "AuthenticAMD"
-            and torch.backends.cpu.get_cpu_capability().startswith("AVX512"))
-
-
-def _cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "vendor_id":
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
-
-
 def bf16_passes(record: dict | None) -> bool:
     """Whether a weights' measured bf16 accuracy (their registry entry's `bf16`) clears
     BF16_AGREEMENT and BF16_SCORE_CHANGE."""
@@ -117,11 +75,13 @@ def resolve_precision(name: str, device: torch.device,
     see bf16_passes); fp32 elsewhere."""
     import torch
 
+    from .cpu_gates import gates
+
     name = str(name).strip().lower()
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        if device.type == "cpu" and bf16_passes(bf16_record) and native_bf16_cpu():
+        if device.type == "cpu" and bf16_passes(bf16_record) and gates().native_bf16:
             return torch.bfloat16
         return torch.float32
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

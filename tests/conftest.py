@@ -78,6 +78,18 @@ def _isolated_mvit_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["MVIT_HOME"] = previous
 
 
+@pytest.fixture
+def force_gates(monkeypatch):
+    """`force_gates(amx=True, ...)`: take the CPU paths as if this CPU answered so, for the
+    rest of the test (cpu_gates), so that any CPU runs every path."""
+    from mvit_cli import cpu_gates
+
+    def force(**values: bool) -> None:
+        monkeypatch.setattr(cpu_gates, "_GATES", replace(cpu_gates.gates(), **values))
+
+    return force
+
+
 @pytest.fixture(params=sorted(REFERENCES))
 def reference_name(request: pytest.FixtureRequest) -> str:
     return request.param

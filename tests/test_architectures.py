@@ -144,7 +144,7 @@ def test_class_token_is_never_pooled():
     assert torch.equal(pooled[:, 0], tokens[:, 0])
 
 
-def test_attention_goes_through_sdpa(monkeypatch):
+def test_attention_goes_through_sdpa(monkeypatch, force_gates):
     calls = []
     real = torch.nn.functional.scaled_dot_product_attention
 
@@ -155,9 +155,7 @@ def test_attention_goes_through_sdpa(monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
     # Where fp32's GEMMs run through oneDNN (AMD with AVX-512) the attention does too
     # (fp32_attention, tested on its own); the fused kernel is the path everywhere else.
-    from mvit_cli.models.fast import packed_linear
-
-    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+    force_gates(onednn_fp32=False)
     model = build_model(TINY_V2)
     with torch.inference_mode():
         model(torch.randn(1, 3, 4, 32, 32))

@@ -8,6 +8,8 @@ path (`model.fast_paths = False`), each fast path on its own and all together.
 
 from __future__ import annotations
 
+import collections
+import functools
 from dataclasses import replace
 
 import pytest
@@ -15,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mvit_cli import get_config
+from mvit_cli import cpu_gates, get_config
 from mvit_cli.factory import model_from_config
 from mvit_cli.models.fast import chunks
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere, plan_axis, read_positions
 from mvit_cli.models.fast.relative_dot import attention_with_relative_positions
+from mvit_cli.models.precision import cast_for_inference
 from mvit_cli.models.positions import (axis_table, relative_position_bias,
                                        relative_position_terms)
 
@@ -82,15 +85,88 @@ def test_kept_positions_are_gathered_in_grid_order_and_pooled_with_the_convs_pad
                                F.conv3d(grid, weight, stride=(1, 8, 8), padding=1))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
-def test_the_fast_paths_keep_the_logits(cfg):
+# Every answer a CPU can give the gates (cpu_gates) that matters for a dtype. fp32: oneDNN's
+# GEMMs or MKL's, with AMX's chunk sizes or not. bf16: emulated (no path of its own), or in
+# hardware with or without AMX and with or without oneDNN's packed bf16 linears.
+GATES = [(torch.float32, dict(onednn_fp32=onednn, amx=amx))
+         for onednn in (False, True) for amx in (False, True)]
+GATES += [(torch.bfloat16, dict(native_bf16=False, amx=False, onednn_bf16=False))]
+GATES += [(torch.bfloat16, dict(native_bf16=True, amx=amx, onednn_bf16=onednn))
+          for amx in (False, True) for onednn in (False, True)]
+
+
+def _gates_id(case) -> str:
+    dtype, gates = case
+    on = [name for name, value in gates.items() if value]
+    return f"{str(dtype).removeprefix('torch.')}-{'+'.join(on) or 'none'}"
+
+
+@functools.cache
+def _references(cfg) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weights, clip, reference fp32 logits, reference bf16 logits) of a config: the
+    reference path takes no gate, so one run serves every case."""
     model, clip = _model(cfg), _clip(cfg)
-    with torch.no_grad():
-        model.fast_paths = False
-        plain = model(clip)
-        model.fast_paths = True
-        fast = model(clip)
-    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    model.fast_paths = False
+    with torch.inference_mode():
+        fp32 = model(clip)
+        bf16 = cast_for_inference(model)(clip.bfloat16()).float()
+    return _model(cfg).state_dict(), clip, fp32, bf16
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunk sizes and thresholds small enough that the test models' tokens, queries and
+    keys cross them: every chunked loop runs more than once, its last chunk short, and with
+    AMX some attention calls take the fused kernel and some the GEMMs."""
+    from mvit_cli.models.fast import bf16_attention
+
+    monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 100)
+    monkeypatch.setattr(bf16_attention, "QUERY_CHUNK", 64)
+    monkeypatch.setattr(bf16_attention, "AMX_QUERY_CHUNK", 160)
+    monkeypatch.setattr(bf16_attention, "FUSED_FROM_KEYS", 16)
+
+
+@pytest.mark.parametrize("cfg", [*TINY, CONFIGS[-1]], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", GATES, ids=_gates_id)
+def test_the_fast_paths_keep_the_logits_whatever_the_cpu_answers(cfg, case, force_gates,
+                                                                   monkeypatch, small_chunks):
+    """Each gate forced on and off, on any CPU: in fp32 the fast paths give the reference
+    path's logits within fp32 rounding; in bf16 they are no further from the fp32 reference
+    than the bf16 reference path is. The paths the gates name really run (or do not)."""
+    from mvit_cli.models.fast import bf16_attention, fp32_attention, packed_linear
+
+    dtype, gates = case
+    if gates.get("onednn_bf16") and not cpu_gates.probe().onednn_bf16:
+        pytest.skip("torch's oneDNN runs bf16 only on CPUs with AVX-512 (or AMX)")
+    force_gates(**gates)
+    taken = collections.Counter()
+
+    def spy(name, original):
+        def counted(*args, **kwargs):
+            taken[name] += 1
+            return original(*args, **kwargs)
+        return counted
+
+    for module, name in ((packed_linear, "packed_weight"), (fp32_attention, "attend"),
+                         (bf16_attention, "attend_as_gemms")):
+        monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    weights, clip, fp32, bf16 = _references(cfg)
+    model = model_from_config(cfg).eval()
+    model.load_state_dict(weights)
+    with torch.inference_mode():
+        if dtype == torch.float32:
+            torch.testing.assert_close(model(clip), fp32, rtol=1e-5, atol=1e-5)
+        else:
+            fast = cast_for_inference(model)(clip.bfloat16()).float()
+            allowed = 2 * (bf16 - fp32).abs().max() + 0.01 * fp32.abs().max()
+            assert (fast - fp32).abs().max() <= allowed
+    onednn = gates.get("onednn_fp32") if dtype == torch.float32 else (
+        gates["native_bf16"] and gates["onednn_bf16"])
+    assert bool(taken["packed_weight"]) == onednn
+    assert bool(taken["attend"]) == (dtype == torch.float32 and onednn)
+    if dtype == torch.float32 or not gates["native_bf16"] or not gates["amx"]:
+        assert bool(taken["attend_as_gemms"]) == (dtype == torch.bfloat16
+                                                  and gates["native_bf16"])
 
 
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1], SMALL_B16X4], ids=lambda c: c.name)
@@ -190,8 +266,8 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
 
 
 @pytest.mark.parametrize("amx", [False, True])
-def test_token_chunks_are_longer_in_bf16_on_amx_only(monkeypatch, amx):
-    monkeypatch.setattr(chunks, "_amx", lambda: amx)
+def test_token_chunks_are_longer_in_bf16_on_amx_only(force_gates, amx):
+    force_gates(amx=amx)
     tokens = torch.zeros(1, 8, 4)
     assert chunks.token_chunk(tokens) == chunks.CPU_TOKEN_CHUNK
     assert chunks.token_chunk(tokens.bfloat16()) == chunks.CPU_TOKEN_CHUNK * (2 if amx else 1)
@@ -254,8 +330,8 @@ def _full_bias_by_definition(q, q_grid, k_grid, rel_t, rel_h, rel_w):
 
 @pytest.mark.parametrize("amx", [False, True], ids=["avx512_bf16", "amx"])
 @pytest.mark.parametrize("heads,queries", [(1, 2 * 4096 + 5), (4, 37)])
-def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, heads, queries,
-                                                                     amx):
+def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch, force_gates,
+                                                                     heads, queries, amx):
     """The GEMM path of bf16 CPU inference (bf16_attention): chunks of queries (of each CPU
     kind's size), each written in place, scores rounded once to bf16, a softmax computed in
     fp32 inside. Held to fp32 attention on the same bf16 inputs within a few times the fused
@@ -264,8 +340,7 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
 
     # The path is for CPUs with bf16 in hardware; on one that emulates it the numbers are
     # the same, only slower, so the test runs it on either kind.
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
-    monkeypatch.setattr(bf16_attention, "_amx", lambda: amx)
+    force_gates(native_bf16=True, amx=amx)
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, heads, n, 96).bfloat16() for n in (queries, 393, 393))
     expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
@@ -285,17 +360,17 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
     bf16_attention.attend(q.float(), k.float(), v.float())
     bf16_attention.attend(q.clone().requires_grad_(), k, v)
     with torch.inference_mode():
-        monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: False)
+        force_gates(native_bf16=False)
         bf16_attention.attend(q, k, v)
     assert not calls
 
 
-def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypatch):
+def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypatch, force_gates):
     """On a CPU with AMX, from FUSED_FROM_KEYS keys, bf16 attention is torch's fused kernel
     itself (same numbers, bit for bit); below that, or without AMX, the GEMM path."""
     from mvit_cli.models.fast import bf16_attention
 
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    force_gates(native_bf16=True)
     torch.manual_seed(0)
     many = bf16_attention.FUSED_FROM_KEYS
     q = torch.randn(1, 2, 37, 16).bfloat16()
@@ -305,7 +380,7 @@ def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypa
 
     def gemm_path_taken(keys: int, amx: bool) -> bool:
         k, v = torch.randn(1, 2, keys, 16).bfloat16(), torch.randn(1, 2, keys, 16).bfloat16()
-        monkeypatch.setattr(bf16_attention, "_AMX", amx)
+        force_gates(amx=amx)
         calls.clear()
         with torch.inference_mode():
             got = bf16_attention.attend(q, k, v, scale=0.3)
@@ -319,18 +394,18 @@ def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypa
 
 
 needs_onednn_bf16 = pytest.mark.skipif(
-    not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    not cpu_gates.probe().onednn_bf16,
     reason="torch's oneDNN runs bf16 on this CPU only with AVX-512 (or AMX)")
 
 
 @needs_onednn_bf16
-def test_packed_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(monkeypatch):
+def test_packed_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(force_gates):
     """packed_linear: oneDNN GEMMs on packed weights, GELU or a residual add fused. Held to
     fp32 within bf16 rounding, for whole layers and for row slices (the Q|K|V split), and
     packed anew when the weights change."""
-    from mvit_cli.models.fast import bf16_attention, packed_linear
+    from mvit_cli.models.fast import packed_linear
 
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    force_gates(native_bf16=True, onednn_bf16=True)
     torch.manual_seed(0)
     layer = torch.nn.Linear(96, 288).bfloat16()
     x, add = torch.randn(2, 300, 96).bfloat16(), torch.randn(2, 300, 288).bfloat16()
@@ -366,24 +441,24 @@ def test_packed_linears_pack_once_fuse_gelu_and_add_and_follow_weight_changes(mo
 
     # Not taken in fp32 where MKL stays, with gradients, or where bf16 is emulated.
     fresh, fresh32 = torch.nn.Linear(96, 288).bfloat16(), torch.nn.Linear(96, 288)
-    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+    force_gates(onednn_fp32=False)
     with torch.inference_mode():
         packed_linear.linear(fresh32, x.float())
     packed_linear.linear(fresh, torch.randn(2, 300, 96).bfloat16().requires_grad_())
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: False)
+    force_gates(native_bf16=False)
     with torch.inference_mode():
         packed_linear.linear(fresh, x)
     assert fresh.weight not in packed_linear._PACKED and fresh32.weight not in packed_linear._PACKED
 
 
-def test_fp32_linears_through_onednn_are_fp32_exact(monkeypatch):
+def test_fp32_linears_through_onednn_are_fp32_exact(force_gates):
     """packed_linear in fp32 (AMD CPUs with AVX-512, forced here on any CPU): the GEMMs,
     the fused GELU and add, and row slices within fp32 rounding of F.linear (the order of
     the sums is all that changes); a whole model's logits within 1e-5 of MKL's; not taken
     with gradients or where MKL stays."""
     from mvit_cli.models.fast import packed_linear
 
-    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: True)
+    force_gates(onednn_fp32=True)
     torch.manual_seed(0)
     layer = torch.nn.Linear(96, 288)
     x, add = torch.randn(2, 300, 96), torch.randn(2, 300, 288)
@@ -407,7 +482,7 @@ def test_fp32_linears_through_onednn_are_fp32_exact(monkeypatch):
     with torch.inference_mode():
         onednn = model(clip)
         assert model.blocks[0].mlp.fc1.weight in packed_linear._PACKED
-        monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+        force_gates(onednn_fp32=False)
         mkl = model(clip)
     assert (onednn - mkl).abs().max() <= 1e-5 * mkl.abs().max()
     assert (onednn - mkl).abs().max() > 0  # oneDNN's sums did run
@@ -415,13 +490,13 @@ def test_fp32_linears_through_onednn_are_fp32_exact(monkeypatch):
 
 @needs_onednn_bf16
 @pytest.mark.parametrize("cfg", [SMALL_B16X4, CONFIGS[-2]], ids=lambda c: c.name)
-def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, cfg):
+def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, force_gates, cfg):
     """The whole bf16 forward with packed_linear's fused GEMMs, against the same bf16 model
     with plain layers, both against fp32: no further from fp32 than bf16 itself."""
-    from mvit_cli.models.fast import bf16_attention, packed_linear
+    from mvit_cli.models.fast import packed_linear
     from mvit_cli.models.precision import cast_for_inference
 
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    force_gates(native_bf16=True, onednn_bf16=True)
     model, clip = _model(cfg), _clip(cfg)
     with torch.inference_mode():
         fp32 = model(clip)
@@ -480,12 +555,10 @@ def test_a_bf16_model_compiles_in_one_graph_with_its_fast_paths():
 
 
 @needs_onednn_bf16
-def test_an_fp32_model_under_bf16_autocast_runs_with_the_fast_paths(monkeypatch):
+def test_an_fp32_model_under_bf16_autocast_runs_with_the_fast_paths(force_gates):
     """Under autocast, bf16 activations meet fp32 weights: the packed linears must step
     aside (oneDNN refused the pair: "could not create a primitive descriptor")."""
-    from mvit_cli.models.fast import bf16_attention
-
-    monkeypatch.setattr(bf16_attention, "_native_bf16", lambda: True)
+    force_gates(native_bf16=True, onednn_bf16=True)
     model, clip = _model(SMALL_B16X4), _clip(SMALL_B16X4)
     with torch.inference_mode():
         fp32 = model(clip)
@@ -496,15 +569,15 @@ def test_an_fp32_model_under_bf16_autocast_runs_with_the_fast_paths(monkeypatch)
 
 @pytest.mark.parametrize("heads,queries,value_dim,scale", [
     (1, 2 * 1024 + 5, 96, None), (4, 37, 96, None), (2, 300, 40, 1.0)])
-def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, heads, queries, value_dim,
-                                                     scale):
+def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, force_gates, heads, queries,
+                                                     value_dim, scale):
     """fp32_attention (AMD CPUs with AVX-512, forced here on any CPU): q.k and p.v as oneDNN
     GEMMs, head by head and chunk by chunk, within fp32 rounding of the fused kernel, for a
     batch of two, several chunks, a given scale and values narrower than the keys (as
     relative_dot passes them); not taken with gradients or where MKL stays."""
-    from mvit_cli.models.fast import bf16_attention, fp32_attention, packed_linear
+    from mvit_cli.models.fast import bf16_attention, fp32_attention
 
-    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: True)
+    force_gates(onednn_fp32=True)
     torch.manual_seed(0)
     q, k = (torch.randn(2, heads, n, 96) for n in (queries, 393))
     v = torch.randn(2, heads, 393, value_dim)
@@ -517,7 +590,7 @@ def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, heads, queries
     assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
     calls.clear()
     bf16_attention.attend(q.clone().requires_grad_(), k, v, scale=scale)
-    monkeypatch.setattr(packed_linear, "_onednn_fp32_faster", lambda: False)
+    force_gates(onednn_fp32=False)
     with torch.inference_mode():
         bf16_attention.attend(q, k, v, scale=scale)
     assert not calls
@@ -567,9 +640,9 @@ def test_clip_lanes_run_clips_side_by_side_with_the_same_logits(cfg, two_threads
 
 
 def packed_linear_takes_onednn_fp32() -> bool:
-    from mvit_cli.models.fast import packed_linear
+    from mvit_cli.cpu_gates import gates
 
-    return packed_linear._onednn_fp32_faster()
+    return gates().onednn_fp32
 
 
 def test_clip_lanes_carry_autocast_and_stay_out_of_training(two_threads):

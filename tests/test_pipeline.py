@@ -205,11 +205,11 @@ def test_bf16_casts_the_body_once_and_keeps_the_head_in_fp32(tiny_weights):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_picks_bf16_on_a_cpu_only_where_it_is_native_and_measured(
-        monkeypatch, tiny_weights, native):
+        force_gates, tiny_weights, native):
     from mvit_cli import devices
     from mvit_cli.pretrained.registry import find_entry
 
-    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: native)
+    force_gates(native_bf16=native)
     cpu = torch.device("cpu")
     good = {"clips": 400, "top1_agreement": 0.998, "max_score_change": 0.006}
     assert devices.resolve_precision("auto", cpu, good) == (
@@ -226,13 +226,11 @@ def test_auto_picks_bf16_on_a_cpu_only_where_it_is_native_and_measured(
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_bf16_on_a_cpu_without_it_says_so(monkeypatch, tmp_path, tiny_weights, native):
-    from mvit_cli import devices
-
+def test_bf16_on_a_cpu_without_it_says_so(force_gates, tmp_path, tiny_weights, native):
     from conftest import run_cli
     from media import write_video
 
-    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: native)
+    force_gates(native_bf16=native)
     video = write_video(tmp_path / "a.mp4", frames=8)
     result = run_cli("classify", video, "--weights", tiny_weights, "--precision", "bf16",
                      "--workers", "0")
@@ -284,9 +282,10 @@ def test_importing_the_package_imports_no_torch():
 def test_fp32_linears_go_through_onednn_only_on_amd_with_avx512(monkeypatch, vendor,
                                                                   capability, expected):
     """Where MKL's fp32 GEMMs were measured at half oneDNN's rate (a Zen 5); elsewhere
-    torch's default stays."""
-    from mvit_cli import devices
+    torch's default stays. The probe reads the vendor and torch's capability."""
+    from mvit_cli import cpu_gates
 
-    monkeypatch.setattr(devices, "_cpu_vendor", lambda: vendor)
+    assert cpu_gates.onednn_fp32_faster(vendor, capability) is expected
+    monkeypatch.setattr(cpu_gates, "_cpu_vendor", lambda: vendor)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    assert devices.onednn_fp32_faster() is expected
+    assert cpu_gates.probe().onednn_fp32 is expected

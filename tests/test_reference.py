@@ -5,6 +5,7 @@ The same weights in every layout we read must give torchvision's logits.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -22,9 +23,20 @@ def logits_of(model: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
         return model(clip)
 
 
-def test_torchvision_safetensors_matches_reference(reference_name):
+# How a forward may run: the reference path, or the fast paths with fp32's GEMMs through
+# MKL or through oneDNN (cpu_gates.onednn_fp32, which the CPU decides, forced both ways here).
+PATHS = {"reference": (False, False), "fast-mkl": (True, False), "fast-onednn": (True, True)}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_torchvision_safetensors_matches_reference(reference_name, path, force_gates):
+    """torchvision's logits from each path on its own: the reference path is held to
+    torchvision directly, not only through the fast paths' agreement with it."""
+    fast_paths, onednn = PATHS[path]
+    force_gates(onednn_fp32=onednn)
     cfg, weights, clip, expected = reference(reference_name)
     model = build_model(cfg, weights=weights)
+    model.fast_paths = fast_paths
     assert not model.training
     assert max_rel_error(logits_of(model, clip), expected) < TOLERANCE
 

@@ -166,14 +166,13 @@ def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Te
     Freezing lets inductor fold the weights (and prepack them on the CPU). The fast paths'
     plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
     right for these pure functions, but warns about it on every first call: silenced. The
-    bf16 paths' CPU probes are asked here, eagerly, as Dynamo cannot trace them.
+    CPU's gates (cpu_gates) are asked here, eagerly, as Dynamo cannot trace the probes.
     """
     import torch._inductor.config as inductor_config
 
-    from .fast import bf16_attention
+    from ..cpu_gates import gates
 
-    bf16_attention._native_bf16()
-    bf16_attention._amx()
+    gates()
 
     inductor_config.freezing = True
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...cpu_gates import gates
+
 # Queries per chunk: of 512, 1024, 2048 and 4096, 1024 and 2048 were fastest at B-16x4's
 # shapes on a Zen 5. On an Intel Xeon with AMX, whose GEMMs take a fifth of the time, a call's
 # fixed costs weigh more: 4096 ran B-16x4's bf16 forward 1.02x faster, v2-S-16x4's 1.04x.
@@ -47,46 +49,18 @@ def takes_gemm_path(q: Tensor) -> bool:
     exact (fp32), needed (gradients), or not measured against this path: GPUs, and CPUs
     that emulate bf16, where a bf16 GEMM ran at a tenth of fp32's rate."""
     return (q.dtype == torch.bfloat16 and q.device.type == "cpu"
-            and not torch.is_grad_enabled() and _native_bf16())
-
-
-def _native_bf16() -> bool:
-    """The CPU probe, asked once. Kept in a module global rather than a functools.cache
-    because Dynamo reads a set global as a constant but traces into a cached function, and
-    the probe breaks its graph (`compile_for_inference` asks once before compiling)."""
-    global _NATIVE_BF16
-    if _NATIVE_BF16 is None:
-        from ...devices import native_bf16_cpu
-
-        _NATIVE_BF16 = native_bf16_cpu()
-    return _NATIVE_BF16
-
-
-_NATIVE_BF16: bool | None = None
+            and not torch.is_grad_enabled() and gates().native_bf16)
 
 
 def fused_is_faster(k: Tensor) -> bool:
     """Whether torch's fused kernel beats the GEMM path for these keys (see the module's
     docstring): many keys, on a CPU with AMX."""
-    return k.shape[-2] >= FUSED_FROM_KEYS and _amx()
-
-
-def _amx() -> bool:
-    """The AMX probe, asked once; a module global for the reason `_native_bf16` gives."""
-    global _AMX
-    if _AMX is None:
-        from ...devices import amx_cpu
-
-        _AMX = amx_cpu()
-    return _AMX
-
-
-_AMX: bool | None = None
+    return k.shape[-2] >= FUSED_FROM_KEYS and gates().amx
 
 
 def query_chunk() -> int:
     """Queries per chunk of the GEMM path, on this CPU."""
-    return AMX_QUERY_CHUNK if _amx() else QUERY_CHUNK
+    return AMX_QUERY_CHUNK if gates().amx else QUERY_CHUNK
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
@@ -101,7 +75,11 @@ def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tenso
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     if fused_is_faster(k):
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return attend_as_gemms(q, k, v, q.shape[-1] ** -0.5 if scale is None else scale)
+
+
+def attend_as_gemms(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """The GEMM path: q.k and p.v as bf16 GEMMs around a softmax, chunk by chunk."""
     keys = (k if scale == 1.0 else k * scale).transpose(-2, -1)  # the few keys, not the queries
     out = q.new_empty(*q.shape[:-1], v.shape[-1])
     chunk = query_chunk()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .bf16_attention import _amx
+from ...cpu_gates import gates
 from .packed_linear import after_attention
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ AMX_BF16_CHUNK_SCALE = 2
 
 def token_chunk(x: Tensor) -> int:
     """Tokens per chunk for x on this CPU."""
-    scale = AMX_BF16_CHUNK_SCALE if x.dtype == torch.bfloat16 and _amx() else 1
+    scale = AMX_BF16_CHUNK_SCALE if x.dtype == torch.bfloat16 and gates().amx else 1
     return CPU_TOKEN_CHUNK * scale
 
 

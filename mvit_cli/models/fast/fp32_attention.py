@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .bf16_attention import QUERY_CHUNK
+from . import bf16_attention
 from .packed_linear import takes_packed_path
 
 
@@ -26,13 +26,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     inner = torch.ops.mkldnn._linear_pointwise
     batch, heads, length, _ = q.shape
     out = q.new_empty(batch, heads, length, v.shape[-1])
+    chunk = bf16_attention.QUERY_CHUNK  # the bf16 path's, for the same reason
     for b in range(batch):
         for h in range(heads):
             keys = k[b, h] if scale == 1.0 else k[b, h] * scale  # (Lk, d): the weight of q.k
             keys, values_t = keys.contiguous(), v[b, h].t().contiguous()  # (d, Lk) for p.v
             queries = q[b, h]
-            for start in range(0, length, QUERY_CHUNK):
-                rows = slice(start, start + QUERY_CHUNK)
+            for start in range(0, length, chunk):
+                rows = slice(start, start + chunk)
                 scores = inner(queries[rows], keys, None, "none", [], "")
                 out[b, h, rows] = inner(torch.softmax(scores, dim=-1), values_t, None,
                                         "none", [], "")

@@ -13,7 +13,7 @@ Why, in fp32: there `F.linear` runs MKL's GEMM, which on AMD CPUs takes a slower
 than on Intel's. On a Zen 5 (AVX-512) it reached 115-160 GFLOP/s at B-16x4's shapes against
 oneDNN's 270-360, and the whole fp32 forward ran 1.61x faster through oneDNN
 (benchmarks/RESULTS.md, "fp32 through oneDNN"). Taken where that was measured: AMD CPUs
-with AVX-512 (devices.onednn_fp32_faster); elsewhere MKL stays.
+with AVX-512 (cpu_gates: onednn_fp32); elsewhere MKL stays.
 
 What it changes: in bf16, the fused GELU and add work on the GEMM's fp32 result and round
 once to bf16, where the unfused ops round the GEMM's output first; the logits move within
@@ -24,7 +24,6 @@ storage or version: `.to()`, `load_state_dict`).
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ...cpu_gates import gates
 from .bf16_attention import takes_gemm_path
 
 if TYPE_CHECKING:
@@ -52,26 +52,9 @@ def takes_packed_path(x: Tensor, weight: Tensor) -> bool:
     if torch.compiler.is_compiling() or weight.dtype != x.dtype:
         return False
     if x.dtype == torch.bfloat16:
-        return takes_gemm_path(x) and _onednn_bf16()
+        return takes_gemm_path(x) and gates().onednn_bf16
     return (x.dtype == torch.float32 and x.device.type == "cpu"
-            and not torch.is_grad_enabled() and _onednn_fp32_faster())
-
-
-@cache  # asked at every linear call of a forward: the answer never changes in a process
-def _onednn_bf16() -> bool:
-    return _packing_ops() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-@cache
-def _onednn_fp32_faster() -> bool:
-    from ...devices import onednn_fp32_faster
-
-    return _packing_ops() and onednn_fp32_faster()
-
-
-def _packing_ops() -> bool:
-    ops = torch.ops.mkldnn
-    return hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")
+            and not torch.is_grad_enabled() and gates().onednn_fp32)
 
 
 def linear(layer: nn.Linear, x: Tensor, rows: slice | None = None, *, gelu: bool = False,
