@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -160,3 +162,27 @@ def test_attention_goes_through_sdpa(monkeypatch, force_gates):
     with torch.inference_mode():
         model(torch.randn(1, 3, 4, 32, 32))
     assert len(calls) == len(model.blocks)
+
+
+@pytest.mark.parametrize("head_pool", ["cls", "mean_then_norm", "norm_then_mean"])
+@pytest.mark.parametrize("fast_paths", [False, True], ids=["reference", "fast"])
+def test_each_head_pool_reads_the_final_tokens_as_its_name_says(head_pool, fast_paths):
+    """The head's three ways of pooling the final tokens, held to their definitions over
+    the tokens `run_blocks` returns: the class token normalised; the mean of the grid
+    tokens (never the class token) normalised; the grid tokens normalised, then averaged."""
+    cfg = replace(TINY_V2, name=f"tiny-v2-{head_pool}", head_pool=head_pool)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    for param in model.norm.parameters():  # a norm that is not the identity, so order shows
+        torch.nn.init.normal_(param, std=0.5)
+    model.fast_paths = fast_paths
+    clip = torch.randn(2, 3, cfg.frames, cfg.size, cfg.size)
+    with torch.inference_mode():
+        tokens = model.run_blocks(*model.embed(clip))[0]
+        pooled = {"cls": model.norm(tokens[:, 0]),
+                  "mean_then_norm": model.norm(tokens[:, 1:].mean(dim=1)),
+                  "norm_then_mean": model.norm(tokens[:, 1:]).mean(dim=1)}[head_pool]
+        torch.testing.assert_close(model(clip), model.head(pooled), rtol=1e-5, atol=1e-5)
+        # The two means differ on this model, so neither could pass for the other.
+        assert not torch.allclose(model.norm(tokens[:, 1:].mean(dim=1)),
+                                  model.norm(tokens[:, 1:]).mean(dim=1), atol=1e-3)
