@@ -19,7 +19,7 @@ hint), but the clips of a batch run faster side by side, each on a stream of its
 fewer threads (the THROUGHPUT hint), for the reason torch's clip lanes do: no core waits for
 the others after every layer. B-16x4 on a Zen 4 with 2 cores, batches of 8, alternating:
 bf16 0.400 s a clip against 0.450 s, fp32 0.859 against 0.968 (faster in 5 of 5 rounds
-each), identical logits (benchmarks/RESULTS.md, "On the issue's CPU kind"). That second
+each), identical logits (benchmarks/RESULTS.md, "AMD EPYC Zen 4"). That second
 model is made from the same cached blob (OpenVINO's cache does not key on the hint), in about
 0.5 s for B-16x4, the first time a batch of more than one clip comes; it holds its own
 weights and each stream its own activations (about 480 MB more for B-16x4 in bf16).
