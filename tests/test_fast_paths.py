@@ -31,11 +31,18 @@ from conftest import TINY
 # B-16x4's real schedule (1x8x8 K/V stride, 4 stages) on a small input: stage 1 is 4x16x16.
 SMALL_B16X4 = replace(get_config("B-16x4"), name="small-b16x4", frames=8, size=64,
                       num_classes=10)
-CONFIGS = [*TINY, SMALL_B16X4, replace(get_config("v2-S-16x4"), name="small-v2s", frames=8,
-                                       size=64, num_classes=10),
-           # A 2x2 stage-1 grid: windows 8 apart keep every position, yet need the layout.
-           replace(get_config("B-16x4"), name="tiny-grid-b16x4", frames=4, size=8,
-                   num_classes=10)]
+SMALL_V2S = replace(get_config("v2-S-16x4"), name="small-v2s", frames=8, size=64,
+                    num_classes=10)
+# B-16x4's real schedule (16 blocks, 1x8x8 K/V stride) on a 2x2 stage-1 grid and a sixth of
+# its widths: windows 8 apart keep every position, yet need the layout.
+TINY_GRID_B16X4 = replace(get_config("B-16x4"), name="tiny-grid-b16x4", frames=4, size=8,
+                          num_classes=10, embed_dim=16)
+
+
+def slow(cfg):
+    """A config whose run takes seconds: in the whole suite only (the tiny ones cover the
+    same code in the fast part)."""
+    return pytest.param(cfg, marks=pytest.mark.slow, id=cfg.name)
 
 
 def _model(cfg):
@@ -126,7 +133,7 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(bf16_attention, "FUSED_FROM_KEYS", 16)
 
 
-@pytest.mark.parametrize("cfg", [*TINY, CONFIGS[-1]], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [*TINY, TINY_GRID_B16X4], ids=lambda c: c.name)
 @pytest.mark.parametrize("case", GATES, ids=_gates_id)
 def test_the_fast_paths_keep_the_logits_whatever_the_cpu_answers(cfg, case, force_gates,
                                                                    monkeypatch, small_chunks):
@@ -169,7 +176,8 @@ def test_the_fast_paths_keep_the_logits_whatever_the_cpu_answers(cfg, case, forc
                                                   and gates["native_bf16"])
 
 
-@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], SMALL_B16X4], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY_GRID_B16X4, slow(SMALL_B16X4)],
+                         ids=lambda c: c.name)
 def test_run_blocks_returns_every_token_either_way(cfg):
     model, clip = _model(cfg), _clip(cfg, batch=1)
     out = {}
@@ -187,7 +195,7 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
     from mvit_cli.models.fast import attention as fast_attention
     from mvit_cli.models.fast import class_token, clip_batches
 
-    cfg = replace(get_config("v2-S-16x4"), name="small-v2s-cls", frames=8, size=64,
+    cfg = replace(get_config("v2-S-16x4"), name="small-v2s-cls", frames=8, size=32, embed_dim=16,
                   num_classes=10, cls_token=True, head_pool="cls")
     model, clip = _model(cfg), _clip(cfg)
     with torch.no_grad():
@@ -242,7 +250,7 @@ def _with_full_bias(q, k, v, terms, k_grid, temporal, skip):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
-@pytest.mark.parametrize("cfg", [SMALL_B16X4, CONFIGS[-1]], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [slow(SMALL_B16X4), TINY_GRID_B16X4], ids=lambda c: c.name)
 def test_the_fast_paths_really_skip_multiply_adds(cfg):
     model, clip = _model(cfg), _clip(cfg, batch=1)
     counts = {}
@@ -255,7 +263,7 @@ def test_the_fast_paths_really_skip_multiply_adds(cfg):
 
 
 def test_chunked_per_token_steps_match_one_pass(monkeypatch):
-    cfg = SMALL_B16X4
+    cfg = TINY[0]
     model, clip = _model(cfg), _clip(cfg)
     with torch.no_grad():
         monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)
@@ -273,7 +281,8 @@ def test_token_chunks_are_longer_in_bf16_on_amx_only(force_gates, amx):
     assert chunks.token_chunk(tokens.bfloat16()) == chunks.CPU_TOKEN_CHUNK * (2 if amx else 1)
 
 
-@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY[2], SMALL_B16X4], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY[2], TINY_GRID_B16X4, slow(SMALL_B16X4)],
+                         ids=lambda c: c.name)
 def test_gradients_flow_through_the_fast_paths_unchanged(cfg):
     """Fine-tuning takes the same path: the input's and every weight's gradients agree."""
     model = _model(cfg)
@@ -489,7 +498,7 @@ def test_fp32_linears_through_onednn_are_fp32_exact(force_gates):
 
 
 @needs_onednn_bf16
-@pytest.mark.parametrize("cfg", [SMALL_B16X4, CONFIGS[-2]], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [slow(SMALL_B16X4), SMALL_V2S], ids=lambda c: c.name)
 def test_a_bf16_model_with_packed_linears_keeps_its_logits(monkeypatch, force_gates, cfg):
     """The whole bf16 forward with packed_linear's fused GEMMs, against the same bf16 model
     with plain layers, both against fp32: no further from fp32 than bf16 itself."""
@@ -604,7 +613,7 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("cfg", [SMALL_B16X4, TINY[1]], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [slow(SMALL_B16X4), TINY[1]], ids=lambda c: c.name)
 def test_clip_lanes_run_clips_side_by_side_with_the_same_logits(cfg, two_threads, monkeypatch):
     """On 2 threads, a batch's clips run on two lane threads, one intra-op thread each, and
     give the clip-by-clip logits bit for bit; the caller keeps its own thread count."""

@@ -37,9 +37,12 @@ def test_v1_positions_are_resampled_smoothly():
     assert doubled.shape == (4 * 16 * 16, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,frames,size", [("B-16x4", 8, 224), ("B-16x4", 16, 256),
                                               ("v2-S-16x4", 8, 224), ("v2-S-16x4", 16, 256)])
 def test_full_size_models_on_other_inputs(name, frames, size):
+    """The published schedules' own grids, resampled (the tiny models above run the same
+    code on small grids in the fast part)."""
     model = build_model(name)
     with torch.inference_mode():
         out = model(torch.randn(1, 3, frames, size, size))

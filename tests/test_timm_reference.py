@@ -126,11 +126,18 @@ def timm_checkpoint(model: nn.Module, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fast_paths", [True, False], ids=["fast", "reference-path"])
+# The reference path, and the fast paths with fp32's GEMMs through MKL or through oneDNN
+# (cpu_gates.onednn_fp32: the CPU decides, forced both ways here).
+PATHS = {"reference-path": (False, False), "fast-mkl": (True, False), "fast-onednn": (True, True)}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_logits_match_timm(mvitv2: ModuleType, case: Case, fast_paths: bool,
+def test_logits_match_timm(mvitv2: ModuleType, case: Case, path: str, force_gates,
                            tmp_path: Path) -> None:
     """timm's network, saved as a timm checkpoint and loaded by us, gives timm's logits."""
+    fast_paths, onednn = PATHS[path]
+    force_gates(onednn_fp32=onednn)
     torch.manual_seed(0)
     reference = case.timm_model(mvitv2)
     randomise(reference, seed=1)
