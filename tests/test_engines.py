@@ -1,5 +1,7 @@
 """`--engine ray` against the local engine, on a real local Ray (2 CPUs), with real files,
 manifests, Parquet outputs, and s3:// inputs from an S3-protocol server (moto) on 127.0.0.1.
+Those runs are slow; the refusals that come before any Ray starts are not, and run in the
+fast suite (as does tests/test_ray_rows.py, the engine's rows without Ray).
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from conftest import INTERRUPTIBLE, run_cli
 from mvit_cli.errors import UsageError
 from media import join_clips, write_video
 
-pytestmark = pytest.mark.slow
+try:
+    import ray
+except ImportError:  # the runs on Ray skip; the refusals of an install without it still run
+    ray = None
 
-ray = pytest.importorskip("ray")
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed")
+
+
+def on_ray(test):
+    """An end-to-end run on a real Ray: slow, and skipped where Ray is not installed."""
+    return pytest.mark.slow(needs_ray(test))
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +111,7 @@ def same_rows(local: dict, remote: dict) -> None:
             assert abs(float(row["score_1"]) - float(other["score_1"])) < 1e-5
 
 
+@on_ray
 @pytest.mark.parametrize("suffix,layout", [(".csv", "nodes"), (".parquet", "split"),
                                            (".jsonl", "auto")])
 def test_both_engines_give_the_same_rows(local_ray, folder, weights, tmp_path, suffix, layout):
@@ -119,6 +130,7 @@ def test_both_engines_give_the_same_rows(local_ray, folder, weights, tmp_path, s
         r["weights_sha256"] for r in local_rows.values()}
 
 
+@on_ray
 def test_a_resumed_ray_run_skips_what_is_done(local_ray, folder, weights, tmp_path):
     out = tmp_path / "labels.jsonl"
     assert classify(folder / "clip0.mp4", folder / "clip1.mp4", "--weights", weights, "-o",
@@ -128,6 +140,7 @@ def test_a_resumed_ray_run_skips_what_is_done(local_ray, folder, weights, tmp_pa
     assert len(rows(out)) == 7
 
 
+@on_ray
 def test_the_python_api_runs_on_ray(local_ray, folder, weights):
     import mvit_cli
 
@@ -141,7 +154,9 @@ def test_the_python_api_runs_on_ray(local_ray, folder, weights):
         assert bool(result.error) == bool(remote[path].error)
 
 
-def test_a_pipeline_from_a_python_model_is_refused_on_ray(local_ray, folder):
+@needs_ray
+def test_a_pipeline_from_a_python_model_is_refused_on_ray(folder):
+    """Refused before Ray starts: no cluster needed."""
     from conftest import TINY_V1
 
     from mvit_cli import Pipeline, build_model
@@ -152,6 +167,7 @@ def test_a_pipeline_from_a_python_model_is_refused_on_ray(local_ray, folder):
         clf.classify(folder, engine="ray")
 
 
+@on_ray
 @pytest.mark.parametrize("kind", ["txt", "csv", "parquet"])
 def test_a_manifest_is_read_not_listed(local_ray, folder, weights, tmp_path, kind):
     entries = [str(folder / "clip3.mp4"), str(folder / "clip4.mp4"),
@@ -183,6 +199,7 @@ def test_a_manifest_is_read_not_listed(local_ray, folder, weights, tmp_path, kin
         assert found["s3://videos/README"]["error"] == "not a video or image file"
 
 
+@on_ray
 def test_object_store_inputs_through_both_engines(local_ray, s3_env, folder, weights,
                                                   tmp_path):
     import boto3
@@ -221,6 +238,7 @@ def no_local_timelines(monkeypatch) -> None:
     monkeypatch.setattr(TimelineRunner, "run", refuse)
 
 
+@on_ray
 def test_timelines_on_ray_are_the_local_ones(local_ray, tmp_path, monkeypatch):
     """motion-demo over two long videos of known motions and a broken file: the same
     windows, labels and scores from both engines, the same segments, and resume."""
@@ -252,6 +270,7 @@ def test_timelines_on_ray_are_the_local_ones(local_ray, tmp_path, monkeypatch):
     assert len(window_rows(remote)) == len(ray_rows)
 
 
+@on_ray
 def test_the_timeline_api_runs_on_ray(local_ray, tmp_path, monkeypatch):
     import mvit_cli
 
@@ -281,6 +300,7 @@ def test_without_ray_the_engine_says_how_to_install_it(tmp_path, weights, comman
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@on_ray
 def test_an_interrupted_ray_run_resumes_without_losses(local_ray, weights, tmp_path):
     """Ctrl-C on the driver (a process of its own, on the test's Ray): the rows written
     stay, and a second run does the rest, once each."""
@@ -321,6 +341,7 @@ sys.stdin.read()  # up until the test closes stdin
 """
 
 
+@on_ray
 def test_a_cluster_without_credentials_gets_the_drivers(s3_env, folder, weights, tmp_path):
     """Workers of a cluster start from their node's environment: the object-store settings
     reach them from the driver (an S3 server that needs them, a cluster that lacks them)."""

@@ -17,6 +17,10 @@ and provenance are the same. Pitfalls handled, each measured with ray 2.60:
 Timelines run in the `nodes` layout only: a video's windows are decoded in stretches that
 each seek once, which is the local engine's work on one node; splitting one video across
 nodes would decode the stretch boundaries twice for little gain on collections of many.
+
+This module is the Ray plumbing only; what a batch's rows hold (`batch_rows`) and how the work
+is cut into calls over the nodes (`scheduling`) live beside it without Ray, so the fast tests
+check them (tests/test_ray_rows.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from ..classify.results import FileResult
 from ..errors import UsageError
 from ..media.protocol import Protocol
 from ..media.windows import Windowing
+from . import scheduling
+from .batch_rows import decode_row, file_result, input_items, one_per_item, score_batch
 
 if TYPE_CHECKING:
     from ..timeline.engine import VideoTimeline
@@ -81,34 +87,6 @@ def connect(address: str | None) -> None:
              runtime_env={"env_vars": env_vars} if env_vars else None)
 
 
-def _decode_row(row: dict[str, Any], protocol: Protocol, video_model: bool) -> dict[str, Any]:
-    """A CPU task: one input to its views (as bytes), or to its error row."""
-    from ..classify.workers import Task, prepare
-    from ..media.discover import kind_error
-    from ..media.sources import unchecked_item
-
-    path = row["path"]
-    out = {"path": path, "views": b"", "shape": [], "error": "", "duration": -1.0,
-           "frames": -1, "warning": ""}
-    try:
-        item = unchecked_item(path)
-        error = item.error or kind_error(item.kind, video_model)
-        if error:
-            out["error"] = error
-            return out
-        prepared = prepare(Task(0, path, item.kind), protocol)
-        if prepared.error:
-            out["error"] = prepared.error
-            return out
-        out.update(views=prepared.views.tobytes(), shape=list(prepared.views.shape),
-                   duration=float(prepared.duration) if video_model else -1.0,
-                   frames=int(prepared.source_frames) if video_model else -1,
-                   warning=prepared.warning)
-    except Exception as exc:  # noqa: BLE001 - every input keeps its row
-        out["error"] = _error_text(exc)
-    return out
-
-
 class ModelActor:
     """Holds the pipeline; scores the decoded views of a batch of inputs."""
 
@@ -126,31 +104,8 @@ class ModelActor:
         self.protocol = self.clf.protocol_with(spec.clips, spec.crops)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        import torch
-
-        out: dict[str, list] = {"path": [], "labels": [], "scores": [], "error": [],
-                                "duration": [], "frames": [], "views": [], "warning": []}
-        for i, path in enumerate(batch["path"]):
-            error, labels, scores, count = str(batch["error"][i]), [], [], 0
-            if not error:
-                try:
-                    views = np.frombuffer(batch["views"][i], dtype=np.uint8).reshape(
-                        [int(n) for n in batch["shape"][i]])
-                    probs, _ = self.clf._probabilities(torch.from_numpy(views.copy()),
-                                                       self.protocol)
-                    mean = probs.mean(dim=0)
-                    top = mean.topk(min(self.spec.top_k, mean.numel()))
-                    labels = [self.clf.labels[j] for j in top.indices.tolist()]
-                    scores = [float(s) for s in top.values]
-                    count = len(views)
-                except Exception as exc:  # noqa: BLE001 - the row stays, with its error
-                    error = _error_text(exc)
-            for key, value in (("path", str(path)), ("labels", labels), ("scores", scores),
-                               ("error", error), ("duration", float(batch["duration"][i])),
-                               ("frames", int(batch["frames"][i])), ("views", count),
-                               ("warning", str(batch["warning"][i]))):
-                out[key].append(value)
-        return out
+        return score_batch(batch, lambda views: self.clf._probabilities(views, self.protocol)[0],
+                           self.clf.labels, self.spec.top_k)
 
 
 class NodeActor:
@@ -182,8 +137,8 @@ class NodeActor:
         return self.pools[key]
 
     def classify(self, paths: list[str]) -> list[FileResult]:
-        items = _items(paths)
-        return _one_per_item(items, lambda: self.clf.classify(
+        items = input_items(paths)
+        return one_per_item(items, lambda: self.clf.classify(
             items, top_k=self.spec.top_k, clips=self.spec.clips, crops=self.spec.crops,
             pool=self._pool(self.spec.clips, self.spec.crops, 60.0)),
             lambda path, error: FileResult(path, error=error))
@@ -192,54 +147,17 @@ class NodeActor:
                  batch_size: int) -> list[VideoTimeline]:
         from ..timeline.engine import VideoTimeline
 
-        items = _items(paths)
-        return _one_per_item(items, lambda: self.clf.timeline(
+        items = input_items(paths)
+        return one_per_item(items, lambda: self.clf.timeline(
             items, window=windowing.length, stride=windowing.stride, timeout=timeout,
             batch_size=batch_size, pool=self._pool(1, 1, timeout)),
             lambda path, error: VideoTimeline(path, error=error))
 
 
-def _one_per_item(items: list, run: Callable[[], Iterable], failed: Callable[[str, str], Any]
-                  ) -> list:
-    """The results `run()` yields (each with a `path`), one per item in the items' order;
-    an item the run failed on, or never reached, gets `failed(path, error)`."""
-    done: dict[str, Any] = {}
-    try:
-        for result in run():
-            done[result.path] = result
-    except Exception as exc:  # noqa: BLE001 - the list's rows stay, with the error
-        for item in items:
-            done.setdefault(item.path, failed(item.path, _error_text(exc)))
-    return [done.get(item.path) or failed(item.path, "no result") for item in items]
-
-
-def _items(paths: list[str]) -> list:
-    from ..media.discover import InputItem
-    from ..media.sources import unchecked_item
-
-    items = []
-    for path in paths:
-        try:
-            items.append(unchecked_item(path))
-        except Exception as exc:  # noqa: BLE001 - every input keeps its row
-            items.append(InputItem(path, None, _error_text(exc)))
-    return items
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:160] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _cpu_nodes() -> list[dict]:
     import ray
 
-    return [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
-
-
-def _node_cpus(nodes: list[dict] | None = None) -> int:
-    """The CPUs of the smallest node (an actor asking for them fits on every node)."""
-    return max(1, int(min(n["Resources"]["CPU"] for n in nodes or _cpu_nodes())))
+    return scheduling.cpu_nodes(ray.nodes())
 
 
 def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
@@ -253,33 +171,16 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
     import ray
 
     nodes = _cpu_nodes()
-    cpus = _node_cpus(nodes)
+    cpus = scheduling.node_cpus(nodes)
     remote = ray.remote(NodeActor).options(num_cpus=cpus, max_restarts=2,
                                            scheduling_strategy="SPREAD")
     actors = [remote.remote(spec, cpus) for _ in nodes]
-    lists = [paths[i:i + files_per_call] for i in range(0, len(paths), files_per_call)]
-    lists.reverse()  # popped from the end: in order
-    running: dict[Any, tuple[Any, list[str]]] = {}
-
-    def send(actor) -> None:
-        if lists:
-            chunk = lists.pop()
-            running[getattr(actor, job).remote(chunk, *arguments)] = (actor, chunk)
-
     try:
-        for actor in actors:
-            send(actor)
-            send(actor)
-        while running:
-            [ref], _ = ray.wait(list(running), num_returns=1)
-            actor, chunk = running.pop(ref)
-            try:
-                results = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a dead actor: its list's rows stay
-                results = [failed(p, f"the Ray worker failed: {_error_text(exc)}")
-                           for p in chunk]
-            yield from results
-            send(actor)
+        yield from scheduling.run_calls(
+            actors, scheduling.in_calls(paths, files_per_call),
+            send=lambda actor, chunk: getattr(actor, job).remote(chunk, *arguments),
+            first_done=lambda refs: ray.wait(refs, num_returns=1)[0][0],
+            results=ray.get, failed=failed)
     finally:  # whatever ended the loop (Ctrl-C too): the actors and their lists go now
         for actor in actors:
             ray.kill(actor)
@@ -335,14 +236,12 @@ def classify_on_ray(paths: Iterable[str], spec: ModelSpec, protocol: Protocol,
     if not paths:
         return
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    layout = layout or ("split" if gpus else "nodes")
-    views_per_call = max(1, batch_size // max(1, protocol.views))
+    layout = scheduling.choose_layout(layout, gpus)
+    views_per_call = scheduling.files_per_call(batch_size, protocol.views)
     if layout == "nodes":
         yield from _run_on_nodes(paths, spec, files_per_call=views_per_call)
-    elif layout == "split":
-        yield from _run_split(paths, spec, protocol, video_model, views_per_call, gpus)
     else:
-        raise UsageError(f"Ray layout: nodes or split, not {layout!r}")
+        yield from _run_split(paths, spec, protocol, video_model, views_per_call, gpus)
 
 
 def _run_split(paths: list[str], spec: ModelSpec, protocol: Protocol, video_model: bool,
@@ -352,26 +251,16 @@ def _run_split(paths: list[str], spec: ModelSpec, protocol: Protocol, video_mode
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    cpus = _node_cpus()
-    # Decoding asks for half a CPU, the model for whole ones: distinct requests keep two
-    # stages (equal ones would fuse decoding into the actor, which then decodes serially).
-    actor_cpus = 1.0 if gpus else max(1.0, float(cpus // 2))
+    actor_cpus, threads = scheduling.model_actor_resources(
+        gpus, scheduling.node_cpus(_cpu_nodes()))
     dataset = ray.data.from_items([{"path": p} for p in paths],
                                   override_num_blocks=min(len(paths), 64))
-    dataset = dataset.map(_decode_row, fn_kwargs={"protocol": protocol,
-                                                  "video_model": video_model},
+    dataset = dataset.map(decode_row, fn_kwargs={"protocol": protocol,
+                                                 "video_model": video_model},
                           num_cpus=0.5)
     dataset = dataset.map_batches(
-        ModelActor, fn_constructor_kwargs={"spec": spec, "threads": 1 if gpus else cpus, "gpu": bool(gpus)},
+        ModelActor, fn_constructor_kwargs={"spec": spec, "threads": threads, "gpu": bool(gpus)},
         compute=ray.data.ActorPoolStrategy(size=gpus or 1), num_cpus=actor_cpus,
         num_gpus=1 if gpus else 0, batch_size=views_per_call)
     for row in dataset.iter_rows():
-        error = str(row["error"])
-        duration = float(row["duration"])
-        frames = int(row["frames"])
-        yield FileResult(
-            str(row["path"]), labels=list(row["labels"]) if not error else [],
-            scores=[float(s) for s in row["scores"]] if not error else [], error=error,
-            duration=duration if duration >= 0 else None,
-            frames=frames if frames >= 0 else None, views=int(row["views"]),
-            warning=str(row["warning"]))
+        yield file_result(row)
