@@ -186,3 +186,26 @@ def test_each_head_pool_reads_the_final_tokens_as_its_name_says(head_pool, fast_
         # The two means differ on this model, so neither could pass for the other.
         assert not torch.allclose(model.norm(tokens[:, 1:].mean(dim=1)),
                                   model.norm(tokens[:, 1:]).mean(dim=1), atol=1e-3)
+
+
+def test_stochastic_depth_grows_linearly_and_keeps_the_expected_value():
+    """Training only: block i drops its branches with probability drop_path * i / (depth - 1)
+    (0 in the first block, drop_path in the last, as the papers train), and a kept sample is
+    scaled by 1 / keep so that the branch's expected value is what inference adds."""
+    from mvit_cli.models.block import DropPath
+
+    model = build_model(TINY_V1)
+    rates = [block.drop_path.prob for block in model.blocks]
+    depth = TINY_V1.depth
+    assert rates == pytest.approx([TINY_V1.drop_path * i / (depth - 1) for i in range(depth)])
+
+    drop = DropPath(0.25).train()
+    torch.manual_seed(0)
+    x = torch.ones(4000, 3, 2)
+    out = drop(x)
+    per_sample = out.flatten(1)
+    kept = per_sample[:, 0] != 0
+    assert torch.equal(per_sample[kept], torch.full_like(per_sample[kept], 1 / 0.75))
+    assert torch.equal(per_sample[~kept], torch.zeros_like(per_sample[~kept]))
+    assert abs(kept.float().mean().item() - 0.75) < 0.03  # whole samples dropped at the rate
+    assert torch.equal(drop.eval()(x), x)

@@ -176,6 +176,23 @@ def test_the_fast_paths_keep_the_logits_whatever_the_cpu_answers(cfg, case, forc
                                                   and gates["native_bf16"])
 
 
+@pytest.mark.parametrize("cfg", TINY, ids=lambda c: c.name)
+def test_the_fast_paths_keep_the_logits_of_clips_wider_than_high(cfg, force_gates):
+    """Every other test input is square, where height and width can be mixed up unseen: the
+    kept positions' flat indices, the grids of pooling, v2's h and w position tables."""
+    force_gates(onednn_fp32=False)  # the same sums on both paths: any difference is a mix-up
+    model = _model(cfg)
+    torch.manual_seed(1)
+    shape = (2, 3, cfg.frames, 32, 48) if cfg.is_video else (2, 3, 32, 48)
+    clip = torch.randn(shape)
+    with torch.inference_mode():
+        model.fast_paths = False
+        plain = model(clip)
+        model.fast_paths = True
+        fast = model(clip)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY_GRID_B16X4, slow(SMALL_B16X4)],
                          ids=lambda c: c.name)
 def test_run_blocks_returns_every_token_either_way(cfg):

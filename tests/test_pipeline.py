@@ -275,6 +275,25 @@ def test_importing_the_package_imports_no_torch():
     assert out == ["False", mvit_cli.__version__]
 
 
+@pytest.mark.parametrize("avx512_bf16,amx", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+def test_the_cpu_probe_reads_bf16_and_amx_from_torch(monkeypatch, avx512_bf16, amx):
+    """bf16 is native with either AVX512-BF16 or AMX; AMX only with its tiles. The probe is
+    asked once, and `forced` changes the answers for a while only."""
+    from mvit_cli import cpu_gates
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16,
+                        raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    probed = cpu_gates.probe()
+    assert (probed.native_bf16, probed.amx) == (avx512_bf16 or amx, amx)
+    monkeypatch.setattr(cpu_gates, "_GATES", None)
+    assert cpu_gates.gates() == probed
+    with cpu_gates.forced(amx=not amx) as forced:
+        assert cpu_gates.gates() == forced and forced.amx is not amx
+        assert forced.native_bf16 == probed.native_bf16
+    assert cpu_gates.gates() == probed
+
 
 @pytest.mark.parametrize("vendor,capability,expected", [
     ("AuthenticAMD", "AVX512", True), ("AuthenticAMD", "AVX2", False),
