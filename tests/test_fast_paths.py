@@ -280,13 +280,25 @@ def test_the_fast_paths_really_skip_multiply_adds(cfg):
 
 
 def test_chunked_per_token_steps_match_one_pass(monkeypatch):
+    """The same logits in chunks as in one pass, and the chunks really run: a block of more
+    tokens than a chunk takes its per-token steps once per chunk."""
     cfg = TINY[0]
     model, clip = _model(cfg), _clip(cfg)
+    calls, original = [], chunks.after_attention
+
+    def counted(blk, skip, attended, out=None):
+        calls.append(skip.shape[1])
+        return original(blk, skip, attended, out=out)
+
+    monkeypatch.setattr(chunks, "after_attention", counted)
     with torch.no_grad():
         monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)
         whole = model(clip)
+        assert len(calls) == len(model.blocks) * clip.shape[0]  # one pass a block, a clip
+        calls.clear()
         monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 37)  # uneven chunks, last one short
         chunked = model(clip)
+    assert max(calls) <= 37 and len(calls) > len(model.blocks) * clip.shape[0]
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
