@@ -202,6 +202,27 @@ def test_kind_mismatch_is_a_per_file_error(tmp_path):
     assert "video model" in result.error and "B-16x4" in result.error
 
 
+def test_each_row_names_its_own_file_its_error_or_its_warning(tmp_path):
+    """Bad files between good ones: each result is of the file it names. A cut AVI is
+    classified from the frames that decode, and its row says so."""
+    good = write_video(tmp_path / "good.mp4", frames=12)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    whole = write_video(tmp_path / "whole.avi", frames=60, codec="mpeg4")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    clf = Pipeline.from_model(build_model(TINY_V1), protocol=PROTOCOL)
+    results = {Path(r.path).name: r for r in clf.classify([good, text, cut], workers=0)}
+    assert sorted(results) == ["cut.avi", "good.mp4", "notes.mp4"]
+    assert results["good.mp4"].ok and results["good.mp4"].warning == ""
+    assert "not a readable video" in results["notes.mp4"].error
+    assert results["notes.mp4"].labels == []
+    damaged = results["cut.avi"]
+    assert damaged.ok and damaged.labels and 0 < damaged.frames < 60
+    assert damaged.warning == (f"damaged: {damaged.frames} of the 60 frames its container "
+                               "lists decode")
+
+
 # ---- decoding workers ------------------------------------------------------------------
 
 def _next_results(results, count: int, within: float) -> list:
@@ -244,6 +265,27 @@ def test_a_pool_kept_across_runs_takes_turns_in_each(tmp_path):
         pool.request(1)
         assert [r.index for r in _next_results(results, 1, within=60)] == [2]
         results.close()
+
+
+def test_a_file_that_hangs_is_stopped_at_its_deadline_and_its_worker_replaced(tmp_path):
+    """Opening a FIFO nobody writes to blocks forever: that file gets the timeout's error,
+    its worker is replaced, and the next file is decoded by the new one."""
+    hangs = tmp_path / "hangs.mp4"
+    os.mkfifo(hangs)
+    good = write_video(tmp_path / "good.mp4", frames=12)
+    done, deadline = [], time.monotonic() + 30
+    with DecodePool(1, tiny_protocol(), timeout=1) as pool:
+        first = pool.workers[0].process.pid
+        for result in pool.run([Task(0, str(hangs), "video"), Task(1, str(good), "video")]):
+            if result is not None:
+                done.append(result)
+            if time.monotonic() > deadline and not done:  # never stopped: end it, and fail
+                for worker in pool.workers:
+                    worker.process.kill()
+        assert pool.workers[0].process.pid != first
+    by_index = {r.index: r for r in done}
+    assert by_index[0].error == "decoding took longer than 1 s and was stopped"
+    assert not by_index[1].error and by_index[1].views.shape == (1, 4, 32, 32, 3)
 
 
 _EARLY_SERVER = """

@@ -329,3 +329,13 @@ def test_an_unusable_cache_folder_is_one_line(tmp_path, tiny_weights, monkeypatc
     for args in (["weights", "list"], ["models"], ["classify", video, "--workers", "0"]):
         result = run_cli(*args)
         assert result.exit_code == 1 and result.stderr.startswith("error:"), (args, result.output)
+
+
+def test_the_cache_folder_is_mvit_home_made_on_first_use(tmp_path, monkeypatch):
+    from mvit_cli.paths import mvit_home
+
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "shared" / "mvit"))
+    assert mvit_home() == tmp_path / "shared" / "mvit" and mvit_home().is_dir()
+    monkeypatch.delenv("MVIT_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert mvit_home() == tmp_path / "user" / ".cache" / "mvit" and mvit_home().is_dir()

@@ -258,3 +258,141 @@ def test_saved_weights_get_the_umask_s_permissions_and_keep_a_file_s_own(tmp_pat
         assert mvit_cli.load(own).labels  # the replaced file is the new, whole one
     finally:
         os.umask(old)
+
+
+# ---- the writers themselves, without a model -------------------------------------------------
+
+STAMP = {"model": "tiny-v1", "weights": "w.safetensors", "weights_sha256": "ab" * 32,
+         "protocol": "1 clip x 1 crop, 4 frames at 15 fps, short side 40, crop 32",
+         "mvit_version": mvit_cli.__version__}
+
+
+def labelled(path: str, score: float = 0.5):
+    from mvit_cli.classify.results import FileResult
+
+    return FileResult(path, labels=["dog", "cat"], scores=[score, 1 - score], duration=1.0,
+                      frames=30, views=1)
+
+
+def write_rows(out: Path, results, overwrite: bool = False) -> set[str]:
+    """Open `out` as a run would (resuming it), write `results`, close; the files it held."""
+    from mvit_cli.classify.output import open_output
+
+    writer = open_output(out, 2, STAMP, overwrite=overwrite)
+    done = set(writer.done)
+    for result in results:
+        writer.write(result)
+    writer.close()
+    return done
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_resumed_output_drops_the_row_a_kill_cut_short(tmp_path, suffix):
+    out = tmp_path / f"labels{suffix}"
+    write_rows(out, [labelled("/v/a.mp4"), labelled("/v/b.mp4")])
+    with open(out, "a", encoding="utf-8") as handle:  # what a kill mid-row leaves
+        handle.write('/v/c.mp4,dog,0.5' if suffix == ".csv" else '{"path": "/v/c.mp4", "lab')
+    assert write_rows(out, [labelled("/v/c.mp4")]) == {"/v/a.mp4", "/v/b.mp4"}
+    rows = read(out)
+    assert [row["path"] for row in rows] == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]
+    assert all(row["label_1"] == "dog" and row["model"] == "tiny-v1" for row in rows)
+
+
+def test_a_json_array_killed_before_its_journal_went_has_each_row_once(tmp_path):
+    """A kill between writing the array and removing its journal leaves rows in both: the
+    resumed array holds each file once."""
+    from mvit_cli.classify.output import journal_of
+
+    out = tmp_path / "labels.json"
+    write_rows(out, [labelled("/v/a.mp4"), labelled("/v/b.mp4")])
+    assert not journal_of(out).exists()
+    journal_of(out).write_text(json.dumps(read(out)[1]) + "\n")
+    assert write_rows(out, [labelled("/v/c.mp4")]) == {"/v/a.mp4", "/v/b.mp4"}
+    assert [row["path"] for row in read(out)] == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]
+    assert not journal_of(out).exists()
+
+
+def test_overwriting_a_json_array_forgets_its_journal_too(tmp_path):
+    from mvit_cli.classify.output import journal_of
+
+    out = tmp_path / "labels.json"
+    write_rows(out, [labelled("/v/old.mp4")])
+    journal_of(out).write_text(json.dumps(read(out)[0] | {"path": "/v/older.mp4"}) + "\n")
+    assert write_rows(out, [labelled("/v/new.mp4")], overwrite=True) == set()
+    assert [row["path"] for row in read(out)] == ["/v/new.mp4"]
+
+
+def test_a_json_array_that_fails_to_write_keeps_the_last_whole_one(tmp_path, monkeypatch):
+    """The array is written to a temporary and renamed: a full disk while writing it leaves
+    the previous array readable, and the journal keeps the new rows for the next run."""
+    from mvit_cli.classify import output
+
+    out = tmp_path / "labels.json"
+    write_rows(out, [labelled("/v/a.mp4")])
+    before = out.read_bytes()
+
+    def full_disk(records, handle, **kwargs):
+        handle.write('[\n {"path": "/v/a.mp4", "la')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output.json, "dump", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_rows(out, [labelled("/v/b.mp4")])
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert left == [".labels.json.partial.jsonl", "labels.json"]  # no temporary left behind
+    assert write_rows(out, []) == {"/v/a.mp4", "/v/b.mp4"}
+    assert [row["path"] for row in read(out)] == ["/v/a.mp4", "/v/b.mp4"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_an_error_row_has_its_error_and_no_labels(tmp_path, suffix):
+    from mvit_cli.classify.results import FileResult
+
+    out = tmp_path / f"labels{suffix}"
+    write_rows(out, [FileResult("/v/bad.mp4", error="the file is empty"),
+                     labelled("/v/good.mp4", score=0.123456789)])
+    bad, good = read(out)
+    empty = "" if suffix == ".csv" else None
+    assert bad["error"] == "the file is empty" and bad["warning"] == ""
+    assert bad["label_1"] == bad["score_1"] == bad["views"] == bad["duration"] == empty
+    assert good["error"] == "" and good["label_1"] == "dog" and good["label_2"] == "cat"
+    assert float(good["score_1"]) == 0.123457 and float(good["score_2"]) == 0.876543
+    assert str(good["views"]) == "1" and str(good["frames"]) == "30"
+
+
+def test_a_record_with_a_field_mvit_never_writes_is_not_resumed(tmp_path):
+    out = tmp_path / "labels.jsonl"
+    write_rows(out, [labelled("/v/a.mp4")])
+    [row] = read(out)
+    out.write_text(json.dumps(row | {"comment": "checked by hand"}) + "\n")
+    before = out.read_bytes()
+    with pytest.raises(mvit_cli.UsageError, match="its fields are not the ones mvit writes"):
+        write_rows(out, [labelled("/v/b.mp4")])
+    assert out.read_bytes() == before
+
+
+# ---- progress bars -----------------------------------------------------------------------------
+
+def test_progress_bars_go_to_terminals_only_and_show_file_names_as_they_are():
+    """A pipe or a log file gets no bar (its lines would be clutter); a terminal gets one,
+    with a file name holding braces or brackets shown literally, not as a template."""
+    import io
+
+    from rich.console import Console
+
+    from mvit_cli.progress import RateColumn, progress_bar
+
+    piped = progress_bar("clips", console=Console(file=io.StringIO()))
+    assert piped.disable
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    bar = progress_bar("clip {1} [bold]x[/bold].mp4", RateColumn("files"), console=console)
+    assert not bar.disable
+    with bar:
+        task = bar.add_task("", total=4)
+        bar.advance(task, 3)
+        bar.refresh()
+    shown = screen.getvalue()
+    assert "clip {1} [bold]x[/bold].mp4" in shown and "3/4" in shown

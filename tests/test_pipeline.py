@@ -7,6 +7,7 @@ import hashlib
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,7 +17,7 @@ from mvit_cli import CheckpointError, MediaError, UsageError
 from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native, read_weights, save_native
 from mvit_cli.labels import LabelsError, load_labels
 
-from conftest import (PROTOCOL, TINY_V1, TINY_V2, max_rel_error, reference,
+from conftest import (PROTOCOL, TINY_V1, TINY_V1_IMAGE, TINY_V2, max_rel_error, reference,
                       register_tiny_architectures)
 from media import write_video
 
@@ -136,6 +137,37 @@ def test_protocol_and_provenance(tiny_weights):
     assert provenance.weights == str(tiny_weights)
     assert provenance.sha256 == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
     assert provenance.mvit_version == mvit_cli.__version__
+
+
+def test_weights_that_record_no_protocol_get_the_papers_recipe():
+    """Kinetics' recipe for video weights (short side 256, the crop the model takes, the
+    model's own frames and rate counted in 30 fps frames), ImageNet's for image weights."""
+    from mvit_cli.media.protocol import protocol_for
+
+    video = protocol_for(TINY_V1, None)
+    assert (video.frames, video.clips, video.crops, video.views) == (4, 1, 1, 1)
+    assert (video.short_side, video.crop, video.resize_target()) == (256, 32, 256)
+    assert video.frame_interval == pytest.approx(TINY_V1.sampling_rate / 30)
+    assert video.mean == (0.45,) * 3 and video.std == (0.225,) * 3
+    image = protocol_for(TINY_V1_IMAGE, None, clips=4)
+    assert (image.frames, image.clips, image.short_side, image.crop) == (1, 1, 256, 32)
+    assert image.mean == (0.485, 0.456, 0.406) and image.std == (0.229, 0.224, 0.225)
+    assert image.describe() == "1 clip x 1 crop, one frame, short side 256, crop 32"
+    three = protocol_for(TINY_V1, None, clips=2, crops=3)
+    assert three.views == 6 and three.resize_target() == 32
+
+
+def test_a_recorded_rate_fps_or_uniform_sampling_sets_the_frame_interval():
+    from mvit_cli.media.protocol import protocol_for
+
+    assert protocol_for(TINY_V1, {"rate": 6}).frame_interval == pytest.approx(0.2)
+    at_ten = protocol_for(TINY_V1, {"fps": 10, "rate": 6})
+    assert at_ten.frame_interval == pytest.approx(0.1)
+    assert at_ten.clip_duration == pytest.approx(0.4)
+    assert "4 frames at 10 fps" in at_ten.describe()
+    uniform = protocol_for(TINY_V1, {"uniform": True, "rate": 6, "clips": 3}, clips="protocol")
+    assert uniform.frame_interval == 0 and uniform.clips == 3
+    assert "4 frames spread over each clip's share" in uniform.describe()
 
 
 def test_clips_protocol_warns_when_nothing_records_one(tmp_path):
@@ -308,3 +340,44 @@ def test_fp32_linears_go_through_onednn_only_on_amd_with_avx512(monkeypatch, ven
     monkeypatch.setattr(cpu_gates, "_cpu_vendor", lambda: vendor)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     assert cpu_gates.probe().onednn_fp32 is expected
+
+
+def test_one_file_calls_take_one_file_of_the_models_kind(tmp_path):
+    """A call or preprocess names one file: a folder (even of one video) and an image for a
+    video model are refused in one line, and so is a top-k below 1."""
+    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(TINY_V1), protocol=PROTOCOL)
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_video(folder / "clip.mp4", frames=8)
+    for call in (clf, clf.preprocess):
+        with pytest.raises(MediaError, match="one video or image file, please"):
+            call(folder)
+    from media import write_image
+
+    picture = write_image(tmp_path / "picture.png")
+    for call in (clf, clf.preprocess):
+        with pytest.raises(MediaError, match="picture.png: this is an image, and the model is not"):
+            call(picture)
+    with pytest.raises(UsageError, match="top_k: at least 1"):
+        clf.classify(folder, top_k=0)
+
+
+def test_a_result_has_the_mean_feature_of_its_views_and_the_files_own_numbers(tmp_path):
+    """Three clips of a 12-frame, 24 fps video: the pooled feature is the mean of the three
+    views' features; duration and frames are the file's, views the clips scored. An image
+    has neither duration nor frames."""
+    from media import write_image
+
+    video = write_video(tmp_path / "clip.mp4", frames=12, fps=24)
+    clf = mvit_cli.Pipeline.from_model(mvit_cli.build_model(TINY_V1), protocol=PROTOCOL)
+    [result] = list(clf.classify(video, clips=3, features=True, workers=0))
+    with torch.inference_mode():
+        per_view = clf.model.forward_features(clf.preprocess(video, clips=3))
+    assert per_view.shape[0] == 3 and not torch.allclose(per_view[0], per_view[2])
+    assert np.allclose(result.feature, per_view.mean(dim=0).numpy(), atol=1e-5)
+    assert result.duration == pytest.approx(0.5) and result.frames == 12 and result.views == 3
+    image_model = mvit_cli.Pipeline.from_model(mvit_cli.build_model(TINY_V1_IMAGE),
+                                               protocol={"short_side": 36, "crop": 32})
+    [picture] = list(image_model.classify(write_image(tmp_path / "p.png"), workers=0))
+    assert picture.ok and picture.duration is None and picture.frames is None
+    assert picture.views == 1
