@@ -13,6 +13,7 @@ import torch
 from mvit_cli.models.architectures import BUILTIN
 
 from conftest import reference, register_tiny_architectures, run_cli
+from media import write_video
 
 
 def mvit(*args: str, home) -> subprocess.CompletedProcess:
@@ -32,6 +33,83 @@ def test_models_lists_every_architecture_with_counts(tmp_path):
         assert name in result.stdout
     assert "36.6M" in result.stdout and "70.6" in result.stdout  # B-16x4
     assert "b16x4-k400*" in result.stdout  # the default weights, marked
+
+
+def test_models_lists_every_architecture_with_its_counts_and_default_weights(monkeypatch):
+    """In this process, from the counts shipped with the package: the fast twin of the
+    subprocess test above."""
+    monkeypatch.setenv("COLUMNS", "200")
+    result = run_cli("models")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
+    for name in BUILTIN:
+        assert name in rows
+    assert rows["B-16x4"][1:4] == ["16x224", "36.6M", "70.6"]
+    assert "b16x4-k400*" in rows["B-16x4"]  # the default weights, marked
+
+
+def test_classify_quietly_says_only_failures_and_the_summary(tmp_path, tiny_weights):
+    """--quiet is for scripts and logs: nothing on stdout, on stderr only what failed and the
+    summary."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        write_video(folder / f"clip{i}.mp4", frames=8)
+    (folder / "broken.mp4").write_text("not a video")
+    result = run_cli("classify", folder, "--weights", tiny_weights, "--workers", "0", "-q")
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and "broken.mp4: error" in lines[0], lines
+    assert lines[1].startswith("2 of 3 files classified, 1 failed")
+
+
+def test_classify_takes_the_crops_clips_and_batch_size_asked_for(tmp_path, tiny_weights,
+                                                                 monkeypatch):
+    """Two files of 2 clips x 3 crops: 6 views each, 4 to a model call."""
+    import json
+
+    from mvit_cli.classify.runner import BatchRunner
+
+    batches = []
+    run_batch = BatchRunner._run_batch
+
+    def counted(self, queue, pending):
+        batches.append(min(len(queue), self.batch_size))
+        yield from run_batch(self, queue, pending)
+
+    monkeypatch.setattr(BatchRunner, "_run_batch", counted)
+    clips = [write_video(tmp_path / f"clip{i}.mp4", frames=16) for i in range(2)]
+    out = tmp_path / "rows.jsonl"
+    result = run_cli("classify", *clips, "--weights", tiny_weights, "--workers", "0", "-o", out,
+                     "--clips", "2", "--crops", "3", "-b", "4")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["views"] for line in out.read_text().splitlines()] == [6, 6]
+    assert batches == [4, 4, 4]
+
+
+def test_closing_outputs_closes_every_one_and_reports_the_first_failure():
+    """A full disk on one output's last flush must not leave the others unclosed (a features
+    file is written whole only when closed), nor hide which failed first."""
+    import errno
+
+    from mvit_cli.commands.common import close_all
+
+    closed = []
+
+    class Output:
+        def __init__(self, name, error=None):
+            self.name, self.error = name, error
+
+        def close(self):
+            closed.append(self.name)
+            if self.error:
+                raise OSError(self.error, self.name)
+
+    failure = close_all(Output("rows", errno.ENOSPC), None, Output("features", errno.EIO),
+                        Output("plot"))
+    assert closed == ["rows", "features", "plot"]
+    assert failure.errno == errno.ENOSPC and failure.strerror == "rows"
+    assert close_all(Output("rows"), None) is None
 
 
 def test_inspect_a_good_checkpoint():

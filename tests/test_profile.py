@@ -127,3 +127,102 @@ def test_the_shipped_counts_are_what_the_counter_says_now():
         cfg = ARCHITECTURES[name]
         assert shipped.get(count_key(cfg)) == list(_count_uncached(cfg, None, None)), (
             f"{name}: mvit_cli/models/counts.json is stale; run python scripts/make_counts.py")
+
+
+# ---- the tiny model, fast: every column of the command's output -------------------------------
+
+def profiled(*args) -> dict | list | str:
+    """`mvit profile -m tiny-v1 ARGS` in this process: its JSON, or its table as text."""
+    from conftest import register_tiny_architectures, run_cli
+
+    register_tiny_architectures()
+    result = run_cli("profile", "-m", "tiny-v1", *args)
+    assert result.exit_code == 0, result.output
+    return result.stdout if "--json" not in args else json.loads(result.stdout)
+
+
+def test_a_profile_adds_up_segment_by_segment():
+    """tiny-v1: 4 frames of 32 px patchified to a 2x8x8 grid at width 16; v1 widens at the
+    end of each stage; K/V pooled to 2x2x2 throughout; the head reads the class token."""
+    data = profiled("--repeat", "1", "--json")
+    stages = data["stages"]
+    assert [s["name"] for s in stages] == ["patch embed", "stage 1", "stage 2", "stage 3", "head"]
+    assert [s["tokens"] for s in stages] == [[2, 8, 8], [2, 8, 8], [2, 4, 4], [2, 2, 2],
+                                             [1, 1, 1]]
+    assert [s["dim"] for s in stages] == [16, 16, 32, 64, 64]
+    assert [s["heads"] for s in stages] == [0, 1, 2, 4, 0]
+    assert [s["kv_tokens"] for s in stages] == [None, [2, 2, 2], [2, 2, 2], [2, 2, 2], None]
+    assert data["params"] == sum(s["params"] for s in stages)
+    assert data["gflops"] == pytest.approx(sum(s["gflops"] for s in stages))
+    for stage in stages:  # the papers' total: convolutions, Linear layers and attention
+        assert stage["gflops"] == pytest.approx(sum(v for k, v in stage["flops_by_op"].items()
+                                                    if k in ("conv", "linear", "attention")))
+    # The head: a LayerNorm of the class token (fvcore's 5 per element) and a 64 x 10 Linear.
+    assert stages[-1]["flops_by_op"] == pytest.approx({"norm": 5 * 64e-9, "linear": 640e-9})
+    assert stages[2]["flops_by_op"]["attention"] > 0
+    megabytes = [(2 * 8 * 8 + 1) * 16 * 4 / 2**20, (2 * 8 * 8 + 1) * 32 * 4 / 2**20]
+    assert [s["activation_mb"] for s in stages[:2]] == pytest.approx(megabytes)
+    inputs = [3 * 4 * 32 * 32 * 4 / 2**20] + [s["activation_mb"] for s in stages[:-1]]
+    for stage, held in zip(stages, inputs, strict=True):  # its input is live throughout
+        assert stage["peak_mb"] >= held + stage["activation_mb"], stage
+        assert stage["peak_mb"] >= stage["largest_mb"] >= stage["activation_mb"] > 0, stage
+        assert stage["ms"] > 0, stage
+    assert data["total_ms"] > 0
+
+
+def test_sweeps_batches_and_the_flop_unit_scale_the_counts():
+    """Twice the clips, twice the multiply-adds; --flops-unit flop doubles every count, per
+    segment and per operator as well as the total."""
+    one = profiled("--repeat", "0", "--json")
+    swept = profiled("--frames", "4,8", "--batch", "2", "--flops-unit", "flop", "--repeat", "0",
+                     "--json")
+    assert [r["input"] for r in swept] == [{"batch": 2, "frames": 4, "size": 32},
+                                           {"batch": 2, "frames": 8, "size": 32}]
+    assert [s["tokens"][0] for s in swept[1]["stages"][:4]] == [4, 4, 4, 4]
+    assert swept[0]["gflops"] == pytest.approx(4 * one["gflops"])  # twice the clips, 2 per mac
+    for ours, theirs in zip(swept[0]["stages"], one["stages"], strict=True):
+        assert ours["gflops"] == pytest.approx(4 * theirs["gflops"])
+        assert ours["flops_by_op"] == pytest.approx({k: 4 * v for k, v in
+                                                     theirs["flops_by_op"].items()})
+    assert swept[1]["gflops"] >= 2 * swept[0]["gflops"]
+
+
+def test_a_sweep_table_gives_each_point_and_its_cost_against_the_first():
+    """At 224 px the tiny model's counts show in the table's one decimal (shapes only: a
+    sweep with --repeat 0 runs nothing)."""
+    from conftest import TINY_V1
+    from mvit_cli.flops import count
+
+    table = profiled("--frames", "32,64", "--size", "224", "--repeat", "0", "--flops-unit", "flop")
+    rows = [line.split() for line in table.splitlines() if line.split()[1:2] == ["224"]]
+    macs = [count(TINY_V1, frames=frames, size=224)[1] for frames in (32, 64)]
+    assert [row[0] for row in rows] == ["32", "64"]
+    assert [row[4] for row in rows] == [f"{2 * m / 1e9:.1f}" for m in macs]  # 2 per mac
+    assert [row[5] for row in rows] == ["1.00", f"{macs[1] / macs[0]:.2f}"]
+
+
+def test_counts_follow_the_input_they_were_made_for():
+    """`mvit models` remembers counts on disk: one input's must never answer for another's."""
+    from conftest import TINY_V1
+    from mvit_cli.flops import activation_bytes, count
+
+    params, macs = count(TINY_V1)
+    larger_params, larger = count(TINY_V1, size=64)
+    longer_params, longer = count(TINY_V1, frames=8)
+    assert params == larger_params == longer_params and larger > 3.5 * macs and longer > 1.9 * macs
+    assert count(TINY_V1) == (params, macs)
+    assert activation_bytes(TINY_V1, batch=3) == 3 * activation_bytes(TINY_V1)
+
+
+@pytest.mark.parametrize("args", [("-m", "tiny-v1", "--frames", "0"),
+                                  ("-m", "tiny-v1", "--size", "32,x"),
+                                  ("-m", "tiny-v1", "--frames", "4,8", "--size", "32,64"),
+                                  ("-m", "tiny-v2-image", "--frames", "8"),
+                                  ("-m", "nope")])
+def test_options_that_cannot_be_profiled_are_usage_errors(args):
+    """Refused in one line, exit 2, before any model is built."""
+    from conftest import register_tiny_architectures, run_cli
+
+    register_tiny_architectures()
+    result = run_cli("profile", *args)
+    assert result.exit_code == 2 and not result.stdout, result.output

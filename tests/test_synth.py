@@ -176,6 +176,19 @@ def test_rewriting_gives_the_same_files(dataset, tmp_path):
         assert np.allclose(ours.mean(axis=(1, 2, 3)), theirs.mean(axis=(1, 2, 3)), atol=0.5)
 
 
+def test_a_clip_written_again_in_another_container_leaves_one_file(tmp_path):
+    """A rerun with another seed may draw another container for the same clip: the old file
+    goes, or the class folder would hold that clip twice."""
+    small = dict(width=64, height=48, frames=10, noise=0.0)
+    first = dataclasses.replace(clip_spec(SEED, "growing", 0), extension="avi", **small)
+    second = dataclasses.replace(clip_spec(SEED + 1, "growing", 0), extension="mkv", **small)
+    synth._write_one(first, tmp_path / "00000.avi")
+    synth._write_one(second, tmp_path / "00000.mkv")
+    assert [p.name for p in tmp_path.iterdir()] == ["00000.mkv"]
+    frames, _ = _decode(tmp_path / "00000.mkv")
+    assert np.abs(frames[0].astype(float) - render(second)[0]).mean() < 12
+
+
 # -- motion ------------------------------------------------------------------------------------
 
 @VARIETIES

@@ -21,11 +21,17 @@ from PIL import Image
 import mvit_cli
 from mvit_cli.media.protocol import protocol_for
 from mvit_cli.media.windows import Windowing, sample_times, windowing_for
+from mvit_cli.timeline.engine import VideoTimeline, Window
 
-from conftest import PEAK_KB, PROTOCOL, TINY_V1, register_tiny_architectures, run_cli
+from conftest import (PEAK_KB, PROTOCOL, TINY_V1, register_tiny_architectures, run_cli,
+                      save_tiny)
 from media import ORDER, SECONDS, join_clips, read_number, write_video
 
 WINDOW, STRIDE = 1.5, 0.75
+LABELS = ["walk", "run", "jump"]
+STAMP = {"model": "m", "weights": "w", "weights_sha256": "0" * 64, "protocol": "p",
+         "mvit_version": "1"}
+
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:
@@ -40,6 +46,29 @@ def demo():
 def timeline(*args):
     return run_cli("timeline", *args, "--weights", "motion-demo", "--window", WINDOW,
                    "--workers", "0")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The tiny random video model: windows of 4 frames 2/30 s apart (0.27 s), cheap to run."""
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory) -> Path:
+    """One second of numbered frames: seven windows of the tiny model, each its own frames."""
+    return write_video(tmp_path_factory.mktemp("second") / "second.mp4", frames=30, fps=30)
+
+
+def tiny_timeline(video, weights, *args):
+    return run_cli("timeline", video, "--weights", weights, "--workers", "0", *args)
+
+
+def hand_made(path: Path, *probs: list[float], duration: float = 4.0) -> VideoTimeline:
+    """A timeline of `path` with one-second windows every second, scored as given."""
+    windows = [Window(float(i), float(i) + 1.0, np.array(p, np.float32))
+               for i, p in enumerate(probs)]
+    return VideoTimeline(str(path), duration=duration, windows=windows)
 
 
 # ---- windows ---------------------------------------------------------------------------------
@@ -78,6 +107,165 @@ def test_windows_get_the_frame_on_screen_at_each_sample_time(tmp_path):
     expected = [int(np.floor(t * 30 + 1e-3)) for s in starts[3:9]
                 for t in sample_times(s, windowing, protocol, 3.0)]
     assert got == expected
+
+
+def test_a_video_shorter_than_a_window_is_one_window_ending_at_its_end(tmp_path, tiny):
+    """Its one window repeats the last frame (media/windows.py), but stands for the video's
+    own length, not a window's: rows and segments end where the video does."""
+    clf = mvit_cli.load(tiny)
+    video = write_video(tmp_path / "short.mp4", frames=5, fps=30)
+    [timeline_] = clf.timeline(video, workers=0)
+    assert timeline_.ok and timeline_.duration < clf.windowing().length
+    [window] = timeline_.windows
+    assert window.start == 0 and window.end == pytest.approx(timeline_.duration)
+
+
+def test_a_video_of_exactly_one_stretch_of_windows_is_finished(tmp_path, tiny):
+    """A stretch is one decoding task of up to `windows_per_stretch` windows: a video whose
+    windows fill whole stretches exactly must still come back, with every window."""
+    from mvit_cli.timeline.engine import windows_per_stretch
+
+    clf = mvit_cli.load(tiny)
+    per_stretch = windows_per_stretch(clf.protocol_with(1, 1))
+    length = clf.windowing().length  # 8 frames at 30 fps; one window per frame after it
+    video = write_video(tmp_path / "stretch.mp4", frames=round(length * 30) + per_stretch - 1,
+                        fps=30, width=32, height=32)
+    [timeline_] = clf.timeline(video, stride=1 / 30, workers=0)
+    assert timeline_.ok and len(timeline_.windows) == per_stretch
+    starts = [w.start for w in timeline_.windows]
+    assert starts == sorted(set(starts)) and timeline_.windows[-1].end == pytest.approx(
+        timeline_.duration)
+
+
+def test_windows_already_done_are_skipped_and_a_video_with_none_left_comes_back(second):
+    """`skip` resumes a video part-way: only the windows not done are decoded and scored, and
+    a video with nothing left still comes back (with its length), or a caller would wait
+    for it forever."""
+    import torch
+
+    from mvit_cli.timeline.engine import TimelineRunner, as_items
+
+    protocol = protocol_for(TINY_V1, PROTOCOL)
+    windowing = windowing_for(protocol, None, None)
+    runner = TimelineRunner(lambda views: (torch.full((len(views), 2), 0.5), None), protocol,
+                            windowing)
+    starts = windowing.starts(1.0).tolist()
+    done = set(starts[:3])
+    [partly] = runner.run(as_items([second]), workers=0, timeout=60, skip=lambda path: done)
+    assert partly.ok and [w.start for w in partly.windows] == pytest.approx(starts[3:])
+    [finished] = runner.run(as_items([second]), workers=0, timeout=60,
+                            skip=lambda path: set(starts))
+    assert finished.ok and finished.windows == [] and finished.duration == pytest.approx(1.0)
+
+
+# ---- the command's options, on the tiny model -------------------------------------------------
+
+def test_rows_hold_the_top_k_most_likely_first_at_the_stride_asked_for(tiny, second, tmp_path):
+    """-k 10 on a model of 10 classes: every label once per row, in falling order."""
+    out = tmp_path / "rows.csv"
+    result = tiny_timeline(second, tiny, "-o", out, "-k", "10", "--stride", "0.1")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out, newline="")))
+    starts = [float(r["start"]) for r in rows]
+    assert np.allclose(np.diff(starts)[:-1], 0.1) and starts[0] == 0
+    assert float(rows[-1]["end"]) == pytest.approx(1.0, abs=0.01)  # the tail's window
+    for row in rows:
+        scores = [float(row[f"score_{r}"]) for r in range(1, 11)]
+        assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1, abs=1e-4)
+        assert sorted(row[f"label_{r}"] for r in range(1, 11)) == sorted(
+            f"action {i}" for i in range(10))
+
+
+def test_window_features_are_what_the_head_reads_in_batches_as_asked(tiny, second, tmp_path,
+                                                                      monkeypatch):
+    """Each window's feature, through the head, gives that window's row of scores; the model
+    is called with --batch-size windows at a time."""
+    import torch
+
+    from mvit_cli.features import read_features
+    from mvit_cli.timeline.engine import TimelineRunner
+
+    batches = []
+    score = TimelineRunner._score
+
+    def counted(self, batch, videos):
+        batches.append(len(batch))
+        return score(self, batch, videos)
+
+    monkeypatch.setattr(TimelineRunner, "_score", counted)
+    out, features_path = tmp_path / "rows.csv", tmp_path / "windows.npy"
+    result = tiny_timeline(second, tiny, "-o", out, "-k", "10", "--features", features_path,
+                           "-b", "3")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out, newline="")))
+    keys, features = read_features(features_path)
+    assert len(rows) == len(keys) == len({f.tobytes() for f in features}) > 3
+    assert batches == [3] * (len(rows) // 3) + ([len(rows) % 3] if len(rows) % 3 else [])
+    clf = mvit_cli.load(tiny)
+    with torch.inference_mode():
+        probs = clf.model.head(torch.from_numpy(features)).softmax(dim=-1).numpy()
+    for row, key, window in zip(rows, keys, probs, strict=True):
+        assert (float(row["start"]), float(row["end"])) == (round(key[1], 3), round(key[2], 3))
+        for rank in range(1, 11):
+            label = clf.labels.index(row[f"label_{rank}"])
+            assert window[label] == pytest.approx(float(row[f"score_{rank}"]), abs=1e-5)
+
+
+def test_segments_print_unless_quiet_and_a_threshold_leaves_unsure_windows_out(tiny, second):
+    """Without an output the segments go to stdout, a tab-separated line each, below the
+    video's path; --quiet leaves only errors and a failure's summary."""
+    said = tiny_timeline(second, tiny)
+    assert said.exit_code == 0, said.output
+    path, *lines = said.stdout.splitlines()
+    assert path.endswith("second.mp4") and lines
+    for line in lines:
+        start, end, label, score = line.split("\t")
+        assert float(start) < float(end) and label.startswith("action ") and 0 < float(score) < 1
+    assert "with weights" in said.stderr and "1 of 1 videos" in said.stderr
+    quiet = tiny_timeline(second, tiny, "-q")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+    unsure = tiny_timeline(second, tiny, "--threshold", "0.99")  # a random model never is
+    assert unsure.exit_code == 0 and unsure.stdout.splitlines() == [path]
+
+
+@pytest.mark.parametrize("option", ["--plot", "--annotate"])
+def test_pictures_of_several_videos_need_a_stem(tmp_path, second, option):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(second.read_bytes())
+    result = run_cli("timeline", folder, "--weights", tmp_path / "absent.safetensors", option,
+                     tmp_path / "one.png", "--workers", "0")
+    assert result.exit_code == 2 and "{stem}" in result.stderr, result.output
+
+
+def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tmp_path,
+                                                                 monkeypatch):
+    """As classify (test_hostile.py): one line, exit 1, the videos written before kept, so the
+    same command resumes once there is room."""
+    import errno
+
+    from mvit_cli.timeline.output import WindowRowsWriter
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (folder / name).write_bytes(second.read_bytes())
+    real_write, calls = WindowRowsWriter.write, []
+
+    def write(self, video):
+        calls.append(video.path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, video)
+
+    monkeypatch.setattr(WindowRowsWriter, "write", write)
+    out = tmp_path / "rows.csv"
+    result = tiny_timeline(folder, tiny, "-o", out)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.stderr and "make room" in result.stderr
+    assert len(calls) == 2  # stopped at the first failure
+    assert {r["path"] for r in csv.DictReader(open(out, newline=""))} == {calls[0]}
 
 
 # ---- segments on a real long video ------------------------------------------------------------
@@ -209,6 +397,149 @@ def test_subtitles_for_several_videos_need_a_stem(long_video, tmp_path):
     assert (tmp_path / "subs" / "c.vtt").read_text() == "mine"
 
 
+# ---- outputs, from hand-made timelines ----------------------------------------------------------
+
+def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
+    """Until the run ends, finished videos are only in the journal beside the .json: a resumed
+    run must take them (failures too) from there, and refuse a journal made otherwise."""
+    from mvit_cli.classify.output import OutputError, journal_of
+    from mvit_cli.timeline.output import Settings, TimelineWriter, open_timeline_output
+
+    out = str(tmp_path / "segments.json")
+    settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
+    good, bad = str(tmp_path / "good.mp4"), str(tmp_path / "bad.mp4")
+    first = open_timeline_output(out, settings, STAMP, overwrite=False)
+    first.write(hand_made(good, [0.75, 0.25, 0], [0.25, 0.75, 0], duration=2.0))
+    first.write(VideoTimeline(bad, error="not a video"))
+    TimelineWriter.close(first)  # as a kill leaves it: the lock gone, no document written
+    first.handle.close()
+    assert journal_of(Path(out)).exists() and not Path(out).exists()
+    resumed = open_timeline_output(out, settings, STAMP, overwrite=False)
+    assert resumed.is_done(good) and resumed.is_done(bad)  # a failure is done too, as classify
+    resumed.close()
+    document = json.loads(Path(out).read_text())
+    assert document["results"] == {good: [{"label": "walk", "score": 0.75, "segment": [0, 1]},
+                                          {"label": "run", "score": 0.75, "segment": [1, 2]}]}
+    assert document["mvit"]["errors"] == {bad: "not a video"}
+    assert not journal_of(Path(out)).exists()  # the document is whole: no journal left
+    with pytest.raises(OutputError, match="other settings"):
+        open_timeline_output(out, settings, {**STAMP, "protocol": "other"}, overwrite=False)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
+    """Appending after half a row would glue the next row onto it."""
+    from mvit_cli.timeline.output import Settings, open_timeline_output
+
+    out = str(tmp_path / f"rows{suffix}")
+    settings = Settings(LABELS, top_k=2, smooth=1, threshold=0.0)
+    first, second = str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")
+    writer = open_timeline_output(out, settings, STAMP, overwrite=False)
+    writer.write(hand_made(first, [0.75, 0.25, 0], [0.25, 0.75, 0], duration=2.0))
+    writer.close()
+    with open(out, "a", encoding="utf-8") as handle:  # the first bytes of a row, then a kill
+        handle.write(f"{second},0.0,1.0,wal" if suffix == ".csv" else f'{{"path": "{second}", "st')
+    resumed = open_timeline_output(out, settings, STAMP, overwrite=False)
+    assert resumed.is_done(first) and not resumed.is_done(second)
+    resumed.write(hand_made(second, [0, 0.25, 0.75], duration=1.0))
+    resumed.close()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(open(out, newline="")))
+    else:
+        rows = [json.loads(line) for line in Path(out).read_text().splitlines()]
+    assert [(r["path"], r["label_1"]) for r in rows] == [(first, "walk"), (first, "run"),
+                                                         (second, "jump")]
+
+
+def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
+    """The manifest beside them says how each file was made: one made otherwise is neither
+    skipped as done nor silently replaced."""
+    from mvit_cli.classify.output import OutputError
+    from mvit_cli.timeline.output import Settings, open_timeline_output
+
+    template = str(tmp_path / "subs" / "{stem}.srt")
+    settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
+    video = hand_made(tmp_path / "clip.mp4", [0.75, 0.25, 0])
+    writer = open_timeline_output(template, settings, STAMP, overwrite=False)
+    assert not writer.is_done(video.path)
+    writer.write(video)
+    writer.close()
+    made = (tmp_path / "subs" / "clip.srt").read_text()
+    assert made == "1\n00:00:00,000 --> 00:00:04,000\nwalk (0.75)\n"
+    same = open_timeline_output(template, settings, STAMP, overwrite=False)
+    assert same.is_done(video.path)
+    same.close()
+    other = open_timeline_output(template, settings, {**STAMP, "weights": "x"}, overwrite=False)
+    with pytest.raises(OutputError, match="other settings"):
+        other.is_done(video.path)
+    other.close()
+    afresh = open_timeline_output(template, settings, {**STAMP, "weights": "x"}, overwrite=True)
+    assert not afresh.is_done(video.path)
+    afresh.close()
+
+
+def white_video(path: Path, frames: int, fps: int, width: int, height: int) -> Path:
+    """A white video, on which the annotation's translucent black box shows plainly."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        white = np.full((height, width, 3), 255, np.uint8)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(white, "rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_each_frame_of_the_annotated_copy_shows_the_window_standing_for_it(tmp_path):
+    """A short label in the first second, a long one in the next: the dark box behind the
+    text is as wide as its line, so its width tells which window a frame shows."""
+    from mvit_cli.timeline.annotate import annotate
+
+    source = white_video(tmp_path / "white.mp4", frames=20, fps=10, width=320, height=48)
+    video = hand_made(source, [0.9, 0.1], [0.1, 0.9], duration=2.0)
+    copy = tmp_path / "annotated.mp4"
+    assert annotate(video, ["a", "a much longer label"], copy, k=1) == 20
+    widths = {}
+    with av.open(str(copy)) as container:
+        for frame in container.decode(video=0):
+            row = frame.to_ndarray(format="rgb24")[5, :, 0]  # above the text, inside the box
+            widths[round(frame.time, 2)] = int(np.flatnonzero(row < 180).max())
+    assert sorted(widths) == [round(0.1 * i, 2) for i in range(20)]
+    assert all(50 < width < 100 for t, width in widths.items() if t < 1)  # "a  0.90"
+    assert all(200 < width < 260 for t, width in widths.items() if t >= 1)
+
+
+def test_the_plot_shows_the_likeliest_classes_along_the_video_in_seconds(tmp_path, monkeypatch):
+    """The figure as saved (kept on its way to the file): rows by best score, the whole video
+    along x, each segment labelled in the band."""
+    import matplotlib.figure
+
+    from mvit_cli.timeline.plot import plot_timeline
+    from mvit_cli.timeline.segments import segments
+
+    figures = []
+    save = matplotlib.figure.Figure.savefig
+
+    def kept(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", kept)
+    video = hand_made(tmp_path / "clip.mp4", [0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
+                      [0.1, 0.1, 0.8])
+    found = segments(video.windows, LABELS, video.duration)
+    picture = tmp_path / "timeline.png"
+    plot_timeline(video, found, LABELS, picture, "w")
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    [figure] = figures
+    band, heat = figure.axes[:2]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["jump", "run", "walk"]
+    assert heat.get_xlabel() == "time (seconds)" and heat.get_xlim() == (0.0, 4.0)
+    assert [t.get_text().split("\n")[0] for t in band.texts] == ["walk", "run", "jump"]
+
+
 # ---- features -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("suffix", [".npy", ".safetensors", ".parquet"])
@@ -250,6 +581,28 @@ def test_features_from_other_weights_are_not_mixed_in(tmp_path, tiny_weights):
     other = save_tiny(tmp_path / "other.safetensors", seed=5)
     result = run_cli("classify", clip, "--weights", other, "--features", path, "--workers", "0")
     assert result.exit_code == 2 and "other settings" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".safetensors", ".parquet"])
+def test_resumed_features_keep_earlier_entries_and_take_the_newest(tmp_path, suffix):
+    """The file is written whole at the end: a resumed run must carry over what is there,
+    each key (path, start, end) once, with the newest vector."""
+    from mvit_cli.features import FeatureWriter, read_features
+
+    path = tmp_path / f"features{suffix}"
+    first = FeatureWriter(path, STAMP)
+    first.add("a.mp4", np.full(4, 1.0), 0.0, 2.0)
+    first.add("a.mp4", np.full(4, 2.0), 1.0, 3.0)
+    first.add("b.mp4", np.full(4, 3.0))
+    first.close()
+    again = FeatureWriter(path, STAMP)
+    again.add("a.mp4", np.full(4, 4.0), 0.0, 2.0)  # that window again: its newest feature
+    again.add("c.mp4", np.full(4, 5.0), 0.5, 1.5)
+    again.close()
+    keys, features = read_features(path)
+    assert keys == [("a.mp4", 0.0, 2.0), ("a.mp4", 1.0, 3.0), ("b.mp4", -1.0, -1.0),
+                    ("c.mp4", 0.5, 1.5)]
+    assert features.dtype == np.float32 and features[:, 0].tolist() == [4.0, 2.0, 3.0, 5.0]
 
 
 # ---- memory ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -17,11 +18,13 @@ from safetensors import safe_open
 from mvit_cli import build_model
 from mvit_cli.models.architectures import get_config
 from mvit_cli.synth import LABELS, write_dataset
-from mvit_cli.training.data import (augment, load, mirror_sensitive, reverse_in_time,
+from mvit_cli.training.data import (ClipSet, augment, load, mirror_sensitive, reverse_in_time,
                                      shuffle_colours, time_opposites, whole)
-from mvit_cli.training.trainer import TrainSettings, model_input, save_trained, train
+from mvit_cli.training.trainer import (EpochReport, TrainResult, TrainSettings, model_input,
+                                       save_trained, train)
 
-from conftest import INTERRUPTIBLE, TINY_V2
+from conftest import INTERRUPTIBLE, TINY_V1, TINY_V2, register_tiny_architectures, run_cli, save_tiny
+from media import write_video
 
 TINY = replace(TINY_V2, name="tiny-train", frames=4, size=32, head_dropout=0.0, drop_path=0.0)
 
@@ -36,6 +39,15 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clips(dataset):
     return load(dataset, TINY.frames, TINY.size, workers=1)
+
+
+def noise(per_class: int = 3, names=("a", "b"), seed: int = 0) -> ClipSet:
+    """Clips of random pixels, decoded size for TINY: what training does, fast (no decoding)."""
+    rng = np.random.default_rng(seed)
+    count = per_class * len(names)
+    return ClipSet(rng.integers(0, 256, (count, TINY.frames, 37, 37, 3), dtype=np.uint8),
+                   np.repeat(np.arange(len(names)), per_class), list(names),
+                   [f"clip{i}.mp4" for i in range(count)])
 
 
 def _loss(model, clips) -> float:
@@ -66,6 +78,25 @@ def test_mirror_sensitive_labels_are_never_flipped():
     for _ in range(20):
         out = augment(clip, torch.tensor([0]), ["moving left"], 32, generator)
         assert out[0, 0, :, :, :8].mean() > out[0, 0, :, :, -8:].mean()
+
+
+def test_each_clip_is_flipped_by_its_own_label_and_only_left_right():
+    """Two clips, the first of a label that may be mirrored, the second of one that may not;
+    both bright in the top left quadrant."""
+    clips = torch.zeros(2, 2, 40, 40, 3, dtype=torch.uint8)
+    clips[:, :, :20, :20] = 255
+    labels = torch.tensor([1, 0])
+    generator = torch.Generator().manual_seed(0)
+    mirrored = 0
+    for _ in range(40):
+        out = augment(clips, labels, ["moving left", "growing"], 32, generator)
+        left, right = out[..., :8].mean(dim=(1, 2, 3, 4)), out[..., -8:].mean(dim=(1, 2, 3, 4))
+        top, bottom = out[..., :8, :].mean(dim=(1, 2, 3, 4)), out[..., -8:, :].mean(
+            dim=(1, 2, 3, 4))
+        assert (top > bottom).all()  # never upside down
+        assert left[1] > right[1]  # "moving left" is never mirrored
+        mirrored += bool(left[0] < right[0])
+    assert 8 <= mirrored <= 32  # "growing" is, about half the time
 
 
 def test_time_opposites_pair_labels_that_read_backwards_as_each_other():
@@ -274,3 +305,121 @@ def test_train_resume_on_the_command_line(dataset, tmp_path):
     with safe_open(str(out), "pt") as stored:
         training = json.loads(stored.metadata()["mvit.training"])
     assert training["epochs"] == 4 and 1 <= training["best_epoch"] <= 4
+
+
+def test_the_validation_split_is_stratified_disjoint_and_rounded():
+    from mvit_cli.training.trainer import split
+
+    data = ClipSet(np.zeros((10, 1, 1, 1, 3), np.uint8), np.array([0] * 4 + [1] * 6),
+                   ["a", "b"], [str(i) for i in range(10)])
+    train_idx, val_idx = split(data, 0.4, seed=1)
+    assert sorted([*train_idx, *val_idx]) == list(range(10))  # each clip once: no leak
+    assert np.bincount(data.labels[val_idx]).tolist() == [2, 2]  # 0.4 of 4 and of 6, rounded
+    again = split(data, 0.4, seed=1)
+    assert (again[0] == train_idx).all() and (again[1] == val_idx).all()
+    assert len(split(data, 0.0, seed=1)[1]) == 0
+
+
+def test_the_learning_rate_warms_up_then_follows_a_cosine_and_the_last_epoch_is_kept(tmp_path):
+    """One step an epoch (a batch holds every clip): two of warm-up, two of cosine decay; the
+    rate each step used is in the state saved after its epoch. Without validation the last
+    epoch's weights are the ones kept."""
+    settings = TrainSettings(epochs=4, batch_size=8, lr=1e-3, val_split=0.0, warmup_epochs=2)
+    state_path = tmp_path / "state.pt"
+    rates = []
+
+    def read(report) -> None:  # the state is saved just before on_epoch is called
+        state = torch.load(state_path, weights_only=True)
+        rates.append(state["optimizer"]["param_groups"][0]["lr"])
+
+    result = train(noise(), TINY, settings, on_epoch=read, state_path=state_path)
+    assert rates == pytest.approx([0.5e-3, 1e-3, 1e-3, 0.5e-3])
+    assert result.best_epoch == 4 and result.val_accuracy is None
+    last = torch.load(state_path, weights_only=True)["model"]
+    assert all(torch.equal(v, last[k]) for k, v in result.model.state_dict().items())
+
+
+def test_weight_decay_shrinks_weight_matrices_only_and_label_smoothing_reaches_the_loss():
+    """One step from the same start, with and without each: AdamW's decay is decoupled from
+    the gradient, so biases, norms and position tables (no decay) come out equal."""
+    base = TrainSettings(epochs=1, batch_size=8, lr=1e-2, val_split=0.0, weight_decay=0.0,
+                         label_smoothing=0.0)
+    plain = train(noise(), TINY, base, max_steps=1)
+    decayed = train(noise(), TINY, replace(base, weight_decay=0.5), max_steps=1)
+    smoothed = train(noise(), TINY, replace(base, label_smoothing=0.3), max_steps=1)
+    ours, theirs = plain.model.state_dict(), decayed.model.state_dict()
+    decayable = {name for name, param in plain.model.named_parameters()
+                 if not (param.ndim <= 1 or "rel_pos" in name or "pos_embed" in name
+                         or name == "cls_token")}
+    changed = {name for name in ours if not torch.equal(ours[name], theirs[name])}
+    # (a parameter the step gave no gradient, such as a pooling the last block skips, is
+    # left alone by AdamW, decay included)
+    assert changed <= decayable and len(changed) > len(decayable) / 2, changed ^ decayable
+    assert smoothed.history[0].loss != plain.history[0].loss
+    assert decayed.history[0].loss == plain.history[0].loss
+
+
+def test_of_equally_good_epochs_the_earliest_is_kept():
+    """At learning rate 0 nothing changes, so every epoch validates the same."""
+    settings = TrainSettings(epochs=2, batch_size=8, lr=0.0, val_split=0.34)
+    result = train(noise(), TINY, settings)
+    assert len({r.val_accuracy for r in result.history}) == 1
+    assert result.best_epoch == 1 and result.val_accuracy == result.history[0].val_accuracy
+
+
+def test_fine_tuning_for_other_classes_gets_a_new_head_and_keeps_the_body(tmp_path):
+    from mvit_cli.training.trainer import build_for_training
+
+    start = save_tiny(tmp_path / "start.safetensors", cfg=TINY_V1)
+    stored = build_model(TINY_V1, weights=str(start)).state_dict()
+    same = build_for_training(TINY_V1, 10, str(start))
+    assert all(torch.equal(v, stored[k]) for k, v in same.state_dict().items())
+    other = build_for_training(TINY_V1, 3, str(start))
+    assert other.head.out_features == 3 and other.num_classes == 3 and other.training
+    assert all(torch.equal(v, stored[k]) for k, v in other.state_dict().items()
+               if not k.startswith("head."))
+
+
+def test_saved_weights_say_how_they_were_trained(tmp_path):
+    model = build_model(replace(TINY, num_classes=2)).eval()
+    history = [EpochReport(1, 1.5, 0.5), EpochReport(2, 1.0, 0.25)]
+    result = TrainResult(model, history, val_accuracy=0.5, best_epoch=1)
+    settings = TrainSettings(epochs=5, batch_size=4, lr=2e-3, seed=3)
+    path = tmp_path / "trained.safetensors"
+    save_trained(result, noise(per_class=1), path, settings)
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["mvit.labels"]) == ["a", "b"]
+    protocol = json.loads(meta["mvit.protocol"])
+    assert (protocol["uniform"], protocol["frames"], protocol["crop"], protocol["short_side"]) == (
+        True, TINY.frames, TINY.size, TINY.size)
+    training = json.loads(meta["mvit.training"])
+    assert {k: training[k] for k in ("epochs", "epochs_planned", "best_epoch", "val_accuracy",
+                                     "batch_size", "lr", "seed", "clips")} == {
+        "epochs": 2, "epochs_planned": 5, "best_epoch": 1, "val_accuracy": 0.5,
+        "batch_size": 4, "lr": 2e-3, "seed": 3, "clips": 2}
+
+
+def test_train_command_takes_its_options(tmp_path):
+    register_tiny_architectures()
+    data = tmp_path / "data"
+    for name in ("turning", "waving"):
+        (data / name).mkdir(parents=True)
+        for i in range(3):
+            write_video(data / name / f"{i}.mp4", frames=8, width=48, height=48)
+    out = tmp_path / "model.safetensors"
+    options = ("-m", "tiny-v2", "-o", out, "--epochs", "1", "--batch-size", "4", "--lr", "0.002",
+               "--val-split", "0.34", "--seed", "5", "--workers", "1")
+    missing = run_cli("train", data, *options, "--resume")
+    assert missing.exit_code == 2 and "nothing to resume" in missing.stderr
+    result = run_cli("train", data, *options, "--half")
+    assert result.exit_code == 0, result.output
+    assert "the best validation accuracy" in result.stdout
+    with safe_open(str(out), "pt") as handle:
+        training = json.loads(handle.metadata()["mvit.training"])
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} >= {torch.float16}
+        assert torch.float32 not in {handle.get_tensor(k).dtype for k in handle.keys()}
+    assert {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "clips")} == {
+        "epochs": 1, "batch_size": 4, "lr": 0.002, "seed": 5, "clips": 6}
+    assert training["val_accuracy"] is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no state left
