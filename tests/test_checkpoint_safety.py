@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -12,7 +13,7 @@ from safetensors.torch import load_file
 from mvit_cli import CheckpointError, build_model
 from mvit_cli.checkpoints import read_checkpoint
 
-from conftest import TINY_V1, TINY_V2, reference
+from conftest import TINY_V1, TINY_V2, reference, save_tiny
 
 
 def _one_line_error(cfg, path) -> str:
@@ -151,3 +152,68 @@ def test_metadata_reads_the_header_only(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty"):
         read_metadata(empty)
+
+
+def test_a_tensor_of_the_same_size_but_another_shape_is_refused(tmp_path):
+    """Singleton dims are all that may differ: a transposed (64, 16) weight stored as
+    (16, 64) holds the right number of values in the wrong places."""
+    _, weights, _, _ = reference("tv_v1_tiny")
+    state = load_file(str(weights))
+    state["blocks.0.mlp.0.weight"] = state["blocks.0.mlp.0.weight"].t().contiguous()
+    path = tmp_path / "transposed.pth"
+    torch.save(state, path)
+    message = _one_line_error(TINY_V1, path)
+    assert "blocks.0.mlp.fc1.weight (16, 64) vs (64, 16)" in message
+
+
+def test_two_names_for_one_tensor_must_hold_the_same_values(tmp_path):
+    """pytorchvideo files may carry a pool weight under two names; if the two differ, which
+    one the model gets is not ours to choose."""
+    from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native, read_weights
+
+    _, weights, _, _ = reference("tv_v1_tiny")
+    state = from_native(read_weights(weights, TINY_V1).state, LAYOUTS_BY_NAME["pytorchvideo"],
+                        TINY_V1)
+    key = "blocks.1.attn.pool_k.weight"
+    state[key.replace(".attn.pool_k.", ".attn._attention_pool_k.pool.")] = state[key] + 1
+    path = tmp_path / "aliases.pyth"
+    torch.save({"model_state": state}, path)
+    message = _one_line_error(TINY_V1, path)
+    assert "two different tensors for blocks.1.attn.pool_k.weight" in message
+
+
+def test_a_head_size_asked_for_must_be_the_files(tiny_weights):
+    """`num_classes` with weights checks the head; it never hands back another size."""
+    with pytest.raises(CheckpointError, match=r"head\.weight \(10, 64\) vs \(3, 64\)"):
+        build_model(TINY_V1, weights=tiny_weights, num_classes=3)
+
+
+def test_class_names_in_a_file_must_be_strings(tmp_path):
+    """Numbers where names belong would reach every output row as labels."""
+    from safetensors.torch import save_file
+
+    tensors, metadata = read_checkpoint(save_tiny(tmp_path / "own.safetensors"))
+    path = tmp_path / "numbers.safetensors"
+    metadata["mvit.labels"] = json.dumps(list(range(10)))
+    save_file(tensors, str(path), metadata=metadata)
+    assert "mvit.labels metadata is not a list of names" in _one_line_error(TINY_V1, path)
+
+
+def test_model_state_is_read_before_an_ema_copy(tmp_path):
+    """Training checkpoints may hold the weights twice; the model's own come first."""
+    _, weights, _, _ = reference("tv_v1_tiny")
+    state = load_file(str(weights))
+    ema = {key: value + 1 for key, value in state.items()}
+    path = tmp_path / "training.pyth"
+    torch.save({"model_ema": ema, "model_state": state, "epoch": 3}, path)
+    tensors, _ = read_checkpoint(path)
+    assert torch.equal(tensors["conv_proj.weight"], state["conv_proj.weight"])
+
+
+def test_a_checkpoint_in_torchs_legacy_format_loads(tmp_path):
+    """torch's pre-1.6 format is not a zip file and cannot be memory-mapped."""
+    _, weights, _, _ = reference("tv_v1_tiny")
+    state = load_file(str(weights))
+    legacy = tmp_path / "legacy.pth"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(legacy)[0]["conv_proj.weight"], state["conv_proj.weight"])

@@ -18,7 +18,7 @@ import torch
 
 from mvit_cli import get_config
 from mvit_cli.checkpoints import LAYOUTS_BY_NAME, detect_layout, from_native
-from mvit_cli.checkpoints.loading import convert, load_model
+from mvit_cli.checkpoints.loading import convert, expected_shapes, load_model
 from mvit_cli.factory import model_from_config
 
 LAYOUT_FILES = Path(__file__).parent / "fixtures" / "layouts"
@@ -106,3 +106,49 @@ def test_a_loaded_model_owns_its_tensors_whatever_the_checkpoint_shares():
     with torch.no_grad():
         model.blocks[0].norm1.weight.add_(1.0)
     assert torch.equal(model.blocks[0].norm2.weight, expected["blocks.0.norm2.weight"])
+
+
+def _tensors_of(cfg) -> dict[str, torch.Tensor]:
+    """A file of `cfg`'s names and shapes (zeros: only the shapes are looked at)."""
+    return {key: torch.zeros(shape) for key, shape in expected_shapes(cfg).items()}
+
+
+def test_a_registered_variant_with_a_builtins_shapes_leaves_it_the_builtins_files(
+        monkeypatch):
+    """Architectures that differ only in how clips are sampled have the same tensors: a file
+    of those shapes is the builtin's, not an error asking which of the two."""
+    from mvit_cli.checkpoints.files import architecture_from_shapes
+    from mvit_cli.models.architectures import ARCHITECTURES
+
+    builtin = get_config("v2-XS-8")
+    monkeypatch.setitem(ARCHITECTURES, "v2-XS-8-every-2nd",
+                        replace(builtin, name="v2-XS-8-every-2nd", sampling_rate=2))
+    tensors = _tensors_of(builtin)
+    assert architecture_from_shapes(tensors, detect_layout(tensors), "file").name == "v2-XS-8"
+
+
+def test_a_head_of_a_registered_variants_size_names_that_variant(monkeypatch):
+    from mvit_cli.checkpoints.files import architecture_from_shapes
+    from mvit_cli.models.architectures import ARCHITECTURES
+
+    builtin = get_config("v2-XS-8")
+    variant = replace(builtin, name="v2-XS-8-twenty", num_classes=20)
+    monkeypatch.setitem(ARCHITECTURES, variant.name, variant)
+    for cfg in (builtin, variant):
+        tensors = _tensors_of(cfg)
+        assert architecture_from_shapes(tensors, detect_layout(tensors), "f").name == cfg.name
+
+
+def test_a_file_of_ours_loads_as_the_config_it_records(tmp_path):
+    """Our files carry their whole config: a network trained at other frames loads as it
+    was trained, whether or not its name is registered here."""
+    from conftest import TINY_V1, register_tiny_architectures
+    from mvit_cli.checkpoints import load_file, save_native
+
+    register_tiny_architectures()
+    for name in ("tiny-v1-8-frames", "tiny-v1"):
+        cfg = replace(TINY_V1, name=name, frames=8)
+        path = tmp_path / f"{name}.safetensors"
+        save_native(model_from_config(cfg), path)
+        loaded = load_file(path, None if name != "tiny-v1" else "tiny-v1")
+        assert loaded.cfg == cfg and loaded.model.cfg.frames == 8, name

@@ -6,12 +6,15 @@ The server (tests/http_server.py) plays a publisher's file server and the Huggin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import multiprocessing
 import socket
+import threading
 import time
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -21,7 +24,8 @@ from mvit_cli import build_model
 from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native
 from mvit_cli.pretrained.download import DownloadError
 from mvit_cli.pretrained.registry import (WeightsEntry, default_entry, find_entry,
-                                          published_entries, save_user_entries)
+                                          published_entries, save_user_entries,
+                                          user_entries)
 from mvit_cli.pretrained.store import (WeightsUnavailableError, cached_file, ensure_weights,
                                        import_checkpoint, remove_entry, verify_entry)
 
@@ -295,6 +299,7 @@ def test_verify_finds_a_corrupted_cache_and_remove_clears_it(server, home):
     assert verify_entry(entry).status == "corrupt"
     removed = remove_entry(entry)
     assert cached in removed and cached_file(entry) is None
+    assert not (home / "weights" / "tiny-ver.safetensors.sha256").exists()
     assert verify_entry(entry).status == "not cached"
 
 
@@ -400,3 +405,155 @@ def test_every_http_failure_is_one_line_within_bounds(server, home, monkeypatch,
     assert words in message and "\n" not in message, message
     part = home / "downloads" / f"tiny-{misbehave}.pth.part"
     assert not part.exists() or part.stat().st_size <= 0.1e6 * 1.05 + 1e6
+
+
+# ---- resuming, digests in full, offline switches -------------------------------------------
+
+@contextlib.contextmanager
+def _server_ignoring_ranges(data: bytes):
+    """A file server that answers every GET with the whole file (200), as some mirrors and
+    proxies do whatever Range a client asks for."""
+    gets: list[str | None] = []
+
+    class WholeFile(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            gets.append(self.headers.get("Range"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), WholeFile)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/tiny.pth", gets
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_part_is_started_afresh_when_the_server_ignores_the_range(home):
+    """A 200 to a Range request is the whole file: appended to the part it would double the
+    first bytes, fail the digest and delete the download every time."""
+    data = _tv_checkpoint()
+    with _server_ignoring_ranges(data) as (url, gets):
+        entry = WeightsEntry(name="tiny-whole", architecture="tiny-v1", labels="custom",
+                             url=url, sha256=hashlib.sha256(data).hexdigest())
+        save_user_entries([entry])
+        part = home / "downloads" / "tiny.pth.part"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(data[:70_000])
+        path = ensure_weights(entry)
+    assert gets == ["bytes=70000-"]
+    assert path.exists() and not part.exists()
+    assert build_model("tiny-v1", weights="tiny-whole").num_classes == 10
+
+
+def test_a_part_already_whole_is_finished_without_a_body(server, home):
+    """Interrupted between the last byte and the rename: the server answers the Range past
+    the end with 416, and the part on disk is the file."""
+    data = _tv_checkpoint()
+    entry = _publish(server, "tiny-whole-part", data)
+    part = home / "downloads" / "tiny-whole-part.pth.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    assert ensure_weights(entry).exists() and not part.exists()
+    assert _gets(server.files["tiny-whole-part.pth"]) == [{"method": "GET",
+                                                           "range": f"bytes={len(data)}-"}]
+
+
+def test_a_full_sha256_is_checked_to_its_last_digit(server, home):
+    """A publisher's full sha256 is held in full (a prefix is only what torchvision gives),
+    and verify checks the converted file against its own recorded digest, not the source's."""
+    data = _tv_checkpoint()
+    real = hashlib.sha256(data).hexdigest()
+    server.files["tiny-full.pth"] = Served(data)
+    entry = WeightsEntry(name="tiny-full", architecture="tiny-v1", labels="custom",
+                         url=f"{server.url}/files/tiny-full.pth",
+                         sha256=real[:-1] + ("0" if real[-1] != "0" else "1"))
+    save_user_entries([entry])
+    with pytest.raises(DownloadError, match="does not match"):
+        ensure_weights(entry)
+    assert cached_file(entry) is None
+    entry = replace(entry, sha256=real)
+    save_user_entries([entry])
+    ensure_weights(entry)
+    assert verify_entry(entry).status == "ok"
+
+
+def test_offline_switches_set_to_off_leave_downloads_on(server, monkeypatch):
+    """HF_HUB_OFFLINE=0 is how many setups say "online"; it must not read as set."""
+    monkeypatch.setenv("MVIT_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "false")
+    entry = _publish(server, "tiny-online", _tv_checkpoint())
+    assert ensure_weights(entry).exists()
+
+
+def test_the_registrys_sha256_outranks_the_hubs_and_a_mismatch_leaves_no_blob(server, tmp_path):
+    """The Hub's own hash only says the file is the one the Hub has now; a digest in the
+    registry pins the file itself. A refused file is deleted from the Hub cache, blob and all,
+    so it is neither used later nor left taking space."""
+    entry, _ = _hub_entry(server, "timm/tiny-pinned")
+    pinned = replace(entry, sha256="ab" * 32)
+    save_user_entries([pinned])
+    with pytest.raises(DownloadError, match="does not match"):
+        ensure_weights(pinned)
+    assert [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and "blobs" in p.parts] == []
+    assert cached_file(pinned) is None
+
+
+def test_importing_again_under_a_name_replaces_its_entry(tmp_path):
+    _, weights, _, _ = reference("tv_v1_tiny")
+    import_checkpoint(weights, "mine", "tiny-v1")
+    import_checkpoint(weights, "Mine", "tiny-v1")
+    assert [entry.name for entry in user_entries()] == ["Mine"]
+
+
+def test_what_a_registry_entry_says_outranks_its_file(tmp_path):
+    """An entry's architecture, protocol and name are the ones a run reports, whatever the
+    file it points at records for itself."""
+    from conftest import PROTOCOL, save_tiny
+    from mvit_cli.resolve import resolve
+
+    path = save_tiny(tmp_path / "tiny.safetensors")
+    protocol = {**PROTOCOL, "clips": 3}
+    save_user_entries([WeightsEntry(name="tiny-entry", architecture="tiny-v1", labels="custom",
+                                    file=str(path), protocol=protocol)])
+    resolved = resolve("tiny-entry")
+    assert resolved.recorded_protocol == protocol
+    assert resolved.architecture_from == "as the registry says"
+    assert resolved.provenance.weights == "tiny-entry"
+    assert resolve(path).provenance.weights == str(path)
+
+
+def test_a_resumed_transfer_cut_again_stays_resumable(server, home):
+    """The resumed body is only the rest of the file: its length plus the part's is the
+    whole, so a second cut is noticed as one (and resumed), not taken for a finished file
+    that fails its digest and is thrown away."""
+    data = _tv_checkpoint()
+    entry = _publish(server, "tiny-cut-twice", data, cut_after=100_000)
+    served = server.files["tiny-cut-twice.pth"]
+    part = home / "downloads" / "tiny-cut-twice.pth.part"
+    with pytest.raises(DownloadError, match="resume"):
+        ensure_weights(entry)
+    served.cut_after = len(data) - 100_000 - 1_000  # the second body stops 1 kB short
+    with pytest.raises(DownloadError, match="resume"):
+        ensure_weights(entry)
+    assert part.stat().st_size == len(data) - 1_000
+    assert ensure_weights(entry).exists() and not part.exists()
+    assert [get["range"] for get in _gets(served)] == [
+        None, "bytes=100000-", f"bytes={len(data) - 1_000}-"]
+
+
+def test_a_download_may_be_a_little_larger_than_its_entry_says():
+    """Registry sizes are rounded to 0.1 MB: a file 5% over its stated size is still taken,
+    one far over it is not."""
+    from mvit_cli.pretrained.download import limits_for
+
+    assert 105e6 <= limits_for(100.0).max_bytes < 110e6
+    assert limits_for(None).max_bytes == 4 * 10**9

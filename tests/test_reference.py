@@ -182,3 +182,23 @@ def test_checkpoint_dataclass_reports_classes():
     assert isinstance(checkpoint, Checkpoint)
     assert checkpoint.num_classes == 10
     assert checkpoint.layout.name == "torchvision"
+
+
+def test_a_slowfast_image_models_joint_position_table_is_split(tmp_path):
+    """SlowFast image models store one `pos_embed` [1, 1 + HW, C]: its first row is the
+    class token's position, the rest the spatial grid's, in order."""
+    from conftest import TINY_V1_IMAGE as cfg
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    native = {key: value.clone() for key, value in model.state_dict().items()}
+    native["pos_embed.temporal"].zero_()  # a joint table has no temporal part
+    state = from_native(native, LAYOUTS_BY_NAME["slowfast"], cfg)
+    state["pos_embed"] = torch.cat([state.pop("pos_embed_class"),
+                                    state.pop("pos_embed_spatial")], dim=1)
+    del state["pos_embed_temporal"]
+    path = tmp_path / "image.pyth"
+    _pyth(state, path)
+    loaded = build_model(cfg, weights=path).state_dict()
+    for key in ("pos_embed.cls", "pos_embed.spatial", "pos_embed.temporal"):
+        assert torch.equal(loaded[key], native[key]), key

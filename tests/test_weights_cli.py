@@ -28,6 +28,9 @@ def test_import_list_verify_remove(tmp_path, monkeypatch):
     row = next(line for line in listing.output.splitlines() if line.strip().startswith("mine"))
     assert "tiny-v1" in row and row.rstrip().endswith("yes")
     assert "b16x4-k400*" in listing.output  # published entries are listed too
+    published = next(line for line in listing.output.splitlines()
+                     if line.strip().startswith("b16x4-k400*"))
+    assert published.rstrip().endswith("no")  # not downloaded here
     assert run("weights", "verify", "mine").exit_code == 0
     assert "removed" in run("weights", "remove", "mine").output
     assert "mine " not in run("weights", "list").output
@@ -150,3 +153,107 @@ def test_no_state_of_the_user_registry_is_a_traceback(tmp_path, monkeypatch):
                 assert result.exit_code in (1, 2), (content, args, result.output)
                 assert result.stderr.startswith("error:"), (content, args, result.output)
                 assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_published_file_imported_with_other_labels_is_refused(tmp_path, monkeypatch):
+    """Published weights keep the labels they were published with: names given on import
+    would be dropped without a word, or relabel a file that claims to be the published one."""
+    checkpoint, _ = _published(monkeypatch, tmp_path, digest=None)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"mine {i}\n" for i in range(10)))
+    result = run("weights", "import", str(checkpoint), "--name", "tiny-k", "--labels", str(labels))
+    assert result.exit_code == 2 and "keep their own labels" in result.stderr
+    assert not (tmp_path / "home" / "weights" / "tiny-k.safetensors").exists()
+
+
+def test_a_published_name_in_other_case_imports_the_published_entry(tmp_path, monkeypatch):
+    from mvit_cli.pretrained.registry import find_entry
+    from mvit_cli.pretrained.store import cached_file
+
+    checkpoint, _ = _published(monkeypatch, tmp_path, digest=None)
+    result = run("weights", "import", str(checkpoint), "--name", "TINY-K")
+    assert result.exit_code == 0, result.output
+    assert cached_file(find_entry("tiny-k")) == tmp_path / "home" / "weights" / "tiny-k.safetensors"
+
+
+def test_a_file_forced_under_a_hub_entrys_name_is_used_from_disk(tmp_path, monkeypatch):
+    """A Hub entry imported with --force becomes the user's own file: later runs read it
+    offline and never ask the Hub for the published one."""
+    from safetensors.torch import save_file
+
+    from conftest import TINY_V2_IMAGE
+    from mvit_cli import build_model
+    from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native
+    from mvit_cli.pretrained import registry
+    from mvit_cli.pretrained.store import ensure_weights
+
+    register_tiny_architectures()
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    checkpoint = tmp_path / "model.safetensors"
+    model = build_model(TINY_V2_IMAGE)
+    save_file(from_native(model.state_dict(), LAYOUTS_BY_NAME["timm"], TINY_V2_IMAGE),
+              str(checkpoint))
+    entry = registry.WeightsEntry(name="tiny-hubbed", architecture="tiny-v2-image",
+                                  labels="custom", hub={"repo": "timm/tiny-hubbed",
+                                                        "file": "model.safetensors"})
+    published = registry.published_entries()
+    monkeypatch.setattr(registry, "published_entries", lambda: (entry, *published))
+    assert run("weights", "import", str(checkpoint), "--name", "tiny-hubbed").exit_code == 2
+    forced = run("weights", "import", str(checkpoint), "--name", "tiny-hubbed", "--force")
+    assert forced.exit_code == 0, forced.output
+    path = ensure_weights(registry.find_entry("tiny-hubbed"))
+    assert path == tmp_path / "home" / "weights" / "tiny-hubbed.safetensors"
+
+
+# ---- verify's verdicts --------------------------------------------------------------------
+
+def _home(tmp_path, monkeypatch):
+    register_tiny_architectures()
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_verify_fails_for_a_file_with_no_recorded_digest(tmp_path, monkeypatch):
+    from conftest import TINY_V1, save_tiny
+    from mvit_cli.pretrained.registry import WeightsEntry, save_user_entries
+
+    _home(tmp_path, monkeypatch)
+    path = save_tiny(tmp_path / "loose.safetensors", cfg=TINY_V1)
+    save_user_entries([WeightsEntry(name="loose", architecture="tiny-v1", labels="custom",
+                                    file=str(path))])
+    result = run("weights", "verify", "loose")
+    assert result.exit_code == 1 and "unverifiable" in result.stdout
+
+
+def test_verify_of_a_named_entry_not_cached_fails_and_says_so(tmp_path, monkeypatch):
+    _home(tmp_path, monkeypatch)
+    result = run("weights", "verify", "b16x4-k400")
+    assert result.exit_code == 1 and "b16x4-k400: not cached" in result.stdout
+
+
+def test_verify_of_everything_checks_what_is_cached_and_skips_the_rest(tmp_path, monkeypatch):
+    _home(tmp_path, monkeypatch)
+    result = run("weights", "verify")
+    assert result.exit_code == 0, result.output
+    assert "motion-demo: ok" in result.stdout and "not cached" not in result.stdout
+
+
+def test_verify_loads_the_file_into_its_entrys_architecture(tmp_path, monkeypatch):
+    """A digest only says the bytes are the ones recorded; a registry entry edited to name
+    another architecture makes them unusable, and verify says so."""
+    import json
+
+    from mvit_cli.pretrained.registry import user_registry_path
+
+    _home(tmp_path, monkeypatch)
+    _, weights, _, _ = reference("tv_v1_tiny")
+    assert run("weights", "import", str(weights), "--model", "tiny-v1", "--name",
+               "mine").exit_code == 0
+    assert run("weights", "verify", "mine").exit_code == 0
+    registry = json.loads(user_registry_path().read_text())
+    registry["weights"][0]["architecture"] = "tiny-v2"
+    user_registry_path().write_text(json.dumps(registry))
+    result = run("weights", "verify", "mine")
+    assert result.exit_code == 1
+    assert "corrupt" in result.stdout and "not tiny-v2" in result.stdout
