@@ -56,6 +56,22 @@ def write_video(path: Path, frames: int = 30, fps: float = 30, width: int = 64, 
     return path
 
 
+def write_colour_video(path: Path, colour: tuple[int, int, int], frames: int = 6,
+                       fps: float = 30, width: int = 64, height: int = 48) -> Path:
+    """An H.264 video of one colour: what a decoder gives back is then known at every pixel
+    (within the codec's rounding)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        picture = np.full((height, width, 3), colour, np.uint8)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, "rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16000)

@@ -6,10 +6,8 @@ uses; numbered frames (tests/media.py) say which moment each sampled frame shows
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from mvit_cli.media.protocol import protocol_for
 
 from conftest import PROTOCOL, TINY_V1, TINY_V1_IMAGE
 from media import read_number, write_video
+from media import write_colour_video as write_one_colour
 
 # A colour whose three channels differ, so that swapped channels cannot pass unseen.
 COLOUR = (200, 40, 110)
@@ -36,17 +35,7 @@ def numbers(frames: np.ndarray) -> list[int]:
 
 def write_colour_video(path: Path, colour=COLOUR, frames: int = 6, width: int = 64,
                        height: int = 48) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        picture = np.empty((height, width, 3), np.uint8)
-        picture[:] = colour
-        for _ in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, "rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_one_colour(path, colour, frames, width=width, height=height)
 
 
 # ---- sampling ------------------------------------------------------------------------------

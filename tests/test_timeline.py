@@ -480,16 +480,9 @@ def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
 
 def white_video(path: Path, frames: int, fps: int, width: int, height: int) -> Path:
     """A white video, on which the annotation's translucent black box shows plainly."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        white = np.full((height, width, 3), 255, np.uint8)
-        for _ in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(white, "rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    from media import write_colour_video
+
+    return write_colour_video(path, (255, 255, 255), frames, fps, width, height)
 
 
 def test_each_frame_of_the_annotated_copy_shows_the_window_standing_for_it(tmp_path):
