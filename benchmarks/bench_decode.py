@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch
 
-    from mvit_cli.classify.workers import Task, prepare
+    from mvit_cli.engines.local.workers import Task, prepare
     from mvit_cli.media.protocol import protocol_for
 
     torch.set_num_threads(1)

@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 
 # Public name -> module that defines it, imported on first use.
 _EXPORTS = {
-    "load": ".api", "Pipeline": ".api", "FileResult": ".classify.results",
+    "load": ".api", "Pipeline": ".api", "FileResult": ".jobs.classify",
     "build_model": ".factory", "model_from_config": ".factory",
     "MvitError": ".errors", "UsageError": ".errors",
     "CheckpointError": ".checkpoints.reader", "MediaError": ".media.decode",
@@ -43,7 +43,7 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
     from .api import Pipeline, load
     from .checkpoints.reader import CheckpointError
-    from .classify.results import FileResult
+    from .jobs.classify import FileResult
     from .errors import MvitError, UsageError
     from .factory import build_model, model_from_config
     from .media.decode import MediaError

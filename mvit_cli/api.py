@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import torch
 
-from .classify.results import FileResult
-from .classify.runner import BatchRunner
-from .classify.workers import DecodePool, Task, default_workers, prepare
+from .jobs.classify import FileResult
+from .engines.local.runner import BatchRunner
+from .engines.local.workers import DecodePool, Task, default_workers, prepare
 from .devices import precision_name, resolve_device, resolve_precision
 from .errors import UsageError
 from .labels import LabelsError, choose_labels
@@ -39,7 +39,7 @@ from .resolve import LabelsArgument, Provenance, given_labels, resolve
 
 if TYPE_CHECKING:
     from .models.model import MultiscaleTransformer
-    from .timeline.engine import VideoTimeline
+    from .engines.local.timeline_runner import VideoTimeline
 
 BACKENDS = ("torch", "openvino")
 PathLike = str | os.PathLike
@@ -66,7 +66,7 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     if backend == "openvino" and (torch_device.type != "cpu" or compile):
         raise UsageError("the OpenVINO backend runs on the CPU, without --compile")
     if backend == "openvino":
-        from .openvino_backend import require_openvino
+        from .backends.openvino import require_openvino
 
         require_openvino()  # before resolving (and perhaps downloading) anything
     resolved = resolve(weights, model=model, labels=labels)
@@ -83,7 +83,7 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     pipeline.source = LoadArguments(_absolute_if_file(weights), model,
                                     _absolute_if_file(labels), precision_name(dtype))
     if backend == "openvino":
-        from .openvino_backend import OpenVinoForward
+        from .backends.openvino import OpenVinoForward
 
         pipeline._forward = OpenVinoForward(pipeline, dtype)
         pipeline.backend = backend
@@ -322,7 +322,7 @@ class Pipeline:
 
     def _classify_on_ray(self, items, protocol, top_k, clips, crops, batch_size, features,
                          address, layout) -> Iterator[FileResult]:
-        from .engines.ray_engine import classify_items_on_ray
+        from .engines.ray.engine import classify_items_on_ray
 
         spec = self._ray_spec(features, top_k, clips, crops)
         return classify_items_on_ray(items, spec, protocol, self.cfg.is_video, batch_size,
@@ -355,7 +355,7 @@ class Pipeline:
         video on one node of a Ray cluster (as `classify`'s nodes layout), where `on_probe`
         is told a video's length once it is done rather than once it is probed.
         """
-        from .timeline.engine import TimelineRunner, as_items
+        from .engines.local.timeline_runner import TimelineRunner, as_items
 
         if not self.cfg.is_video:
             raise UsageError(f"{self.cfg.name} is an image model: a timeline needs a video one")
@@ -378,7 +378,7 @@ class Pipeline:
     def _ray_spec(self, features: bool, top_k: int = 1, clips: int | str = 1,
                   crops: int = 1):
         """What a Ray worker needs to load this same pipeline, or a one-line refusal."""
-        from .engines.ray_engine import ModelSpec, require_ray
+        from .engines.ray.engine import ModelSpec, require_ray
 
         require_ray()
         if features:
@@ -391,7 +391,7 @@ class Pipeline:
 
     def _timeline_on_ray(self, items, windowing, timeout, batch_size, features, on_probe,
                          address) -> Iterator[VideoTimeline]:
-        from .engines.ray_engine import timeline_on_ray
+        from .engines.ray.engine import timeline_on_ray
 
         spec = self._ray_spec(features)  # refused now, not at the first result
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mvit_cli import Pipeline, build_model
-from mvit_cli.classify.workers import DecodePool, Task, prepare
+from mvit_cli.engines.local.workers import DecodePool, Task, prepare
 from mvit_cli.media.protocol import protocol_for
 
 from conftest import INTERRUPTIBLE, PROTOCOL, TINY_V1, TINY_V1_IMAGE, run_cli
@@ -296,7 +296,7 @@ start_early()
 server = forkserver._forkserver._forkserver_pid
 assert server is not None and "torch" not in sys.modules, "the server waits for torch"
 from mvit_cli import get_config
-from mvit_cli.classify.workers import DecodePool
+from mvit_cli.engines.local.workers import DecodePool
 from mvit_cli.media.protocol import protocol_for
 with DecodePool(1, protocol_for(get_config("B-16x4"), None, 1, 1), timeout=60) as pool:
     worker = pool.workers[0].process.pid

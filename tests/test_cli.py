@@ -68,7 +68,7 @@ def test_classify_takes_the_crops_clips_and_batch_size_asked_for(tmp_path, tiny_
     """Two files of 2 clips x 3 crops: 6 views each, 4 to a model call."""
     import json
 
-    from mvit_cli.classify.runner import BatchRunner
+    from mvit_cli.engines.local.runner import BatchRunner
 
     batches = []
     run_batch = BatchRunner._run_batch

@@ -230,7 +230,7 @@ def window_rows(path: Path) -> dict[tuple[str, float], dict]:
 
 def no_local_timelines(monkeypatch) -> None:
     """From here on, a timeline computed in this process (not by a Ray worker) fails."""
-    from mvit_cli.timeline.engine import TimelineRunner
+    from mvit_cli.engines.local.timeline_runner import TimelineRunner
 
     def refuse(*args, **kwargs):
         raise AssertionError("the timeline ran on the driver, not on Ray")

@@ -160,7 +160,7 @@ def test_a_full_disk_at_the_start_is_one_line(tmp_path, tiny_weights):
 def test_a_full_disk_mid_run_keeps_the_rows_written(tmp_path, tiny_weights, monkeypatch):
     import errno
 
-    from mvit_cli.classify import output
+    from mvit_cli.outputs import classify as output
 
     folder = tmp_path / "in"
     folder.mkdir()

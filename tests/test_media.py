@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mvit_cli import Pipeline, build_model
-from mvit_cli.classify.workers import Task, prepare
+from mvit_cli.engines.local.workers import Task, prepare
 from mvit_cli.media.decode import _decode_with_decord, _decode_with_pyav, decode
 from mvit_cli.media.protocol import protocol_for
 

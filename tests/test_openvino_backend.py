@@ -21,7 +21,7 @@ import torch
 
 import mvit_cli
 from mvit_cli import UsageError
-from mvit_cli import openvino_backend as backend
+from mvit_cli.backends import openvino as backend
 
 from conftest import TINY_V1, register_tiny_architectures, save_tiny
 from media import write_video

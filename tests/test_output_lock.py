@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from mvit_cli.classify.output import OutputError, lock_output, open_output
-from mvit_cli.timeline.output import Settings, open_timeline_output
+from mvit_cli.outputs.classify import OutputError, lock_output, open_output
+from mvit_cli.outputs.timeline import Settings, open_timeline_output
 
 from conftest import run_cli, save_tiny
 from media import write_video
 
 HELD = "another mvit run is writing it now"
 # Takes the output's lock as a run does, says so, and keeps it until its stdin closes.
-HOLDER = ("import sys; from mvit_cli.classify.output import lock_output; "
+HOLDER = ("import sys; from mvit_cli.outputs.classify import lock_output; "
           "lock = lock_output(sys.argv[1]); print('held', flush=True); sys.stdin.read()")
 
 

@@ -13,9 +13,9 @@ import torch
 
 from conftest import PROTOCOL, TINY_V1, register_tiny_architectures, save_tiny
 from media import write_image, write_video
-from mvit_cli.classify.results import FileResult
-from mvit_cli.engines import scheduling
-from mvit_cli.engines.batch_rows import (COLUMNS, decode_row, file_result, input_items,
+from mvit_cli.jobs.classify import FileResult
+from mvit_cli.engines.ray import scheduling
+from mvit_cli.engines.ray.batch_rows import (COLUMNS, decode_row, file_result, input_items,
                                          one_per_item, score_batch, top_labels, views_of)
 from mvit_cli.errors import UsageError
 from mvit_cli.media.discover import InputItem
@@ -138,7 +138,7 @@ def test_the_model_actor_gives_each_file_the_local_engines_labels(tmp_path):
     tiny model's files, a broken one among them, against the local engine on the same files:
     the slow tests' comparison, without Ray."""
     from mvit_cli import load
-    from mvit_cli.engines.ray_engine import ModelActor, ModelSpec
+    from mvit_cli.engines.ray.engine import ModelActor, ModelSpec
 
     register_tiny_architectures()
     weights = save_tiny(tmp_path / "tiny.safetensors")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mvit_cli.timeline.engine import Window
-from mvit_cli.timeline.output import srt_text, vtt_text
-from mvit_cli.timeline.segments import Segment, segments, smooth, stretches, top_k
+from mvit_cli.engines.local.timeline_runner import Window
+from mvit_cli.outputs.timeline import srt_text, vtt_text
+from mvit_cli.jobs.segments import Segment, segments, smooth, stretches, top_k
 
 LABELS = ["walk", "run", "jump"]
 STAMP = {"model": "m", "weights": "w", "weights_sha256": "0" * 64,

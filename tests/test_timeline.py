@@ -21,7 +21,7 @@ from PIL import Image
 import mvit_cli
 from mvit_cli.media.protocol import protocol_for
 from mvit_cli.media.windows import Windowing, sample_times, windowing_for
-from mvit_cli.timeline.engine import VideoTimeline, Window
+from mvit_cli.engines.local.timeline_runner import VideoTimeline, Window
 
 from conftest import (PEAK_KB, PROTOCOL, TINY_V1, register_tiny_architectures, run_cli,
                       save_tiny)
@@ -123,7 +123,7 @@ def test_a_video_shorter_than_a_window_is_one_window_ending_at_its_end(tmp_path,
 def test_a_video_of_exactly_one_stretch_of_windows_is_finished(tmp_path, tiny):
     """A stretch is one decoding task of up to `windows_per_stretch` windows: a video whose
     windows fill whole stretches exactly must still come back, with every window."""
-    from mvit_cli.timeline.engine import windows_per_stretch
+    from mvit_cli.engines.local.timeline_runner import windows_per_stretch
 
     clf = mvit_cli.load(tiny)
     per_stretch = windows_per_stretch(clf.protocol_with(1, 1))
@@ -143,7 +143,7 @@ def test_windows_already_done_are_skipped_and_a_video_with_none_left_comes_back(
     for it forever."""
     import torch
 
-    from mvit_cli.timeline.engine import TimelineRunner, as_items
+    from mvit_cli.engines.local.timeline_runner import TimelineRunner, as_items
 
     protocol = protocol_for(TINY_V1, PROTOCOL)
     windowing = windowing_for(protocol, None, None)
@@ -182,8 +182,8 @@ def test_window_features_are_what_the_head_reads_in_batches_as_asked(tiny, secon
     is called with --batch-size windows at a time."""
     import torch
 
-    from mvit_cli.features import read_features
-    from mvit_cli.timeline.engine import TimelineRunner
+    from mvit_cli.outputs.features import read_features
+    from mvit_cli.engines.local.timeline_runner import TimelineRunner
 
     batches = []
     score = TimelineRunner._score
@@ -245,7 +245,7 @@ def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tm
     same command resumes once there is room."""
     import errno
 
-    from mvit_cli.timeline.output import WindowRowsWriter
+    from mvit_cli.outputs.timeline import WindowRowsWriter
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -271,7 +271,7 @@ def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tm
 # ---- segments on a real long video ------------------------------------------------------------
 
 def test_segments_follow_the_motions(long_video, demo):
-    from mvit_cli.timeline.segments import segments
+    from mvit_cli.jobs.segments import segments
 
     [video] = list(demo.timeline(long_video, window=WINDOW, stride=STRIDE, workers=1))
     assert video.ok and video.duration == pytest.approx(len(ORDER) * SECONDS, abs=0.05)
@@ -368,7 +368,7 @@ def test_an_output_that_is_not_ours_is_refused_before_the_model_loads(long_video
 def test_a_row_with_other_columns_is_refused_before_the_model_loads(long_video, tmp_path):
     """As classify does (one reader, classify.output.csv_records): a row of another width
     under mvit's header was once skipped, and the run appended to the file."""
-    from mvit_cli.timeline.output import window_columns
+    from mvit_cli.outputs.timeline import window_columns
 
     out = tmp_path / "rows.csv"
     content = ",".join(window_columns(3)) + "\n" + "/videos/a.mp4,0.0\n"  # top-k 3: the default
@@ -402,8 +402,8 @@ def test_subtitles_for_several_videos_need_a_stem(long_video, tmp_path):
 def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
     """Until the run ends, finished videos are only in the journal beside the .json: a resumed
     run must take them (failures too) from there, and refuse a journal made otherwise."""
-    from mvit_cli.classify.output import OutputError, journal_of
-    from mvit_cli.timeline.output import Settings, TimelineWriter, open_timeline_output
+    from mvit_cli.outputs.classify import OutputError, journal_of
+    from mvit_cli.outputs.timeline import Settings, TimelineWriter, open_timeline_output
 
     out = str(tmp_path / "segments.json")
     settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
@@ -429,7 +429,7 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
     """Appending after half a row would glue the next row onto it."""
-    from mvit_cli.timeline.output import Settings, open_timeline_output
+    from mvit_cli.outputs.timeline import Settings, open_timeline_output
 
     out = str(tmp_path / f"rows{suffix}")
     settings = Settings(LABELS, top_k=2, smooth=1, threshold=0.0)
@@ -454,8 +454,8 @@ def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
 def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
     """The manifest beside them says how each file was made: one made otherwise is neither
     skipped as done nor silently replaced."""
-    from mvit_cli.classify.output import OutputError
-    from mvit_cli.timeline.output import Settings, open_timeline_output
+    from mvit_cli.outputs.classify import OutputError
+    from mvit_cli.outputs.timeline import Settings, open_timeline_output
 
     template = str(tmp_path / "subs" / "{stem}.srt")
     settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
@@ -488,7 +488,7 @@ def white_video(path: Path, frames: int, fps: int, width: int, height: int) -> P
 def test_each_frame_of_the_annotated_copy_shows_the_window_standing_for_it(tmp_path):
     """A short label in the first second, a long one in the next: the dark box behind the
     text is as wide as its line, so its width tells which window a frame shows."""
-    from mvit_cli.timeline.annotate import annotate
+    from mvit_cli.outputs.annotate import annotate
 
     source = white_video(tmp_path / "white.mp4", frames=20, fps=10, width=320, height=48)
     video = hand_made(source, [0.9, 0.1], [0.1, 0.9], duration=2.0)
@@ -509,8 +509,8 @@ def test_the_plot_shows_the_likeliest_classes_along_the_video_in_seconds(tmp_pat
     along x, each segment labelled in the band."""
     import matplotlib.figure
 
-    from mvit_cli.timeline.plot import plot_timeline
-    from mvit_cli.timeline.segments import segments
+    from mvit_cli.outputs.plot import plot_timeline
+    from mvit_cli.jobs.segments import segments
 
     figures = []
     save = matplotlib.figure.Figure.savefig
@@ -537,7 +537,7 @@ def test_the_plot_shows_the_likeliest_classes_along_the_video_in_seconds(tmp_pat
 
 @pytest.mark.parametrize("suffix", [".npy", ".safetensors", ".parquet"])
 def test_features_of_files_and_windows_read_back(long_video, tmp_path, tiny_weights, suffix):
-    from mvit_cli.features import read_features
+    from mvit_cli.outputs.features import read_features
 
     register_tiny_architectures()
     clips = [write_video(tmp_path / f"c{i}.mp4", frames=12) for i in range(3)]
@@ -580,7 +580,7 @@ def test_features_from_other_weights_are_not_mixed_in(tmp_path, tiny_weights):
 def test_resumed_features_keep_earlier_entries_and_take_the_newest(tmp_path, suffix):
     """The file is written whole at the end: a resumed run must carry over what is there,
     each key (path, start, end) once, with the newest vector."""
-    from mvit_cli.features import FeatureWriter, read_features
+    from mvit_cli.outputs.features import FeatureWriter, read_features
 
     path = tmp_path / f"features{suffix}"
     first = FeatureWriter(path, STAMP)

@@ -94,11 +94,11 @@ def classify_command(
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     # Only what the checks below need: a wrong argument is said before torch is imported.
-    from ..classify.output import (check_existing_output, check_output_path, lock_output,
+    from ..outputs.classify import (check_existing_output, check_output_path, lock_output,
                                    make_stamp, open_output)
     from ..media.discover import find_inputs
 
-    from ..features import FeatureWriter, check_features_path
+    from ..outputs.features import FeatureWriter, check_features_path
 
     n_clips = _parse_clips(clips)
     if output is not None:

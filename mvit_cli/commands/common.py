@@ -114,7 +114,7 @@ AddressOption = Annotated[Optional[str], typer.Option(
 def check_engine(engine: str, features: str | None) -> None:
     """Refuse what the chosen engine cannot do, before anything loads."""
     if engine == "ray":
-        from ..engines.ray_engine import require_ray
+        from ..engines.ray.engine import require_ray
 
         require_ray()
         if features is not None:
@@ -125,7 +125,7 @@ def start_decoders_early(engine: str, workers: int | None, items: list) -> None:
     """A local run that will decode in workers: start their server now, before this process
     imports torch, so that both import at once (classify/decoder_server.py)."""
     if engine == "local" and workers != 0 and items:
-        from ..classify.decoder_server import start_early
+        from ..engines.local.decoder_server import start_early
 
         start_early()
 

@@ -96,9 +96,9 @@ def timeline_command(
         raise UsageError(f"{argument}: {reason}")
     start_decoders_early(engine, workers, inputs.items)
     from ..api import load
-    from ..classify.output import make_stamp
-    from ..features import FeatureWriter, check_features_path
-    from ..timeline.output import (Settings, check_existing_timeline, check_timeline_output,
+    from ..outputs.classify import make_stamp
+    from ..outputs.features import FeatureWriter, check_features_path
+    from ..outputs.timeline import (Settings, check_existing_timeline, check_timeline_output,
                                    open_timeline_output)
 
     videos = [item for item in inputs.items if item.kind != "image"]
@@ -145,8 +145,8 @@ def _run(clf, start, todo: int, writer, feature_writer, settings, plot, annotate
     from rich.progress import TextColumn
 
     from ..progress import progress_bar
-    from ..timeline.annotate import annotate as write_annotated
-    from ..timeline.plot import plot_timeline
+    from ..outputs.annotate import annotate as write_annotated
+    from ..outputs.plot import plot_timeline
 
     progress = progress_bar("timeline", TextColumn("{task.fields[seconds]}"), console=errors,
                             counted=False, disable=quiet)

@@ -15,7 +15,7 @@ import multiprocessing
 from multiprocessing.context import BaseContext
 
 # What every worker needs, imported once in the server (decord after torch, as it needs).
-PRELOAD = ["mvit_cli.classify.workers", "torch", "decord", "av"]
+PRELOAD = ["mvit_cli.engines.local.workers", "torch", "decord", "av"]
 
 
 def worker_context() -> BaseContext:

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from ..errors import UsageError
 from ..fileio import atomic_path
 from ..media.discover import identity, printable
-from .results import FileResult
+from ..jobs.classify import FileResult
 
 RESULT_COLUMNS = ("error", "warning", "duration", "frames", "views")
 # What made a row: compared field by field when an output is resumed.

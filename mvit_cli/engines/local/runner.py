@@ -13,9 +13,9 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..media.discover import InputItem, kind_error
-from ..media.protocol import Protocol
-from .results import FileResult
+from ...media.discover import InputItem, kind_error
+from ...media.protocol import Protocol
+from ...jobs.classify import FileResult
 from .workers import DecodePool, Prepared, Task, inline
 
 # uint8 views (B, T, crop, crop, 3) -> class probabilities (B, classes), float32 on the CPU,

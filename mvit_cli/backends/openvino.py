@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import UsageError
+from .. import __version__
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .api import Pipeline
+    from ..api import Pipeline
 
 PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
@@ -59,8 +59,8 @@ class OpenVinoForward:
 
     def __init__(self, pipeline: Pipeline, dtype: torch.dtype, quiet: bool = False) -> None:
         ov = require_openvino()
-        from .export import export_onnx
-        from .paths import mvit_home
+        from ..export import export_onnx
+        from ..paths import mvit_home
 
         if dtype not in PRECISIONS:
             raise UsageError("the OpenVINO backend runs fp32 or bf16")

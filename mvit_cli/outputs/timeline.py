@@ -23,13 +23,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..classify.output import (STAMP_COLUMNS, OutputError, check_records, complete_csv_rows,
+from .classify import (STAMP_COLUMNS, OutputError, check_records, complete_csv_rows,
                                complete_json_lines, complete_lines, csv_records, journal_of,
                                json_lines, lock_output, read_text, truncate)
 from ..fileio import atomic_path, atomic_write_text
 from ..media.discover import identity, printable
-from .engine import VideoTimeline
-from .segments import Segment, segments, top_k
+from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.segments import Segment, segments, top_k
 
 ROW_SUFFIXES = (".csv", ".jsonl")
 SEGMENT_SUFFIXES = (".json", ".vtt", ".srt")

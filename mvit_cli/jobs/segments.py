@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Window
+from ..engines.local.timeline_runner import Window
 
 
 @dataclass(frozen=True)

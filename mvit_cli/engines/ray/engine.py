@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..classify.results import FileResult
-from ..errors import UsageError
-from ..media.protocol import Protocol
-from ..media.windows import Windowing
+from ...jobs.classify import FileResult
+from ...errors import UsageError
+from ...media.protocol import Protocol
+from ...media.windows import Windowing
 from . import scheduling
 from .batch_rows import decode_row, file_result, input_items, one_per_item, score_batch
 
 if TYPE_CHECKING:
-    from ..timeline.engine import VideoTimeline
+    from ..local.timeline_runner import VideoTimeline
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class ModelActor:
     def __init__(self, spec: ModelSpec, threads: int, gpu: bool) -> None:
         import torch
 
-        from ..api import load
+        from ...api import load
 
         # Ray's OMP_NUM_THREADS is the actor's CPUs; on a CPU cluster the model gets the
         # node's (2 threads beside decoding measured faster than 1 on 2 cores).
@@ -121,7 +121,7 @@ class NodeActor:
     def __init__(self, spec: ModelSpec, cpus: int) -> None:
         import torch
 
-        from ..api import load
+        from ...api import load
 
         torch.set_num_threads(max(1, cpus))  # Ray's OMP_NUM_THREADS says 1
         self.spec, self.cpus = spec, max(1, cpus)
@@ -145,7 +145,7 @@ class NodeActor:
 
     def timeline(self, paths: list[str], windowing: Windowing, timeout: float,
                  batch_size: int) -> list[VideoTimeline]:
-        from ..timeline.engine import VideoTimeline
+        from ..local.timeline_runner import VideoTimeline
 
         items = input_items(paths)
         return one_per_item(items, lambda: self.clf.timeline(
@@ -193,7 +193,7 @@ def timeline_on_ray(items: Iterable, spec: ModelSpec, windowing: Windowing, time
     local timeline engine (so the same windows, stretches and deadlines), one video per call:
     videos differ in length far more than files do, and a long one should not hold others
     back behind it. Those the driver already knows to be bad come first."""
-    from ..timeline.engine import VideoTimeline
+    from ..local.timeline_runner import VideoTimeline
 
     items = list(items)
     for item in items:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .engine import VideoTimeline
-from .segments import Segment, smooth, stretches
+from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.segments import Segment, smooth, stretches
 
 ROWS = 8  # classes shown
 

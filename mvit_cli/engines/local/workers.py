@@ -21,13 +21,13 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import first_line
-from ..media.decode import MediaError, decode, silence_decoder_messages
-from ..media.protocol import Protocol
-from ..media.sequential import probe, window_views
-from ..media.sources import is_uri, local_copy
-from ..media.transform import make_views
-from ..media.windows import Windowing
+from ...errors import first_line
+from ...media.decode import MediaError, decode, silence_decoder_messages
+from ...media.protocol import Protocol
+from ...media.sequential import probe, window_views
+from ...media.sources import is_uri, local_copy
+from ...media.transform import make_views
+from ...media.windows import Windowing
 from .decoder_server import worker_context
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..classify.workers import DecodePool, Prepared, Task, inline
-from ..media.discover import InputItem, kind_error
-from ..media.protocol import Protocol
-from ..media.windows import Windowing
+from .workers import DecodePool, Prepared, Task, inline
+from ...media.discover import InputItem, kind_error
+from ...media.protocol import Protocol
+from ...media.windows import Windowing
 
 # Bytes of views one stretch of windows hands back (a worker task's result, in a pipe).
 STRETCH_BYTES = 64 * 1024**2
@@ -163,7 +163,7 @@ class TimelineRunner:
 
 
 def as_items(paths: Iterable) -> list[InputItem]:
-    from ..media.discover import find_inputs
+    from ...media.discover import find_inputs
 
     items, arguments = [], []
     for path in paths:

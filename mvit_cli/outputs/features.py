@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .classify.output import OutputError
-from .fileio import atomic_path, atomic_write_text
-from .media.discover import printable
+from .classify import OutputError
+from ..fileio import atomic_path, atomic_write_text
+from ..media.discover import printable
 
 SUFFIXES = (".npy", ".safetensors", ".parquet")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, Iterator, Sequence, TypeVar
 
-from ..errors import UsageError
+from ...errors import UsageError
 from .batch_rows import error_text
 
 Actor = TypeVar("Actor")

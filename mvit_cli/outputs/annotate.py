@@ -14,8 +14,8 @@ import numpy as np
 
 from ..fileio import atomic_path
 from ..media.decode import _openable, decoded_frames
-from .engine import VideoTimeline
-from .segments import stretches, top_k
+from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.segments import stretches, top_k
 
 
 def annotate(video: VideoTimeline, labels: list[str], target: Path, k: int = 3) -> int:

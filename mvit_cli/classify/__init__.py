@@ -1,1 +1,0 @@
-"""Classifying collections of files: decode workers, cross-file batching, resumable output."""
