@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
-
-__version__ = "0.2.0"
+from .version import __version__
 
 # Public name -> module that defines it, imported on first use.
 _EXPORTS = {

@@ -1,15 +1,14 @@
 """glibc's malloc asked to keep freed memory for reuse, in a process that runs the model on
 the CPU.
 
-Why: every forward allocates its activations and frees them again (a B-16x4 clip: blocks
-of up to tens of MB). glibc gives large freed blocks back to the kernel (munmap above its
-adaptive mmap threshold, and a trim of the heap's top), so the next forward receives every
-page again as a fresh, zeroed page: 29,000 minor page faults per B-16x4 bf16 forward on the
-Zen 5 of benchmarks/RESULTS.md. With the mmap threshold at glibc's 32 MiB ceiling and the
-trim threshold at 1 GiB, a forward faulted about once, and B-16x4 ran 1.14x faster in bf16
-and 1.08x in fp32 (RESULTS.md, "Page faults"), its peak memory within a few MB of before.
-Both are set: either alone switches off glibc's adaptive threshold and faulted more
-(77,000 and 71,000 faults).
+Why: every forward allocates its activations and frees them again, in blocks large enough
+that glibc gives them back to the kernel (munmap above its adaptive mmap threshold, and a
+trim of the heap's top), so the next forward receives every page again as a fresh, zeroed
+page: tens of thousands of minor page faults per forward. With the mmap threshold at
+glibc's ceiling and the trim threshold far above a forward's activations, a forward faults
+about once, runs faster in bf16 and fp32 alike, and peaks at about the same memory
+(benchmarks/RESULTS.md, "Page faults"). Both are set: either alone switches off glibc's
+adaptive threshold and faulted more than before.
 
 What it costs: memory freed below the peak stays with the process, for reuse, until it
 exits. `MVIT_KEEP_FREED_MEMORY=0` leaves malloc as it is. Elsewhere than glibc (macOS,

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
+from .version import __version__
 from .commands import classify, export, models, profile, synth, timeline, train, weights
 from .commands.common import console, errors, report
 from .errors import MvitError

@@ -14,9 +14,6 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 def resolve_device(name: str) -> torch.device:
     """auto: CUDA, else Apple's MPS, else the CPU. `cuda:N` picks a GPU."""

@@ -16,16 +16,26 @@ import os
 import warnings
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .errors import UsageError
 from .fileio import atomic_path
 
-if TYPE_CHECKING:
-    from .api import Pipeline
+
+class Exportable(Protocol):
+    """What an export records beside the graph: a pipeline, or the weights `load` read."""
+
+    model: torch.nn.Module
+    labels: list[str]
+
+    @property
+    def cfg(self): ...
+
+    @property
+    def provenance(self): ...
 
 
 @contextmanager
@@ -58,7 +68,7 @@ def example_input(cfg, frames: int | None = None, size: int | None = None,
     return torch.randn(shape, generator=generator)
 
 
-def export_onnx(pipeline: Pipeline, path: str | os.PathLike, frames: int | None = None,
+def export_onnx(pipeline: Exportable, path: str | os.PathLike, frames: int | None = None,
                 size: int | None = None, dynamic_batch: bool = False) -> Path:
     """Write the pipeline's model as ONNX at `path` (atomically) and return the path.
 
@@ -97,7 +107,7 @@ def export_onnx(pipeline: Pipeline, path: str | os.PathLike, frames: int | None 
     return path
 
 
-def check_with_onnxruntime(pipeline: Pipeline, path: str | os.PathLike, batch: int = 1,
+def check_with_onnxruntime(pipeline: Exportable, path: str | os.PathLike, batch: int = 1,
                            frames: int | None = None, size: int | None = None) -> float:
     """The largest |logit| difference between onnxruntime on `path` and torch fp32, on a
     random input of the exported shape."""

@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__
+from .version import __version__
 from .fileio import atomic_write_text
 from .models.config import MViTConfig
 from .paths import mvit_home
@@ -157,9 +157,10 @@ def shipped_counts() -> dict[str, list[int]]:
 def count(cfg: MViTConfig, frames: int | None = None, size: int | None = None) -> tuple[int, int]:
     """(parameters, multiply-adds) for one view, remembered on disk across runs.
 
-    A meta-device pass takes 0.2 to 1 s per architecture; `mvit models` lists all of them, so
-    results are kept in `$MVIT_HOME/counts.json`, keyed by `count_key`, and read without
-    importing torch; the builtin architectures' come with the package.
+    A meta-device pass costs a noticeable fraction of a second per architecture, and `mvit
+    models` lists all of them, so results are kept in `$MVIT_HOME/counts.json`, keyed by
+    `count_key`, and read without importing torch; the builtin architectures' come with the
+    package.
     """
     key = count_key(cfg, frames, size)
     shipped = shipped_counts().get(key)

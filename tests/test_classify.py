@@ -291,7 +291,7 @@ def test_a_file_that_hangs_is_stopped_at_its_deadline_and_its_worker_replaced(tm
 _EARLY_SERVER = """
 import sys
 from multiprocessing import forkserver
-from mvit_cli.classify.decoder_server import start_early
+from mvit_cli.engines.local.decoder_server import start_early
 start_early()
 server = forkserver._forkserver._forkserver_pid
 assert server is not None and "torch" not in sys.modules, "the server waits for torch"

@@ -184,7 +184,7 @@ def test_the_openvino_backend_runs_the_export(weights, tmp_path, monkeypatch,
     pytest.importorskip("openvino")
     monkeypatch.setenv("MVIT_HOME", str(tmp_path))  # this cache holds the copy, no other
     ov = mvit_cli.load(weights, backend="openvino")
-    assert copy_instead_of_exporting == [ov._forward.folder / "model.onnx"]
+    assert copy_instead_of_exporting == [ov.backend.graph.folder / "model.onnx"]
     clf = mvit_cli.load(weights)
     generator = torch.Generator().manual_seed(2)
     for batch in (1, 3):
@@ -202,15 +202,15 @@ def test_the_openvino_backend_gives_torchs_labels_and_caches_its_compile(weights
         write_video(folder / f"c{i}.mp4", frames=8 + 2 * i)
     torch_results = {r.path: r for r in mvit_cli.load(weights).classify(folder, workers=0)}
     first = mvit_cli.load(weights, backend="openvino")
-    assert first._forward.first_run_s is not None  # exported and compiled here
+    assert first.backend.graph.first_run_s is not None  # exported and compiled here
     ov_results = {r.path: r for r in first.classify(folder, workers=0)}
     assert set(ov_results) == set(torch_results)
     for path, result in torch_results.items():
         assert ov_results[path].labels == result.labels
         assert ov_results[path].scores == pytest.approx(result.scores, abs=1e-4)
     again = mvit_cli.load(weights, backend="openvino")
-    assert again._forward.first_run_s is None  # from the cache
-    assert again._forward.folder == first._forward.folder
+    assert again.backend.graph.first_run_s is None  # from the cache
+    assert again.backend.graph.folder == first.backend.graph.folder
     x = torch.randn(2, 3, TINY_V2.frames, TINY_V2.size, TINY_V2.size)
     assert torch.allclose(again.forward(x), mvit_cli.load(weights).forward(x), atol=1e-4)
 

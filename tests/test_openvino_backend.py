@@ -1,4 +1,4 @@
-"""The OpenVINO backend's own part (openvino_backend.py), with a stand-in for OpenVINO.
+"""The OpenVINO backend's own part (backends/openvino.py), with a stand-in for OpenVINO.
 
 What is ours: the cache key and folder, export once and compile per precision, one clip on
 the latency model, a batch's clips spread over the streams model's request queue and put
@@ -164,10 +164,10 @@ def clips(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_one_clip_runs_on_the_latency_model(weights, fake_openvino):
     pipeline = mvit_cli.load(weights, backend="openvino", precision="fp32")
-    assert pipeline.backend == "openvino"
-    assert isinstance(pipeline._forward, backend.OpenVinoForward)
+    assert pipeline.backend.name == "openvino"
+    assert isinstance(pipeline.backend.graph, backend.OpenVinoForward)
     [(path, device, config, _)] = fake_openvino.compile_calls
-    assert path == str(pipeline._forward.folder / "model.onnx") and device == "CPU"
+    assert path == str(pipeline.backend.graph.folder / "model.onnx") and device == "CPU"
     assert config == {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     x = clips(1)
     torch.testing.assert_close(pipeline.forward(x), mvit_cli.load(weights).forward(x),
@@ -214,7 +214,7 @@ def test_classify_runs_its_clips_through_openvino(weights, fake_openvino, tmp_pa
 
 def test_the_export_and_the_compiled_blob_are_made_once_and_cached(weights, fake_openvino,
                                                                    capsys):
-    first = mvit_cli.load(weights, backend="openvino", precision="fp32")._forward
+    first = mvit_cli.load(weights, backend="openvino", precision="fp32").backend.graph
     assert first.first_run_s is not None
     assert fake_openvino.exports == [first.folder / "model.onnx"]
     assert first.folder.parent == Path(fake_openvino.compile_calls[0][3]).parent.parent
@@ -222,13 +222,13 @@ def test_the_export_and_the_compiled_blob_are_made_once_and_cached(weights, fake
     said = capsys.readouterr().err
     assert "exported and compiled once" in said and str(first.folder) in said
 
-    again = mvit_cli.load(weights, backend="openvino", precision="fp32")._forward
+    again = mvit_cli.load(weights, backend="openvino", precision="fp32").backend.graph
     assert again.folder == first.folder and again.first_run_s is None
     assert len(fake_openvino.exports) == 1
     assert "exported and compiled" not in capsys.readouterr().err
 
     # The other precision: the same export, a blob (and a first run) of its own.
-    bf16 = mvit_cli.load(weights, backend="openvino", precision="bf16")._forward
+    bf16 = mvit_cli.load(weights, backend="openvino", precision="bf16").backend.graph
     assert bf16.folder == first.folder and bf16.first_run_s is not None
     assert len(fake_openvino.exports) == 1
     assert fake_openvino.compile_calls[-1][2]["INFERENCE_PRECISION_HINT"] == "bf16"
@@ -237,11 +237,11 @@ def test_the_export_and_the_compiled_blob_are_made_once_and_cached(weights, fake
 
 def test_the_cache_key_follows_the_weights_and_openvinos_version(weights, fake_openvino,
                                                                  tmp_path):
-    folder = mvit_cli.load(weights, backend="openvino")._forward.folder
+    folder = mvit_cli.load(weights, backend="openvino").backend.graph.folder
     other = save_tiny(tmp_path / "other.safetensors", seed=1)
-    assert mvit_cli.load(other, backend="openvino")._forward.folder != folder
+    assert mvit_cli.load(other, backend="openvino").backend.graph.folder != folder
     fake_openvino.__version__ = "2100.0-fake"
-    newer = mvit_cli.load(weights, backend="openvino")._forward
+    newer = mvit_cli.load(weights, backend="openvino").backend.graph
     assert newer.folder != folder and newer.first_run_s is not None
     assert len(fake_openvino.exports) == 3
 

@@ -13,16 +13,21 @@ import torch
 
 from conftest import PROTOCOL, TINY_V1, register_tiny_architectures, save_tiny
 from media import write_image, write_video
-from mvit_cli.jobs.classify import FileResult
+from mvit_cli.jobs.classify import ClassifyJob, FileResult
 from mvit_cli.engines.ray import scheduling
 from mvit_cli.engines.ray.batch_rows import (COLUMNS, decode_row, file_result, input_items,
-                                         one_per_item, score_batch, top_labels, views_of)
+                                         one_per_item, score_batch, views_of)
 from mvit_cli.errors import UsageError
 from mvit_cli.media.discover import InputItem
 from mvit_cli.media.protocol import protocol_for
 
 CLASSES = 10
 LABELS = [f"L{i}" for i in range(CLASSES)]
+
+
+def job(top_k: int) -> ClassifyJob:
+    """The classify job that makes the rows (its protocol is the decoders', not used here)."""
+    return ClassifyJob(LABELS, None, True, top_k=top_k)
 
 
 def seen(views: torch.Tensor) -> torch.Tensor:
@@ -64,7 +69,7 @@ def test_each_file_gets_the_mean_and_top_k_of_its_own_views():
                       decoded("b", [3, 2, 3, 3, 3], frames=3),
                       decoded("c", [9], frames=1),
                       decoded("d", [5, 4, 4, 5, 5, 4, 4], frames=4)])
-    rows = by_path(score_batch(batch, seen, LABELS, top_k=2))
+    rows = by_path(score_batch(batch, seen, job(2)))
     assert rows["a"]["labels"] == ["L0", "L1"]
     assert rows["a"]["scores"] == pytest.approx([2 / 3, 1 / 3])
     assert rows["b"]["labels"] == ["L3", "L2"]
@@ -80,7 +85,7 @@ def test_rows_keep_the_batchs_order_and_their_own_columns():
     paths = [f"clip{i}.mp4" for i in range(5)]
     batch = as_batch([decoded(p, [i], duration=1.5 + i, source_frames=30 + i,
                               warning=f"note {i}") for i, p in enumerate(paths)])
-    out = score_batch(batch, seen, LABELS, top_k=1)
+    out = score_batch(batch, seen, job(1))
     assert out["path"] == paths
     assert out["labels"] == [[f"L{i}"] for i in range(5)]
     assert out["duration"] == [1.5 + i for i in range(5)]
@@ -97,7 +102,7 @@ def test_a_row_that_came_with_an_error_keeps_it_and_its_neighbours_keep_theirs()
 
     batch = as_batch([decoded("a", [1, 1]), decoded("bad", None, error="not a readable video"),
                       decoded("c", [7])])
-    rows = by_path(score_batch(batch, model, LABELS, top_k=1))
+    rows = by_path(score_batch(batch, model, job(1)))
     assert rows["bad"]["error"] == "not a readable video"
     assert rows["bad"]["labels"] == [] and rows["bad"]["views"] == 0
     assert rows["a"]["labels"] == ["L1"] and rows["c"]["labels"] == ["L7"]
@@ -111,7 +116,7 @@ def test_a_file_the_model_fails_on_gets_the_error_on_its_own_row():
         return seen(views)
 
     batch = as_batch([decoded("a", [2]), decoded("b", [6, 6, 6]), decoded("c", [8])])
-    rows = by_path(score_batch(batch, model, LABELS, top_k=1))
+    rows = by_path(score_batch(batch, model, job(1)))
     assert rows["b"]["error"] == "RuntimeError: out of memory"
     assert rows["b"]["labels"] == [] and rows["b"]["scores"] == []
     assert rows["a"] == {**rows["a"], "labels": ["L2"], "error": ""}
@@ -121,16 +126,17 @@ def test_a_file_the_model_fails_on_gets_the_error_on_its_own_row():
 def test_views_that_do_not_fit_their_shape_are_that_rows_error():
     good, bad = decoded("good", [4]), decoded("bad", [5, 5])
     bad["shape"] = [3, 2, 4, 4, 3]  # 3 views recorded, 2 sent
-    rows = by_path(score_batch(as_batch([bad, good]), seen, LABELS, top_k=1))
+    rows = by_path(score_batch(as_batch([bad, good]), seen, job(1)))
     assert rows["bad"]["error"].startswith("ValueError: ")
     assert rows["good"]["labels"] == ["L4"] and rows["good"]["error"] == ""
 
 
-def test_top_labels_are_the_mean_of_the_views_best_first():
+def test_a_files_labels_are_the_mean_of_its_views_best_first():
     probs = torch.tensor([[0.1, 0.6, 0.3], [0.4, 0.2, 0.4]])
-    labels, scores = top_labels(probs, ["x", "y", "z"], 2)
-    assert labels == ["y", "z"] and scores == pytest.approx([0.4, 0.35])
-    assert top_labels(probs, ["x", "y", "z"], 5)[0] == ["y", "z", "x"]  # k past the classes
+    two = ClassifyJob(["x", "y", "z"], None, True, top_k=2).finish_views(FileResult("f"), probs)
+    assert two.labels == ["y", "z"] and two.scores == pytest.approx([0.4, 0.35])
+    five = ClassifyJob(["x", "y", "z"], None, True, top_k=5).finish_views(FileResult("f"), probs)
+    assert five.labels == ["y", "z", "x"]  # k past the classes
 
 
 def test_the_model_actor_gives_each_file_the_local_engines_labels(tmp_path):
@@ -138,7 +144,8 @@ def test_the_model_actor_gives_each_file_the_local_engines_labels(tmp_path):
     tiny model's files, a broken one among them, against the local engine on the same files:
     the slow tests' comparison, without Ray."""
     from mvit_cli import load
-    from mvit_cli.engines.ray.engine import ModelActor, ModelSpec
+    from mvit_cli.assembly import LoadArguments
+    from mvit_cli.engines.ray.engine import ModelActor
 
     register_tiny_architectures()
     weights = save_tiny(tmp_path / "tiny.safetensors")
@@ -149,14 +156,15 @@ def test_the_model_actor_gives_each_file_the_local_engines_labels(tmp_path):
     local = {r.path: r for r in clf.classify(paths, top_k=3, clips=2, workers=0)}
     rows = [decode_row({"path": p}, clf.protocol_with(2, 1), video_model=True) for p in paths]
     threads = torch.get_num_threads()  # the actor sets torch's threads: keep this process's
-    actor = ModelActor(ModelSpec(str(weights), None, None, "fp32", 3, 2, 1), threads, False)
+    job = ClassifyJob(clf.labels, clf.protocol_with(2, 1), True, top_k=3)
+    actor = ModelActor(LoadArguments(str(weights), None, None, "fp32"), job, threads, False)
     remote = by_path(actor(as_batch(rows)))
     assert list(remote) == paths
     assert len({tuple(local[p].scores) for p in paths}) == 4  # files the model tells apart
     for path in paths:
         assert bool(remote[path]["error"]) == bool(local[path].error), path
         assert remote[path]["labels"] == local[path].labels, path
-        assert remote[path]["scores"] == pytest.approx(local[path].scores, abs=1e-6), path
+        assert remote[path]["scores"] == local[path].scores, path  # the same sums, bit for bit
         assert remote[path]["views"] == local[path].views, path
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 import mvit_cli
 from mvit_cli.media.protocol import protocol_for
 from mvit_cli.media.windows import Windowing, sample_times, windowing_for
-from mvit_cli.engines.local.timeline_runner import VideoTimeline, Window
+from mvit_cli.jobs.timeline import VideoTimeline, Window
 
 from conftest import (PEAK_KB, PROTOCOL, TINY_V1, register_tiny_architectures, run_cli,
                       save_tiny)
@@ -123,7 +123,7 @@ def test_a_video_shorter_than_a_window_is_one_window_ending_at_its_end(tmp_path,
 def test_a_video_of_exactly_one_stretch_of_windows_is_finished(tmp_path, tiny):
     """A stretch is one decoding task of up to `windows_per_stretch` windows: a video whose
     windows fill whole stretches exactly must still come back, with every window."""
-    from mvit_cli.engines.local.timeline_runner import windows_per_stretch
+    from mvit_cli.jobs.timeline import windows_per_stretch
 
     clf = mvit_cli.load(tiny)
     per_stretch = windows_per_stretch(clf.protocol_with(1, 1))
@@ -143,12 +143,13 @@ def test_windows_already_done_are_skipped_and_a_video_with_none_left_comes_back(
     for it forever."""
     import torch
 
-    from mvit_cli.engines.local.timeline_runner import TimelineRunner, as_items
+    from mvit_cli.engines.local.timeline_runner import TimelineRunner
+    from mvit_cli.jobs.timeline import TimelineJob, as_items
 
     protocol = protocol_for(TINY_V1, PROTOCOL)
     windowing = windowing_for(protocol, None, None)
-    runner = TimelineRunner(lambda views: (torch.full((len(views), 2), 0.5), None), protocol,
-                            windowing)
+    runner = TimelineRunner(lambda views: (torch.full((len(views), 2), 0.5), None),
+                            TimelineJob(protocol, windowing))
     starts = windowing.starts(1.0).tolist()
     done = set(starts[:3])
     [partly] = runner.run(as_items([second]), workers=0, timeout=60, skip=lambda path: done)

@@ -8,21 +8,18 @@ compiled blob. Why export through ONNX: OpenVINO's direct conversion of torch mo
 on this model (aten::cat, aten::view), while its ONNX reader takes the dynamo export.
 
 Why one clip at a time through a graph of fixed shape: OpenVINO compiled the batch-free
-graph into slower code (B-16x4 bf16 on a Zen 5: 0.285 s a clip against 0.236 s with the
-batch fixed at 1), and a graph fixed at a batch of 8 was slower per clip than the batch-1
-graph run clip by clip (0.219 s against 0.202 s, five alternating rounds), as in torch
-(models/fast/clip_batches). Clips are independent, so the logits are the same (identical
-here).
+graph into slower code than the graph with its batch fixed at 1, and a graph fixed at a
+batch of 8 was slower per clip than the batch-1 graph run clip by clip, as in torch
+(models/fast/clip_batches). Clips are independent, so the logits are the same.
 
 Why a second compile for batches: one clip is fastest on all cores at once (the LATENCY
 hint), but the clips of a batch run faster side by side, each on a stream of its own with
 fewer threads (the THROUGHPUT hint), for the reason torch's clip lanes do: no core waits for
-the others after every layer. B-16x4 on a Zen 4 with 2 cores, batches of 8, alternating:
-bf16 0.400 s a clip against 0.450 s, fp32 0.859 against 0.968 (faster in 5 of 5 rounds
-each), identical logits (benchmarks/RESULTS.md, "AMD EPYC Zen 4"). That second
-model is made from the same cached blob (OpenVINO's cache does not key on the hint), in about
-0.5 s for B-16x4, the first time a batch of more than one clip comes; it holds its own
-weights and each stream its own activations (about 480 MB more for B-16x4 in bf16).
+the others after every layer; the logits are identical. That second model is made from the
+same cached blob (OpenVINO's cache does not key on the hint) the first time a batch of more
+than one clip comes; it holds its own weights and each stream its own activations. The
+measurements behind both choices: benchmarks/RESULTS.md, "The OpenVINO backend's batches
+side by side" and "What OpenVINO spent on mvit's graph".
 """
 
 from __future__ import annotations
@@ -36,11 +33,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UsageError
+from .pytorch import TorchBackend
 
 if TYPE_CHECKING:
-    from ..api import Pipeline
+    from ..export import Exportable
 
 PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
@@ -54,10 +52,41 @@ def require_openvino():
     return openvino
 
 
+class OpenVinoBackend(TorchBackend):
+    """The torch backend's scoring with OpenVINO's compile as the graph: the fp32 model is
+    exported and OpenVINO compiles it at bf16 itself (no cast), and OpenVINO runs its own
+    threads on one inference request, so never in clip lanes."""
+
+    name = "openvino"
+
+    @classmethod
+    def check(cls, device: torch.device, compile: bool) -> None:
+        if device.type != "cpu" or compile:
+            raise UsageError("the OpenVINO backend runs on the CPU, without --compile")
+        require_openvino()  # before resolving (and perhaps downloading) anything
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype = torch.float32,
+                 compile: bool = False, exportable: Exportable | None = None) -> None:
+        super().__init__(model, device, dtype, compile, cast=False)
+        if exportable is None:
+            raise UsageError("the OpenVINO backend exports the weights it runs: load() them")
+        self.graph = OpenVinoForward(exportable, dtype)
+
+    @property
+    def lanes(self) -> bool:
+        return False
+
+    @property
+    def precision_note(self) -> str:
+        if super().precision_note:
+            return "this CPU has no native bf16 (AVX512-BF16 or AMX): OpenVINO runs f32"
+        return ""
+
+
 class OpenVinoForward:
     """Logits from normalised clips, as the torch model's forward gives them."""
 
-    def __init__(self, pipeline: Pipeline, dtype: torch.dtype, quiet: bool = False) -> None:
+    def __init__(self, pipeline: Exportable, dtype: torch.dtype, quiet: bool = False) -> None:
         ov = require_openvino()
         from ..export import export_onnx
         from ..paths import mvit_home

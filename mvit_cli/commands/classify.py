@@ -148,7 +148,7 @@ def classify_command(
         raise
     todo = [item for item in inputs.items if writer is None or item.key not in writer.done]
     if not quiet:
-        runner = "" if clf.backend == "torch" else f" ({clf.backend})"
+        runner = "" if clf.backend.name == "torch" else f" ({clf.backend.name})"
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}{runner}, "
             f"{clf.precision}; {protocol.describe()}")
         if clf.precision_note:

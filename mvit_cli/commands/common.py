@@ -123,7 +123,7 @@ def check_engine(engine: str, features: str | None) -> None:
 
 def start_decoders_early(engine: str, workers: int | None, items: list) -> None:
     """A local run that will decode in workers: start their server now, before this process
-    imports torch, so that both import at once (classify/decoder_server.py)."""
+    imports torch, so that both import at once (engines/local/decoder_server.py)."""
     if engine == "local" and workers != 0 and items:
         from ..engines.local.decoder_server import start_early
 

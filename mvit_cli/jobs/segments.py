@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.local.timeline_runner import Window
+from .timeline import Window
 
 
 @dataclass(frozen=True)

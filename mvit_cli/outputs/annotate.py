@@ -14,7 +14,7 @@ import numpy as np
 
 from ..fileio import atomic_path
 from ..media.decode import _openable, decoded_frames
-from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.timeline import VideoTimeline
 from ..jobs.segments import stretches, top_k
 
 

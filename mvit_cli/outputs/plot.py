@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.timeline import VideoTimeline
 from ..jobs.segments import Segment, smooth, stretches
 
 ROWS = 8  # classes shown

@@ -28,7 +28,7 @@ from .classify import (STAMP_COLUMNS, OutputError, check_records, complete_csv_r
                                json_lines, lock_output, read_text, truncate)
 from ..fileio import atomic_path, atomic_write_text
 from ..media.discover import identity, printable
-from ..engines.local.timeline_runner import VideoTimeline
+from ..jobs.timeline import VideoTimeline
 from ..jobs.segments import Segment, segments, top_k
 
 ROW_SUFFIXES = (".csv", ".jsonl")

@@ -1,7 +1,7 @@
 """The process decoding workers are forked from, and starting it early.
 
-Workers fork from a server that imported torch, decord and PyAV once (~1 s of CPU each
-with spawn); forking the model's process itself is unsafe once torch's threads run. The
+Workers fork from a server that imported torch, decord and PyAV once (a second of CPU
+each with spawn); forking the model's process itself is unsafe once torch's threads run. The
 server's imports take as long as the model's process takes to import torch, and a pool
 that starts it waits for them. A command that will decode can start it first thing, with
 `start_early`, so that both import at once on two cores instead of one after the other.

@@ -1,8 +1,8 @@
-"""Batching views across files through the model, and averaging them back per file.
+"""The local engine's classify loop: views batched across files through the backend.
 
 Workers hand over each file's views (clips x crops) as uint8; views from different files
-share batches, so short files and long folders both keep the model busy. A file's scores are
-the mean of its views' softmax, as in the papers' multi-view testing.
+share batches, so short files and long folders both keep the model busy. Once all of a
+file's views are scored, the classify job turns them into its row.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ...media.discover import InputItem, kind_error
-from ...media.protocol import Protocol
-from ...jobs.classify import FileResult
-from .workers import DecodePool, Prepared, Task, inline
+from ...jobs.classify import ClassifyJob, FileResult
+from ...jobs.tasks import Prepared
+from ...media.discover import InputItem
+from .workers import DecodePool, inline
 
 # uint8 views (B, T, crop, crop, 3) -> class probabilities (B, classes), float32 on the CPU,
 # and the pooled features (B, width) when asked for (else None).
@@ -36,12 +36,13 @@ class BatchRunner:
     """Runs files through `score` in shared batches; yields one FileResult per input item,
     in the order files complete."""
 
-    def __init__(self, score: ScoreViews, labels: list[str], protocol: Protocol, video: bool,
-                 device_type: str = "cpu", batch_size: int = 8, top_k: int = 5,
-                 pad_batches: bool = False, decoder_messages: bool = False):
-        self.score, self.labels, self.protocol, self.video = score, labels, protocol, video
+    def __init__(self, score: ScoreViews, job: ClassifyJob, device_type: str = "cpu",
+                 batch_size: int = 8, pad_batches: bool = False,
+                 decoder_messages: bool = False):
+        self.score, self.job = score, job
+        self.protocol, self.video = job.protocol, job.video
         self.device_type = device_type
-        self.batch_size, self.top_k = max(1, batch_size), top_k
+        self.batch_size = max(1, batch_size)
         # A compiled model keeps one batch shape: partial batches are padded, padding dropped.
         self.pad_batches = pad_batches
         # Let FFmpeg's and decord's own complaints through to stderr (--verbose).
@@ -52,11 +53,11 @@ class BatchRunner:
         """`pool`: decoders kept open by the caller across runs (else `workers` new ones)."""
         tasks = []
         for index, item in enumerate(items):
-            error = item.error or kind_error(item.kind, self.video)
-            if error:
-                yield FileResult(item.path, error=error)
+            task = self.job.task(index, item)
+            if isinstance(task, FileResult):
+                yield task
             else:
-                tasks.append(Task(index, item.path, item.kind))
+                tasks.append(task)
         if not tasks:
             return
         pending: dict[int, _Pending] = {}
@@ -111,8 +112,8 @@ class BatchRunner:
 
     def _decoders_turn(self, turns: DecodePool | None, queue) -> None:
         """With decoding and the model in turns: once the files asked for are in, ask for
-        those the next batch lacks, at once (waiting for the pool's idle poll instead cost
-        50 ms a batch)."""
+        those the next batch lacks, at once (waiting for the pool's idle poll instead left the
+        model idle for a poll's length at every batch)."""
         if turns is not None and turns.outstanding == 0:
             missing = max(1, self.batch_size - len(queue))
             turns.request(-(-missing // self.protocol.views))
@@ -137,11 +138,4 @@ class BatchRunner:
                 yield self._finish(state)
 
     def _finish(self, state: _Pending) -> FileResult:
-        mean = state.probs / state.total
-        k = min(self.top_k, mean.numel())
-        scores, indices = mean.topk(k)
-        state.result.labels = [self.labels[i] for i in indices.tolist()]
-        state.result.scores = [float(s) for s in scores]
-        if state.features is not None:
-            state.result.feature = (state.features / state.total).numpy()
-        return state.result
+        return self.job.finish(state.result, state.probs, state.total, state.features)

@@ -14,46 +14,20 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 
 from ...errors import first_line
+from ...jobs.tasks import Prepared, Task
 from ...media.decode import MediaError, decode, silence_decoder_messages
 from ...media.protocol import Protocol
 from ...media.sequential import probe, window_views
 from ...media.sources import is_uri, local_copy
 from ...media.transform import make_views
-from ...media.windows import Windowing
 from .decoder_server import worker_context
-
-
-@dataclass
-class Task:
-    index: int
-    path: str
-    kind: str
-    # "classify": the protocol's views of the file; "probe": its length; "windows": the
-    # views of the timeline windows starting at `starts` (seconds) of a `duration`-long video.
-    job: str = "classify"
-    starts: tuple[float, ...] = ()
-    windowing: Windowing | None = None
-    duration: float = 0.0
-
-
-@dataclass
-class Prepared:
-    index: int
-    views: np.ndarray | None = None  # (views, T, crop, crop, 3) uint8
-    error: str = ""
-    duration: float = 0.0
-    source_frames: int = 0
-    warning: str = ""
-    fps: float = 0.0
-    starts: tuple[float, ...] = ()  # the windows the views are of ("windows" tasks)
 
 
 _DONE = object()  # the dispatch thread's last word

@@ -1,7 +1,7 @@
 """The Ray engine's rows: a path decoded into its views, a batch's views scored into one row
 per file, a row turned back into the driver's FileResult, and one result per listed path.
 
-Apart from `ray_engine` and free of Ray because this is where a slip gives a file another
+Apart from `engine` and free of Ray because this is where a slip gives a file another
 file's labels or loses its row, and the fast tests should see that with a fake model, without
 starting a cluster.
 """
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ...jobs.classify import FileResult
+from ...jobs.classify import ClassifyJob, FileResult
 from ...media.discover import InputItem
 from ...media.protocol import Protocol
 
@@ -36,7 +36,8 @@ def decode_row(row: Mapping[str, Any], protocol: Protocol, video_model: bool
                ) -> dict[str, Any]:
     """One input to its views (as bytes, which Arrow carries between stages where an array of
     a shape per row it does not), or to its error row: every path keeps a row."""
-    from ..local.workers import Task, prepare
+    from ...jobs.tasks import Task
+    from ..local.workers import prepare
     from ...media.discover import kind_error
     from ...media.sources import unchecked_item
 
@@ -68,20 +69,12 @@ def views_of(batch: Mapping[str, Sequence], index: int) -> np.ndarray:
     return flat.reshape([int(n) for n in batch["shape"][index]]).copy()
 
 
-def top_labels(probs: torch.Tensor, labels: Sequence[str], k: int
-               ) -> tuple[list[str], list[float]]:
-    """A file's labels: the mean of its views' softmax (multi-view testing, as the local
-    engine's BatchRunner averages), best first, at most `k`."""
-    mean = probs.mean(dim=0)
-    top = mean.topk(min(k, mean.numel()))
-    return [labels[j] for j in top.indices.tolist()], [float(s) for s in top.values]
-
-
-def score_batch(batch: Mapping[str, Sequence], score: Score, labels: Sequence[str],
-                top_k: int) -> dict[str, list]:
+def score_batch(batch: Mapping[str, Sequence], score: Score, job: ClassifyJob
+                ) -> dict[str, list]:
     """A decoded batch (the columns of `decode_row`) to its scored rows (COLUMNS), row i from
-    row i's views alone; a row that came with an error keeps it, and one whose views fail to
-    score gets its own error while the others keep their labels."""
+    row i's views alone, made by the job as the local engine makes them; a row that came
+    with an error keeps it, and one whose views fail to score gets its own error while the
+    others keep their labels."""
     import torch
 
     out: dict[str, list] = {key: [] for key in COLUMNS}
@@ -90,7 +83,8 @@ def score_batch(batch: Mapping[str, Sequence], score: Score, labels: Sequence[st
         if not error:
             try:
                 views = views_of(batch, i)
-                names, scores = top_labels(score(torch.from_numpy(views)), labels, top_k)
+                row = job.finish_views(FileResult(str(path)), score(torch.from_numpy(views)))
+                names, scores = row.labels, row.scores
                 count = len(views)
             except Exception as exc:  # noqa: BLE001 - the row stays, with its error
                 error = error_text(exc)

@@ -27,33 +27,27 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ...jobs.classify import FileResult
 from ...errors import UsageError
-from ...media.protocol import Protocol
-from ...media.windows import Windowing
+from ...jobs.classify import ClassifyJob, FileResult
+from ...jobs.timeline import TimelineJob, VideoTimeline
 from . import scheduling
 from .batch_rows import decode_row, file_result, input_items, one_per_item, score_batch
 
 if TYPE_CHECKING:
-    from ..local.timeline_runner import VideoTimeline
+    from ...assembly import LoadArguments
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What an actor needs to load the same pipeline as the driver."""
+def _worker_backend(arguments: LoadArguments, device: str):
+    """The driver's backend, rebuilt in a worker from what the driver loaded it from."""
+    from ...assembly import assemble
 
-    weights: str | None
-    model: Any  # an architecture's name or MViTConfig, as load() takes it
-    labels: Any  # as load() takes them: a list, a shipped set's name or a file
-    precision: str
-    top_k: int
-    clips: int | str
-    crops: int
+    _, backend, _ = assemble(arguments.weights, arguments.model, arguments.labels, device,
+                             arguments.precision, "torch", False)
+    return backend
 
 
 def require_ray():
@@ -88,24 +82,21 @@ def connect(address: str | None) -> None:
 
 
 class ModelActor:
-    """Holds the pipeline; scores the decoded views of a batch of inputs."""
+    """Holds the backend; scores the decoded views of a batch of inputs into the job's rows."""
 
-    def __init__(self, spec: ModelSpec, threads: int, gpu: bool) -> None:
+    def __init__(self, arguments: LoadArguments, job: ClassifyJob, threads: int,
+                 gpu: bool) -> None:
         import torch
 
-        from ...api import load
-
         # Ray's OMP_NUM_THREADS is the actor's CPUs; on a CPU cluster the model gets the
-        # node's (2 threads beside decoding measured faster than 1 on 2 cores).
+        # node's (all of them beside decoding measured faster than one: RESULTS.md, Engines).
         torch.set_num_threads(max(1, threads))
-        self.spec = spec
-        self.clf = load(spec.weights, model=spec.model, labels=spec.labels,
-                        device="cuda" if gpu else "cpu", precision=spec.precision)
-        self.protocol = self.clf.protocol_with(spec.clips, spec.crops)
+        self.job = job
+        self.backend = _worker_backend(arguments, "cuda" if gpu else "cpu")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        return score_batch(batch, lambda views: self.clf._probabilities(views, self.protocol)[0],
-                           self.clf.labels, self.spec.top_k)
+        return score_batch(batch, lambda views: self.backend.score(views, self.job.protocol)[0],
+                           self.job)
 
 
 class NodeActor:
@@ -115,43 +106,42 @@ class NodeActor:
     Why not decoding tasks beside the model on a CPU node: the model's threads use every
     core, and a decoder running beside them stalls them at each step, so the local engine
     lets decoding and the model take turns; this keeps that. Why core Ray rather than Ray
-    Data here: Ray Data's executor and its helper actors cost this layout 15% of 2 cores.
+    Data here: Ray Data's executor and its helper actors took a share of the cores the
+    model needs.
     (benchmarks/bench_engines.py measures all three on this machine; RESULTS.md.)"""
 
-    def __init__(self, spec: ModelSpec, cpus: int) -> None:
+    def __init__(self, arguments: LoadArguments, cpus: int) -> None:
         import torch
 
-        from ...api import load
-
         torch.set_num_threads(max(1, cpus))  # Ray's OMP_NUM_THREADS says 1
-        self.spec, self.cpus = spec, max(1, cpus)
-        self.clf = load(spec.weights, model=spec.model, labels=spec.labels, device="cpu",
-                        precision=spec.precision)
+        self.cpus = max(1, cpus)
+        self.backend = _worker_backend(arguments, "cpu")
         self.pools: dict[tuple, Any] = {}  # decoders, kept across lists: started once
 
-    def _pool(self, clips: int | str, crops: int, timeout: float):
-        key = (clips, crops, timeout)
+    def _local(self, job: ClassifyJob | TimelineJob, timeout: float, batch_size: int = 8):
+        """The local engine on this node's decoders (started for the first list)."""
+        from .. import RunOptions
+        from ..local import LocalEngine
+        from ..local.workers import DecodePool
+
+        key = (job.protocol, timeout)
         if key not in self.pools:
-            self.pools[key] = self.clf.decode_pool(self.cpus, timeout, clips=clips,
-                                                   crops=crops)
-        return self.pools[key]
+            self.pools[key] = DecodePool(self.cpus, job.protocol, timeout)
+        return LocalEngine(RunOptions(batch_size=batch_size, timeout=timeout,
+                                      pool=self.pools[key]))
 
-    def classify(self, paths: list[str]) -> list[FileResult]:
+    def classify(self, paths: list[str], job: ClassifyJob) -> list[FileResult]:
         items = input_items(paths)
-        return one_per_item(items, lambda: self.clf.classify(
-            items, top_k=self.spec.top_k, clips=self.spec.clips, crops=self.spec.crops,
-            pool=self._pool(self.spec.clips, self.spec.crops, 60.0)),
-            lambda path, error: FileResult(path, error=error))
+        engine = self._local(job, 60.0)
+        return one_per_item(items, lambda: engine.classify(job, items, self.backend),
+                            lambda path, error: FileResult(path, error=error))
 
-    def timeline(self, paths: list[str], windowing: Windowing, timeout: float,
+    def timeline(self, paths: list[str], job: TimelineJob, timeout: float,
                  batch_size: int) -> list[VideoTimeline]:
-        from ..local.timeline_runner import VideoTimeline
-
         items = input_items(paths)
-        return one_per_item(items, lambda: self.clf.timeline(
-            items, window=windowing.length, stride=windowing.stride, timeout=timeout,
-            batch_size=batch_size, pool=self._pool(1, 1, timeout)),
-            lambda path, error: VideoTimeline(path, error=error))
+        engine = self._local(job, timeout, batch_size)
+        return one_per_item(items, lambda: engine.timeline(job, items, self.backend),
+                            lambda path, error: VideoTimeline(path, error=error))
 
 
 def _cpu_nodes() -> list[dict]:
@@ -160,7 +150,7 @@ def _cpu_nodes() -> list[dict]:
     return scheduling.cpu_nodes(ray.nodes())
 
 
-def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
+def _run_on_nodes(paths: list[str], rebuild: LoadArguments, files_per_call: int,
                   job: str = "classify", arguments: tuple = (),
                   failed: Callable[[str, str], Any] = lambda path, error: FileResult(
                       path, error=error)) -> Iterator[Any]:
@@ -174,7 +164,7 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
     cpus = scheduling.node_cpus(nodes)
     remote = ray.remote(NodeActor).options(num_cpus=cpus, max_restarts=2,
                                            scheduling_strategy="SPREAD")
-    actors = [remote.remote(spec, cpus) for _ in nodes]
+    actors = [remote.remote(rebuild, cpus) for _ in nodes]
     try:
         yield from scheduling.run_calls(
             actors, scheduling.in_calls(paths, files_per_call),
@@ -186,65 +176,78 @@ def _run_on_nodes(paths: list[str], spec: ModelSpec, files_per_call: int,
             ray.kill(actor)
 
 
-def timeline_on_ray(items: Iterable, spec: ModelSpec, windowing: Windowing, timeout: float,
-                    batch_size: int = 8, address: str | None = None
-                    ) -> Iterator[VideoTimeline]:
-    """One VideoTimeline per InputItem, each video's windows computed on one node by the
-    local timeline engine (so the same windows, stretches and deadlines), one video per call:
-    videos differ in length far more than files do, and a long one should not hold others
-    back behind it. Those the driver already knows to be bad come first."""
-    from ..local.timeline_runner import VideoTimeline
+class RayEngine:
+    """`engine="ray"`: each worker rebuilds the driver's backend from `options.rebuild`."""
 
-    items = list(items)
-    for item in items:
-        if item.error:
-            yield VideoTimeline(item.path, error=item.error)
-    paths = [item.path for item in items if not item.error]
-    if not paths:
-        return
-    connect(address)
-    yield from _run_on_nodes(paths, spec, files_per_call=1, job="timeline",
-                             arguments=(windowing, timeout, batch_size),
-                             failed=lambda path, error: VideoTimeline(path, error=error))
+    name = "ray"
+
+    def __init__(self, options) -> None:
+        require_ray()
+        if options.rebuild is None:
+            raise UsageError("a pipeline built from a Python model cannot be rebuilt on Ray "
+                             "workers: load() it from a weights file")
+        self.options = options
+
+    def classify(self, job: ClassifyJob, items: Iterable, backend=None) -> Iterator[FileResult]:
+        """InputItems' results: those the driver already knows to be bad first, then the
+        cluster's, in the order they finish.
+
+        `options.layout`: "nodes" (one local engine per CPU node; the default without GPUs)
+        or "split" (Ray Data: decoding tasks on every CPU, a model actor per GPU; the
+        default with GPUs)."""
+        if job.features:
+            raise UsageError("features are not available with the Ray engine yet")
+        items = list(items)
+        return self._classify(job, items)
+
+    def _classify(self, job: ClassifyJob, items: list) -> Iterator[FileResult]:
+        for item in items:
+            if item.error:
+                yield FileResult(item.path, error=item.error)
+        paths = [item.path for item in items if not item.error]
+        connect(self.options.address)
+        import ray
+
+        if not paths:
+            return
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        layout = scheduling.choose_layout(self.options.layout, gpus)
+        views_per_call = scheduling.files_per_call(self.options.batch_size, job.protocol.views)
+        if layout == "nodes":
+            yield from _run_on_nodes(paths, self.options.rebuild,
+                                     files_per_call=views_per_call, arguments=(job,))
+        else:
+            yield from _run_split(paths, self.options.rebuild, job, views_per_call, gpus)
+
+    def timeline(self, job: TimelineJob, items: Iterable, backend=None
+                 ) -> Iterator[VideoTimeline]:
+        """One VideoTimeline per InputItem, each video's windows computed on one node by the
+        local engine (so the same windows, stretches and deadlines), one video per call:
+        videos differ in length far more than files do, and a long one should not hold
+        others back behind it. Those the driver already knows to be bad come first.
+        `options.on_probe` is told a video's length once it is done."""
+        if job.features:
+            raise UsageError("features are not available with the Ray engine yet")
+        return self._timeline(job, list(items))
+
+    def _timeline(self, job: TimelineJob, items: list) -> Iterator[VideoTimeline]:
+        for item in items:
+            if item.error:
+                yield VideoTimeline(item.path, error=item.error)
+        paths = [item.path for item in items if not item.error]
+        if not paths:
+            return
+        connect(self.options.address)
+        for video in _run_on_nodes(
+                paths, self.options.rebuild, files_per_call=1, job="timeline",
+                arguments=(job, self.options.timeout, self.options.batch_size),
+                failed=lambda path, error: VideoTimeline(path, error=error)):
+            if self.options.on_probe is not None and video.ok:
+                self.options.on_probe(video.path, video.duration)
+            yield video
 
 
-def classify_items_on_ray(items: Iterable, spec: ModelSpec, protocol: Protocol,
-                          video_model: bool, batch_size: int = 8, address: str | None = None,
-                          layout: str | None = None) -> Iterator[FileResult]:
-    """InputItems' results: those the driver already knows to be bad first, then the
-    cluster's."""
-    items = list(items)
-    for item in items:
-        if item.error:
-            yield FileResult(item.path, error=item.error)
-    yield from classify_on_ray([item.path for item in items if not item.error], spec,
-                               protocol, video_model, batch_size, address, layout)
-
-
-def classify_on_ray(paths: Iterable[str], spec: ModelSpec, protocol: Protocol,
-                    video_model: bool, batch_size: int = 8, address: str | None = None,
-                    layout: str | None = None) -> Iterator[FileResult]:
-    """One FileResult per path, in the order they finish.
-
-    `layout`: "nodes" (one local engine per CPU node; the default without GPUs) or "split"
-    (Ray Data: decoding tasks on every CPU, a model actor per GPU; the default with GPUs).
-    """
-    connect(address)
-    import ray
-
-    paths = list(paths)
-    if not paths:
-        return
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    layout = scheduling.choose_layout(layout, gpus)
-    views_per_call = scheduling.files_per_call(batch_size, protocol.views)
-    if layout == "nodes":
-        yield from _run_on_nodes(paths, spec, files_per_call=views_per_call)
-    else:
-        yield from _run_split(paths, spec, protocol, video_model, views_per_call, gpus)
-
-
-def _run_split(paths: list[str], spec: ModelSpec, protocol: Protocol, video_model: bool,
+def _run_split(paths: list[str], arguments: LoadArguments, job: ClassifyJob,
                views_per_call: int, gpus: int) -> Iterator[FileResult]:
     """Ray Data: decoding as CPU tasks, the model as an actor pool (one actor per GPU)."""
     import ray
@@ -255,11 +258,12 @@ def _run_split(paths: list[str], spec: ModelSpec, protocol: Protocol, video_mode
         gpus, scheduling.node_cpus(_cpu_nodes()))
     dataset = ray.data.from_items([{"path": p} for p in paths],
                                   override_num_blocks=min(len(paths), 64))
-    dataset = dataset.map(decode_row, fn_kwargs={"protocol": protocol,
-                                                 "video_model": video_model},
+    dataset = dataset.map(decode_row, fn_kwargs={"protocol": job.protocol,
+                                                 "video_model": job.video},
                           num_cpus=0.5)
     dataset = dataset.map_batches(
-        ModelActor, fn_constructor_kwargs={"spec": spec, "threads": threads, "gpu": bool(gpus)},
+        ModelActor, fn_constructor_kwargs={"arguments": arguments, "job": job,
+                                           "threads": threads, "gpu": bool(gpus)},
         compute=ray.data.ActorPoolStrategy(size=gpus or 1), num_cpus=actor_cpus,
         num_gpus=1 if gpus else 0, batch_size=views_per_call)
     for row in dataset.iter_rows():
