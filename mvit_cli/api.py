@@ -74,6 +74,14 @@ class Pipeline:
     def __init__(self, weights: LoadedWeights, backend: Backend,
                  source: LoadArguments | None = None) -> None:
         self.weights, self.backend = weights, backend
+        self.model: MultiscaleTransformer = weights.model
+        self.cfg: MViTConfig = weights.cfg
+        self.labels: list[str] = weights.labels
+        # How the weights were tested, as recorded (None: nothing records it).
+        self.recorded_protocol = weights.recorded_protocol
+        self.note = weights.note  # what the weights' registry entry says of them
+        self.device, self.dtype = backend.device, backend.dtype
+        self.compiled = backend.compiled
         # What another process (a Ray worker) needs to load the same pipeline; None for a
         # pipeline around a Python model.
         self.source = source
@@ -101,42 +109,6 @@ class Pipeline:
     # ---- what the weights are ----------------------------------------------------------
 
     @property
-    def model(self) -> MultiscaleTransformer:
-        return self.weights.model
-
-    @property
-    def cfg(self) -> MViTConfig:
-        return self.weights.cfg
-
-    @property
-    def labels(self) -> list[str]:
-        return self.weights.labels
-
-    @property
-    def recorded_protocol(self) -> dict[str, Any] | None:
-        """How the weights were tested, as recorded (None: nothing records it)."""
-        return self.weights.recorded_protocol
-
-    @property
-    def note(self) -> str:
-        """What the weights' registry entry says of them ("" when nothing)."""
-        return self.weights.note
-
-    @property
-    def device(self) -> torch.device:
-        return self.backend.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.backend.dtype
-
-    @property
-    def compiled(self) -> bool:
-        return self.backend.compiled
-
-    # ---- what the weights are ----------------------------------------------------------
-
-    @property
     def protocol(self) -> Protocol:
         """The weights' own test protocol (its clips and crops): what `clips="protocol"` runs."""
         return self.protocol_with("protocol")
@@ -144,7 +116,7 @@ class Pipeline:
     @property
     def provenance(self) -> Provenance:
         """Architecture, weights name and the weights file's sha256 (hashed on first use)."""
-        return self.weights.provenance
+        return self.weights.provenance_of()
 
     @property
     def precision(self) -> str:

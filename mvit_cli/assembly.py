@@ -50,10 +50,7 @@ class LoadedWeights:
             raise LabelsError(f"{len(self.labels)} labels for a head of "
                               f"{self.model.num_classes} classes")
         self.labels = list(self.labels)
-
-    @property
-    def cfg(self) -> MViTConfig:
-        return self.model.cfg
+        self.cfg: MViTConfig = self.model.cfg
 
     @property
     def provenance(self) -> Provenance:

@@ -4,6 +4,7 @@ files through the backend in this process."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .runner import BatchRunner
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from ...jobs.classify import ClassifyJob, FileResult
     from ...jobs.timeline import TimelineJob, VideoTimeline
     from ...media.discover import InputItem
-    from .. import RunOptions
+    from ..options import RunOptions
 
 
 class LocalEngine:
@@ -31,7 +32,7 @@ class LocalEngine:
     def classify(self, job: ClassifyJob, items: list[InputItem], backend: Backend
                  ) -> Iterator[FileResult]:
         options = self.options
-        runner = BatchRunner(lambda views: backend.score(views, job.protocol, job.features),
+        runner = BatchRunner(partial(backend.score, protocol=job.protocol, features=job.features),
                              job, backend.device.type, options.batch_size,
                              pad_batches=backend.compiled,
                              decoder_messages=options.decoder_messages)
@@ -40,7 +41,8 @@ class LocalEngine:
     def timeline(self, job: TimelineJob, items: list[InputItem], backend: Backend
                  ) -> Iterator[VideoTimeline]:
         options = self.options
-        runner = TimelineRunner(lambda views: backend.score(views, job.protocol, job.features),
+        runner = TimelineRunner(partial(backend.score, protocol=job.protocol,
+                                        features=job.features),
                                 job, options.batch_size, options.decoder_messages)
         return runner.run(items, self._workers(backend), options.timeout,
                           on_probe=options.on_probe, pool=options.pool)
