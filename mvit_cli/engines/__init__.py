@@ -16,7 +16,7 @@ from .options import RunOptions
 
 # name -> (module, class), imported on first use: Ray is an optional extra.
 ENGINES: dict[str, tuple[str, str]] = {
-    "local": ("mvit_cli.engines.local", "LocalEngine"),
+    "local": ("mvit_cli.engines.local.engine", "LocalEngine"),
     "ray": ("mvit_cli.engines.ray", "RayEngine"),
 }
 

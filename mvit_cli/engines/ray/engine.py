@@ -121,7 +121,7 @@ class NodeActor:
     def _local(self, job: ClassifyJob | TimelineJob, timeout: float, batch_size: int = 8):
         """The local engine on this node's decoders (started for the first list)."""
         from ..options import RunOptions
-        from ..local import LocalEngine
+        from ..local.engine import LocalEngine
         from ..local.workers import DecodePool
 
         key = (job.protocol, timeout)
