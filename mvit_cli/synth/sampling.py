@@ -47,7 +47,7 @@ def _geometry(rng: np.random.Generator, label: str, width: int, height: int,
         horizontal = label in ("moving left", "moving right")
         length, across = (width, height) if horizontal else (height, width)
         least = 0.3 if wide else 0.45
-        # Classic objects travel at least 0.45 x 0.6 of the frame's length.
+        # Objects cross at least about a quarter of the frame (classic), nearly a fifth (wide).
         travel = rng.uniform(least, 0.9) * (length - 2 * r)
         a0 = rng.uniform(r, length - r - travel)
         a1 = a0 + travel
