@@ -34,8 +34,8 @@ WIDE_ROTATION_SHAPES = ROTATION_SHAPES + ("blob", "heart", "crescent", "key")
 WIDE_BACKGROUNDS = BACKGROUNDS + ("fractal", "clutter")
 WIDE_FRAME_RATES = FRAME_RATES + (Fraction(8), Fraction(50), Fraction(60))
 FILLS = ("solid", "stripes", "noise", "gradient")
-WIDE_MIN_CONTRAST = 50
 MIN_CONTRAST = 80  # luma between the object and every background pixel, out of 255
+WIDE_MIN_CONTRAST = 50  # the wide variety's least contrast
 
 
 @dataclass(frozen=True)
