@@ -282,7 +282,7 @@ def test_a_temporary_file_being_written_is_not_an_input(tmp_path):
 
 def test_a_text_manifest_skips_comments_and_is_read_from_its_own_folder(tmp_path,
                                                                         monkeypatch):
-    from mvit_cli.media.sources import manifest_items
+    from mvit_cli.media.discover import manifest_items
 
     folder = tmp_path / "lists"
     folder.mkdir()

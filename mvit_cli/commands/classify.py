@@ -112,7 +112,7 @@ def classify_command(
     if inputs.unmatched:
         raise _unmatched_error(inputs.unmatched)
     if manifest is not None:
-        from ..media.sources import manifest_items
+        from ..media.discover import manifest_items
 
         inputs.items += manifest_items(manifest)
     start_decoders_early(engine, workers, inputs.items)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .common import console, errors, fail, say, stop_interrupted
+
+if TYPE_CHECKING:
+    from ..training.trainer import TrainResult
 
 
 def train_command(
@@ -117,7 +120,7 @@ def train_command(
         fail("interrupted before the first epoch ended: nothing was saved", code=130)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_trained(result, data, output, settings, half=half)
-    kept = _kept(result, len(result.history), epochs)
+    kept = _kept(result, len(result.history))
     if result.interrupted:
         stop_interrupted(f"interrupted after epoch {len(result.history)} of {epochs}: saved "
                          f"{output} ({kept}); --resume continues the run")
@@ -126,7 +129,7 @@ def train_command(
                   f"{kept})", markup=False)
 
 
-def _kept(result, done: int, planned: int) -> str:
+def _kept(result: TrainResult, done: int) -> str:
     """Which epoch's weights were saved, and why."""
     if result.val_accuracy is None:
         return (f"epoch {result.best_epoch}, the last; validation accuracy not measured: "

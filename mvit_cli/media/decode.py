@@ -170,7 +170,7 @@ def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
         # Even after decode_size's workaround: refuse rather than classify garbage.
         raise MediaError(f"the decoder returned malformed frames {tuple(batch.shape[1:])} "
                          f"for this {width}x{height} video")
-    if bool(np.all(np.diff(index) > 0)):  # each frame once, in order: no copy (44 MB at 720p)
+    if bool(np.all(np.diff(index) > 0)):  # each frame once, in order: no copy of the clip
         frames = batch
     else:
         position = {frame: i for i, frame in enumerate(distinct)}
@@ -179,8 +179,8 @@ def _decode_with_decord(name: str, protocol: Protocol) -> Sampled:
 
 
 def _as_numpy(frames) -> np.ndarray:
-    """A decord NDArray as numpy without copying it (asnumpy copies: 44 MB for 16 frames
-    of 720p): through DLPack, the array then owning decord's buffer."""
+    """A decord NDArray as numpy without copying it (asnumpy copies the whole batch, large
+    at high resolutions): through DLPack, the array then owning decord's buffer."""
     from torch.utils.dlpack import from_dlpack  # torch is loaded already (see _decord)
 
     try:

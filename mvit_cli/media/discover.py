@@ -1,9 +1,10 @@
-"""Turning PATH arguments into a list of media files, each once.
+"""Turning PATH arguments and manifests into input items, each file once.
 
 A file is taken as given, a folder is walked recursively for media extensions, anything
 else is tried as a glob. Every file is named by its absolute path (what outputs record, so a
 resumed run finds it again from any working folder) and known by its resolved path, so
 `./in/a.mp4`, `in/../in/a.mp4` and a symlink to it are one file, classified once.
+URIs and manifests are read through media.sources, which knows nothing of input items.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..models.architectures import ARCHITECTURES, BUILTIN
 from .decode import media_kind
+from .sources import expand_uri, is_uri, read_manifest, uri_kind
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,6 @@ class InputItem:
 def identity(path: str) -> str:
     """The resolved path, as text: one file has one identity whatever path names it (a URI
     is its own identity)."""
-    from .sources import is_uri
-
     return path if is_uri(path) else printable(os.path.realpath(path))
 
 
@@ -88,12 +88,8 @@ def find_inputs(arguments: list[str]) -> Inputs:
             found.items.append(item)
 
     def unmatched(argument: str, reason: str) -> None:
-        from .sources import is_uri
-
         found.unmatched.append((argument, reason))
         add(InputItem(argument if is_uri(argument) else os.path.abspath(argument), None, reason))
-
-    from .sources import expand_uri, is_uri, uri_kind
 
     for argument in map(str, arguments):
         path = Path(argument)
@@ -133,11 +129,6 @@ def find_inputs(arguments: list[str]) -> Inputs:
     return found
 
 
-def discover(arguments: list[str]) -> list[InputItem]:
-    """The media files the arguments name; an argument naming none is an error item."""
-    return find_inputs(arguments).items
-
-
 def _walk(folder: Path, skipped: Counter, unreadable: list[tuple[str, str]]):
     """Media files under `folder`; folders that cannot be listed go to `unreadable` as
     (folder, reason) rather than being passed over in silence, as os.walk does by default."""
@@ -167,6 +158,23 @@ def _file_item(path: Path) -> InputItem:
     if not os.access(path, os.R_OK):
         return InputItem(absolute, kind, "permission denied: the file cannot be read")
     return InputItem(absolute, kind)
+
+
+def unchecked_item(path: str) -> InputItem:
+    """The input a listed path or URI names, its kind read from its name alone: whoever
+    decodes it finds out whether it exists. One rule for manifests and for Ray workers."""
+    kind = uri_kind(path) if is_uri(path) else media_kind(Path(path))
+    return InputItem(path, kind, "" if kind else "not a video or image file")
+
+
+def manifest_items(manifest: Path) -> list[InputItem]:
+    """A manifest's entries as inputs, unchecked (a missing file is its row's error later,
+    in a worker): the driver of millions of files neither lists nor stats them. Relative
+    paths are taken from the manifest's folder, so a manifest kept beside its files works
+    from anywhere."""
+    return [unchecked_item(entry if is_uri(entry)
+                           else os.path.abspath(os.path.join(manifest.parent, entry)))
+            for entry in read_manifest(manifest)]
 
 
 def kind_error(kind: str | None, video_model: bool) -> str:

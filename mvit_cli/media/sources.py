@@ -5,7 +5,8 @@ endpoint from the standard environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS, ...). A file is copied to a temporary
 local file for the decoders (which read local files) and removed after. A manifest is a
 text file of one path or URI per line, or a CSV or Parquet file with a `path` column: for
-collections too large to list by walking folders.
+collections too large to list by walking folders. What is read here are names; media.discover
+makes input items of them.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from ..errors import UsageError
 from .decode import MediaError, media_kind
-
-if TYPE_CHECKING:
-    from .discover import InputItem
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet")
 
@@ -131,22 +129,3 @@ def _manifest_entries(path: Path) -> list[str]:
         raise UsageError(f"{path}: no such manifest") from None
     except (OSError, UnicodeDecodeError, KeyError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable manifest ({type(exc).__name__})") from None
-
-
-def unchecked_item(path: str) -> InputItem:
-    """The input a listed path or URI names, its kind read from its name alone: whoever
-    decodes it finds out whether it exists. One rule for manifests and for Ray workers."""
-    from .discover import InputItem
-
-    kind = uri_kind(path) if is_uri(path) else media_kind(Path(path))
-    return InputItem(path, kind, "" if kind else "not a video or image file")
-
-
-def manifest_items(manifest: Path) -> list[InputItem]:
-    """A manifest's entries as inputs, unchecked (a missing file is its row's error later,
-    in a worker): the driver of millions of files neither lists nor stats them. Relative
-    paths are taken from the manifest's folder, so a manifest kept beside its files works
-    from anywhere."""
-    return [unchecked_item(entry if is_uri(entry)
-                           else os.path.abspath(os.path.join(manifest.parent, entry)))
-            for entry in read_manifest(manifest)]

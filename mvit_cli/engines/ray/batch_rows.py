@@ -37,9 +37,8 @@ def decode_row(row: Mapping[str, Any], protocol: Protocol, video_model: bool
     """One input to its views (as bytes, which Arrow carries between stages where an array of
     a shape per row it does not), or to its error row: every path keeps a row."""
     from ...jobs.tasks import Task
+    from ...media.discover import kind_error, unchecked_item
     from ..local.workers import prepare
-    from ...media.discover import kind_error
-    from ...media.sources import unchecked_item
 
     path = row["path"]
     out = {"path": path, "views": b"", "shape": [], "error": "", "duration": -1.0,
@@ -112,7 +111,7 @@ def input_items(paths: Iterable[str]) -> list[InputItem]:
     """The inputs a call's paths name, by the same rule as the driver's manifests; a path
     that cannot even be named is an item with its error, not an exception that would take
     the call's other paths with it."""
-    from ...media.sources import unchecked_item
+    from ...media.discover import unchecked_item
 
     items = []
     for path in paths:
