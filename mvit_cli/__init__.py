@@ -25,7 +25,7 @@ __version__ = "0.2.0"
 # Public name -> module that defines it, imported on first use.
 _EXPORTS = {
     "load": ".api", "Pipeline": ".api", "FileResult": ".classify.results",
-    "build_model": ".factory", "model_from_config": ".factory",
+    "build_model": ".factory", "model_from_config": ".models.model",
     "MvitError": ".errors", "UsageError": ".errors",
     "CheckpointError": ".checkpoints.reader", "MediaError": ".media.decode",
     "ARCHITECTURES": ".models.architectures", "UnknownArchitectureError": ".models.architectures",
@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .checkpoints.reader import CheckpointError
     from .classify.results import FileResult
     from .errors import MvitError, UsageError
-    from .factory import build_model, model_from_config
+    from .factory import build_model
+    from .models.model import model_from_config
     from .media.decode import MediaError
     from .models.architectures import (ARCHITECTURES, UnknownArchitectureError, get_config,
                                        register_architecture)

@@ -15,7 +15,7 @@ inspect`, and whatever comes next. The rules, most specific first:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -42,9 +42,6 @@ class Provenance:
     weights: str  # a registry name, or the weights file's path
     sha256: str  # of the weights file as loaded
     mvit_version: str = __version__
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 @dataclass

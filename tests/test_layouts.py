@@ -19,7 +19,7 @@ import torch
 from mvit_cli import get_config
 from mvit_cli.checkpoints import LAYOUTS_BY_NAME, detect_layout, from_native
 from mvit_cli.checkpoints.loading import convert, expected_shapes, load_model
-from mvit_cli.factory import model_from_config
+from mvit_cli.models.model import model_from_config
 
 LAYOUT_FILES = Path(__file__).parent / "fixtures" / "layouts"
 
