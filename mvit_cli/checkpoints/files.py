@@ -1,11 +1,13 @@
-"""A checkpoint file as a whole: which architecture it is for, and the model it makes.
+"""A checkpoint file as a whole: read, converted to native names, its architecture decided,
+and the model it makes; each step once.
 
 Our own safetensors say their architecture in their metadata. Files of other publishers
 (torchvision, SlowFast, pytorchvideo, timm) say nothing, but their tensors' names and shapes
 decide it: the depth, widths, kernels, position tables and relative-position tables of each
 architecture are distinct. So each known architecture of the same depth is tried as a
 shape-only model on the meta device (no memory, no arithmetic), and the one whose every
-tensor fits is the answer. (Which names the head's outputs carry: `mvit_cli.labels`.)
+tensor fits is the answer. The file is converted to native names once, before any
+architecture is tried: names depend on the layout alone. (Which names the head's outputs carry: `mvit_cli.labels`.)
 """
 
 from __future__ import annotations
@@ -19,18 +21,30 @@ from torch import Tensor
 
 from ..models.architectures import ARCHITECTURES, BUILTIN, get_config, same_architecture
 from ..models.config import MViTConfig
-from .layouts import Layout, detect_layout, to_native
-from .loading import Checkpoint, convert, expected_shapes, file_config, fit_report, load_model
+from .layouts import Layout, native_state, to_native
+from .loading import Checkpoint, expected_shapes, file_config, fit_report, load_model
 from .metadata import META_ARCHITECTURE
 from .reader import CheckpointError, read_checkpoint
 
-def _depth(tensors: dict[str, Tensor]) -> int:
-    """Blocks in a file of any layout: numbered across the network, or within stages (timm)."""
-    staged = {m.groups() for m in map(re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.").match,
-                                      tensors) if m}
-    if staged:
-        return len(staged)
-    return len({m.group(1) for m in map(re.compile(r"^blocks\.(\d+)\.").match, tensors) if m})
+
+def convert(tensors: dict[str, Tensor], metadata: dict[str, str], source: str) -> Checkpoint:
+    """A file's tensors in native names: its layout detected and converted, once."""
+    try:
+        layout, state = native_state(tensors)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    return Checkpoint(state, layout, metadata, source)
+
+
+def read_weights(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file (never running code from it) and convert it to native names."""
+    tensors, metadata = read_checkpoint(path)
+    return convert(tensors, metadata, str(path))
+
+
+def _depth(state: dict[str, Tensor]) -> int:
+    """Blocks in a state dict of native names (numbered across the network)."""
+    return len({m.group(1) for m in map(re.compile(r"^blocks\.(\d+)\.").match, state) if m})
 
 
 # Config fields that name or describe a network without changing what it computes.
@@ -38,16 +52,7 @@ _NOT_THE_NETWORK = dict(name="", paper_params_m=None, paper_gflops=None, dataset
                         head_dropout=0.0, drop_path=0.0)
 
 
-def _head_size(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> int | None:
-    head = to_native(tensors, layout, cfg).get("head.weight")
-    return int(head.shape[0]) if head is not None else None
-
-
-def _fits(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> bool:
-    try:
-        state = to_native(tensors, layout, cfg)
-    except (ValueError, RuntimeError, IndexError):
-        return False
+def _fits(state: dict[str, Tensor], cfg: MViTConfig) -> bool:
     head = state.get("head.weight")
     if head is None or head.ndim != 2:
         return False
@@ -56,13 +61,23 @@ def _fits(tensors: dict[str, Tensor], layout: Layout, cfg: MViTConfig) -> bool:
 
 def architecture_from_shapes(tensors: dict[str, Tensor], layout: Layout,
                              source: str) -> MViTConfig:
-    """The known architecture whose every tensor fits the file's; one clear error otherwise."""
-    depth = _depth(tensors)
-    matches = [cfg for cfg in ARCHITECTURES.values()
-               if cfg.depth == depth and _fits(tensors, layout, cfg)]
+    """The known architecture whose every tensor fits a file's (tensors in `layout`)."""
+    try:
+        state = to_native(tensors, layout)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    return _architecture_of_state(Checkpoint(state, layout, {}, source))
+
+
+def _architecture_of_state(checkpoint: Checkpoint) -> MViTConfig:
+    """The known architecture whose every tensor fits the checkpoint's; one clear error
+    otherwise."""
+    state, layout, source = checkpoint.state, checkpoint.layout, checkpoint.source
+    depth = _depth(state)
+    matches = [cfg for cfg in ARCHITECTURES.values() if cfg.depth == depth and _fits(state, cfg)]
     # Entries that differ only in name and head size are one network: keep the one whose
     # head is the file's size, else the first.
-    head = _head_size(tensors, layout, matches[0]) if matches else None
+    head = checkpoint.num_classes
     distinct: dict[MViTConfig, MViTConfig] = {}
     for cfg in sorted(matches, key=lambda c: c.num_classes != head):
         distinct.setdefault(replace(cfg, num_classes=0, **_NOT_THE_NETWORK), cfg)
@@ -81,10 +96,10 @@ def architecture_from_shapes(tensors: dict[str, Tensor], layout: Layout,
                           "choose one with --model")
 
 
-def architecture_of(tensors: dict[str, Tensor], metadata: dict[str, str], layout: Layout,
-                    source: str) -> tuple[MViTConfig, str]:
+def architecture_of(checkpoint: Checkpoint) -> tuple[MViTConfig, str]:
     """A file's architecture, as its metadata records it, else as its shapes decide; and
     which of the two said it."""
+    metadata, source = checkpoint.metadata, checkpoint.source
     recorded = file_config(source, metadata)
     if recorded is not None:
         return recorded, "recorded in the file"
@@ -93,7 +108,7 @@ def architecture_of(tensors: dict[str, Tensor], metadata: dict[str, str], layout
             return get_config(metadata[META_ARCHITECTURE]), "recorded in the file"
         except ValueError:
             pass  # an architecture this installation does not know: let the shapes decide
-    return architecture_from_shapes(tensors, layout, source), "by its tensors' shapes"
+    return _architecture_of_state(checkpoint), "by its tensors' shapes"
 
 
 @dataclass
@@ -106,23 +121,19 @@ class LoadedFile:
 
 def load_file(path: str | Path, architecture: str | MViTConfig | None = None,
               num_classes: int | None = None) -> LoadedFile:
-    """The model a checkpoint file makes, read once.
+    """The model a checkpoint file makes: read once, converted once, fitted once.
 
     Without `architecture`, the file decides (its metadata, else its shapes). With a name,
     a file of ours that records another architecture is refused, and one that records the
     same name supplies its exact config (a model trained at other frames or sizes). An
     explicit `MViTConfig` is used as given.
     """
-    source = str(path)
-    tensors, metadata = read_checkpoint(path)
-    try:
-        layout = detect_layout(tensors)
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
+    checkpoint = read_weights(path)
     how = "as given"
     if architecture is None:
-        cfg, how = architecture_of(tensors, metadata, layout, source)
+        cfg, how = architecture_of(checkpoint)
     else:
+        source, metadata = checkpoint.source, checkpoint.metadata
         cfg = architecture if isinstance(architecture, MViTConfig) else get_config(architecture)
         recorded_name = metadata.get(META_ARCHITECTURE)
         if recorded_name and not same_architecture(recorded_name, cfg.name):
@@ -131,5 +142,4 @@ def load_file(path: str | Path, architecture: str | MViTConfig | None = None,
         if (recorded is not None and not isinstance(architecture, MViTConfig)
                 and same_architecture(recorded.name, cfg.name)):
             cfg = recorded
-    checkpoint = convert(tensors, metadata, cfg, source)
     return LoadedFile(load_model(cfg, checkpoint, num_classes), checkpoint, cfg, how)

@@ -14,11 +14,11 @@ from torch import Tensor, nn
 
 from ..fileio import atomic_path
 from ..models.config import MViTConfig, config_from_json, config_to_json
+from ..models.model import model_from_config
 from .metadata import (FORMAT_NAME, META_ARCHITECTURE, META_CONFIG, META_FORMAT, META_LABELS,
                        META_POOL_NORM_EPS, META_PROTOCOL)
-from .layouts import Layout, detect_layout, fit_to_shape, to_native
-from .reader import CheckpointError, read_checkpoint
-
+from .layouts import Layout
+from .reader import CheckpointError
 
 
 def _json_field(source: str, metadata: dict[str, str], key: str, kind: type) -> Any:
@@ -106,23 +106,6 @@ def file_config(source: str, metadata: dict[str, str]) -> MViTConfig | None:
                               f"architecture ({exc})") from None
 
 
-def convert(tensors: dict[str, Tensor], metadata: dict[str, str], cfg: MViTConfig,
-            source: str) -> Checkpoint:
-    """A file's tensors in native names for architecture `cfg`."""
-    try:
-        layout = detect_layout(tensors)
-        state = to_native(tensors, layout, cfg)
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
-    return Checkpoint(state, layout, metadata, source)
-
-
-def read_weights(path: str | Path, cfg: MViTConfig) -> Checkpoint:
-    """Read a checkpoint file and convert it to native names for architecture `cfg`."""
-    tensors, metadata = read_checkpoint(path)
-    return convert(tensors, metadata, cfg, str(path))
-
-
 @dataclass
 class FitReport:
     """How a state dict fits the tensors a model expects."""
@@ -135,6 +118,19 @@ class FitReport:
     @property
     def fits(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+
+def fit_to_shape(tensor: Tensor, shape: torch.Size) -> Tensor:
+    """Add or drop singleton dims so `tensor` fits `shape`; leave it alone if that cannot work.
+
+    Covers [1, 1, C] vs [C] tokens, [1, N, C] vs [N, C] positions and 2D vs 3D (kT = 1) kernels,
+    without ever reshaping a genuinely different tensor into place.
+    """
+    if tensor.shape == shape:
+        return tensor
+    if [d for d in tensor.shape if d != 1] != [d for d in shape if d != 1]:
+        return tensor
+    return tensor.reshape(shape)
 
 
 def fit_report(state: dict[str, Tensor], expected: dict[str, torch.Size]) -> FitReport:
@@ -167,29 +163,32 @@ def _misfit(report: FitReport, checkpoint: Checkpoint, source: str, arch_name: s
 
 
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
-    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error.
+    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error."""
+    expected = model.state_dict()
+    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
+    if not report.fits:
+        raise _misfit(report, checkpoint, source, arch_name)
+    _assign(model, report.state, expected)
+
+
+def _assign(model: nn.Module, state: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
+    """Fitted weights into `model`, strictly.
 
     A model on the meta device (built without memory or random init) takes copies as its
     tensors: contiguous memory of its own, never the checkpoint's, which maps the file
     itself (safetensors, torch.load's mmap: a change to the file could show through) and
     may be shared between keys."""
-    expected = model.state_dict()
-    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
-    if not report.fits:
-        raise _misfit(report, checkpoint, source, arch_name)
     # A model with memory of its own copies into it; only a meta one takes the copies.
     assign = any(t.is_meta for t in expected.values())
     model.load_state_dict({k: v.to(expected[k].dtype, memory_format=torch.contiguous_format,
                                    copy=assign)
-                           for k, v in report.state.items()},
+                           for k, v in state.items()},
                           strict=True, assign=assign)
 
 
 @lru_cache(maxsize=64)
 def expected_shapes(cfg: MViTConfig) -> dict[str, torch.Size]:
     """Every tensor's shape in a model of `cfg`, from a model on the meta device (no memory)."""
-    from ..models.model import model_from_config
-
     with torch.device("meta"):
         model = model_from_config(cfg)
     return {key: value.shape for key, value in model.state_dict().items()}
@@ -212,20 +211,19 @@ def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None 
     would be N x width floats in the model). Weights with NaN or infinities are refused.
     Class names the file carries become `model.labels`.
     """
-    from ..models.model import model_from_config
-
     fitted = checkpoint.fit_config(cfg)
     if num_classes is not None:
         fitted = replace(fitted, num_classes=num_classes)
-    report = fit_report(checkpoint.state, expected_shapes(fitted))
+    # Built on the meta device (no memory, no random init): its tensors give the shapes to
+    # check, and every one is about to be replaced (the load is strict).
+    with torch.device("meta"):
+        model = model_from_config(fitted)
+    expected = model.state_dict()
+    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
         raise _misfit(report, checkpoint, checkpoint.source, cfg.name)
     _check_finite(checkpoint)
-    # Built on the meta device: every tensor is about to be replaced (load_into is strict),
-    # and building B-16x4 with its random init took 0.32-0.48 s of a one-file classify.
-    with torch.device("meta"):
-        model = model_from_config(fitted)
-    load_into(model, checkpoint, checkpoint.source, cfg.name)
+    _assign(model, report.state, expected)
     if checkpoint.labels:
         model.labels = checkpoint.labels
     return model.eval()
