@@ -1,8 +1,18 @@
-"""Load a checkpoint of any supported layout into a model, strictly, with one-line errors."""
+"""Fitting converted weights to an architecture and building the model, strictly, with
+one-line errors.
+
+Our own safetensors say their architecture in their metadata. Files of other publishers
+(torchvision, SlowFast, pytorchvideo, timm) say nothing, but their tensors' names and shapes
+decide it: the depth, widths, kernels, position tables and relative-position tables of each
+architecture are distinct. So each known architecture of the same depth is tried as a
+shape-only model on the meta device (no memory, no arithmetic), and the one whose every
+tensor fits is the answer. (Which names the head's outputs carry: `mvit_cli.labels`.)
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +23,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..fileio import atomic_path
+from ..models.architectures import ARCHITECTURES, BUILTIN, get_config, same_architecture
 from ..models.config import MViTConfig, config_from_json, config_to_json
 from ..models.model import model_from_config
 from .metadata import (FORMAT_NAME, META_ARCHITECTURE, META_CONFIG, META_FORMAT, META_LABELS,
@@ -227,6 +238,102 @@ def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None 
     if checkpoint.labels:
         model.labels = checkpoint.labels
     return model.eval()
+
+
+def _depth(state: dict[str, Tensor]) -> int:
+    """Blocks in a state dict of native names (numbered across the network)."""
+    return len({m.group(1) for m in map(re.compile(r"^blocks\.(\d+)\.").match, state) if m})
+
+
+# Config fields that name or describe a network without changing what it computes.
+_NOT_THE_NETWORK = dict(name="", paper_params_m=None, paper_gflops=None, dataset="",
+                        head_dropout=0.0, drop_path=0.0)
+
+
+def _fits(state: dict[str, Tensor], cfg: MViTConfig) -> bool:
+    head = state.get("head.weight")
+    if head is None or head.ndim != 2:
+        return False
+    return fit_report(state, expected_shapes(replace(cfg, num_classes=head.shape[0]))).fits
+
+
+def architecture_of_state(checkpoint: Checkpoint) -> MViTConfig:
+    """The known architecture whose every tensor fits the checkpoint's; one clear error
+    otherwise."""
+    state, layout, source = checkpoint.state, checkpoint.layout, checkpoint.source
+    depth = _depth(state)
+    matches = [cfg for cfg in ARCHITECTURES.values() if cfg.depth == depth and _fits(state, cfg)]
+    # Entries that differ only in name and head size are one network: keep the one whose
+    # head is the file's size, else the first.
+    head = checkpoint.num_classes
+    distinct: dict[MViTConfig, MViTConfig] = {}
+    for cfg in sorted(matches, key=lambda c: c.num_classes != head):
+        distinct.setdefault(replace(cfg, num_classes=0, **_NOT_THE_NETWORK), cfg)
+    matches = list(distinct.values())
+    builtin = [cfg for cfg in matches if cfg.name in BUILTIN]
+    if len(matches) == 1:
+        return matches[0]
+    if len(builtin) == 1:  # a registered variant with the same shapes: the builtin wins
+        return builtin[0]
+    if not matches:
+        raise CheckpointError(f"{source}: its tensors ({layout.name} layout, {depth} blocks) "
+                              "fit none of the known architectures (mvit models); name one "
+                              "with --model")
+    names = ", ".join(cfg.name for cfg in matches)
+    raise CheckpointError(f"{source}: its tensors fit several architectures ({names}); "
+                          "choose one with --model")
+
+
+def architecture_of(checkpoint: Checkpoint) -> tuple[MViTConfig, str]:
+    """A file's architecture, as its metadata records it, else as its shapes decide; and
+    which of the two said it."""
+    metadata, source = checkpoint.metadata, checkpoint.source
+    recorded = file_config(source, metadata)
+    if recorded is not None:
+        return recorded, "recorded in the file"
+    if metadata.get(META_ARCHITECTURE):
+        try:
+            return get_config(metadata[META_ARCHITECTURE]), "recorded in the file"
+        except ValueError:
+            pass  # an architecture this installation does not know: let the shapes decide
+    return architecture_of_state(checkpoint), "by its tensors' shapes"
+
+
+@dataclass
+class LoadedFile:
+    model: nn.Module
+    checkpoint: Checkpoint
+    cfg: MViTConfig  # the architecture the file was loaded as (head size aside)
+    architecture_from: str  # "as given", "recorded in the file" or "by its tensors' shapes"
+    labels: list[str] | None = None  # the class names the file carries
+    protocol: dict[str, Any] | None = None  # the test protocol the file records
+
+
+def fit_file(checkpoint: Checkpoint, architecture: str | MViTConfig | None = None,
+             num_classes: int | None = None) -> LoadedFile:
+    """The model a converted file makes, its architecture decided once, with what the file
+    says about its outputs (class names, test protocol).
+
+    Without `architecture`, the file decides (its metadata, else its shapes). With a name,
+    a file of ours that records another architecture is refused, and one that records the
+    same name supplies its exact config (a model trained at other frames or sizes). An
+    explicit `MViTConfig` is used as given.
+    """
+    how = "as given"
+    if architecture is None:
+        cfg, how = architecture_of(checkpoint)
+    else:
+        source, metadata = checkpoint.source, checkpoint.metadata
+        cfg = architecture if isinstance(architecture, MViTConfig) else get_config(architecture)
+        recorded_name = metadata.get(META_ARCHITECTURE)
+        if recorded_name and not same_architecture(recorded_name, cfg.name):
+            raise CheckpointError(f"{source}: holds weights for {recorded_name}, not {cfg.name}")
+        recorded = file_config(source, metadata)
+        if (recorded is not None and not isinstance(architecture, MViTConfig)
+                and same_architecture(recorded.name, cfg.name)):
+            cfg = recorded
+    model = load_model(cfg, checkpoint, num_classes)
+    return LoadedFile(model, checkpoint, cfg, how, checkpoint.labels, checkpoint.protocol)
 
 
 def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = None,
