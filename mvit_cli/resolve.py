@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
 from .checkpoints.files import load_file
+from .checkpoints.metadata import META_SOURCE_SHA256
 from .labels import LABEL_SETS, choose_labels, load_labels, read_label_file
 from .media.protocol import check_recorded
 from .models.config import MViTConfig
@@ -54,7 +55,9 @@ class Resolved:
     recorded_protocol: dict[str, Any] | None  # None: nothing records how it was tested
     entry: WeightsEntry | None
     path: Path
-    # The file's sha256 where getting it already hashed it (a download, a Hub check).
+    # The sha256 outputs record, where it is known without hashing the file again: hashed
+    # while downloading, or, for our conversion of a Hub file, the Hub file's, recorded
+    # inside it.
     known_sha256: str | None = field(default=None, repr=False)
 
     @cached_property
@@ -103,5 +106,8 @@ def resolve(weights: str | os.PathLike | None = None, *, model: str | MViTConfig
         protocol = check_recorded(loaded.protocol, str(located.path))
     architecture_from = ("as the registry says" if entry is not None and model is None
                          else loaded.architecture_from)
+    sha256 = located.sha256
+    if sha256 is None and located.sha256_inside:
+        sha256 = loaded.checkpoint.metadata.get(META_SOURCE_SHA256)
     return Resolved(loaded.model, loaded.model.labels, labels_from, architecture_from,
-                    protocol or None, entry, located.path, located.sha256)
+                    protocol or None, entry, located.path, sha256)

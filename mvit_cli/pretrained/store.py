@@ -68,16 +68,15 @@ def _hub_file(entry: WeightsEntry, local_only: bool) -> Fetched:
 
 
 def cached_file(entry: WeightsEntry) -> Path | None:
-    """The ready-to-load file for `entry` if it is on disk, without touching the network."""
-    path = _native_path(entry)
-    if path.exists():
-        return path
+    """The file of `entry` on disk, as `mvit weights` shows it, without touching the network:
+    for a Hub entry the Hub's file (our conversion of it is derived data), else ours."""
     if entry.hub:
         try:
             return _hub_file(entry, local_only=True).path
         except (OfflineError, DownloadError):
-            return None
-    return None
+            pass
+    path = _native_path(entry)
+    return path if path.exists() else None
 
 
 def _unavailable(entry: WeightsEntry, reason: str) -> WeightsUnavailableError:
@@ -96,21 +95,26 @@ class UnpinnedError(WeightsUnavailableError):
 
 @dataclass(frozen=True)
 class Located:
-    """A weights argument made local: the file to load, its registry entry (None for a
-    file given by path), and its sha256 where getting the file already hashed it (a
-    download, a Hub file checked against its digest), so that it is never hashed twice."""
+    """A weights argument made local: the file to load (always our format for a registry
+    entry), its registry entry (None for a file given by path), and its sha256 where getting
+    it already hashed it (a download), so that it is never hashed twice.
+
+    `sha256_inside`: the file is our conversion of a Hub file, which outputs identify by the
+    Hub file's sha256, recorded inside it (`mvit.source_sha256`) when it was converted.
+    """
 
     path: Path
     entry: WeightsEntry | None
     sha256: str | None = None
+    sha256_inside: bool = False
 
 
 def locate(weights: str | os.PathLike | None, model: str | MViTConfig | None = None
            ) -> Located:
     """The local file for a weights argument: a file as it is (read in place: nothing is
-    written beside a user's file), a registry name cached or downloaded now, or None for
-    the default weights (of `model`, if given). A name whose entry is for another
-    architecture than `model` is refused."""
+    written beside a user's file), a registry name cached (or downloaded and converted now),
+    or None for the default weights (of `model`, if given). A name whose entry is for
+    another architecture than `model` is refused."""
     wanted = None
     if model is not None:
         wanted = model.name if isinstance(model, MViTConfig) else get_config(model).name
@@ -123,6 +127,12 @@ def locate(weights: str | os.PathLike | None, model: str | MViTConfig | None = N
             return Located(path, None)
     if wanted is not None and not same_architecture(entry.architecture, wanted):
         raise UsageError(f"weights {entry.name!r} are for {entry.architecture}, not {wanted}")
+    target = _native_path(entry)
+    if target.exists():  # converted (or imported) before: read as it is, no network
+        return Located(target, entry, sha256_inside=bool(entry.hub))
+    if entry.hub:
+        fetched = _fetch_hub_entry(entry)
+        return Located(target, entry, fetched.sha256, sha256_inside=True)
     path, digest = _ensure(entry, pin=False)
     return Located(path, entry, digest)
 
@@ -130,15 +140,51 @@ def locate(weights: str | os.PathLike | None, model: str | MViTConfig | None = N
 def ensure_weights(entry: WeightsEntry, pin: bool = False) -> Path:
     """A local checkpoint file for `entry`: cached, or downloaded, verified and converted now.
 
-    An entry whose publisher gives no digest is downloaded only with `pin`: its sha256 is
-    then recorded (pinned) at this first download, and every later verify checks against
-    that, reported as pinned by the user rather than by the publisher.
+    For a Hub entry, the Hub's file (checked for a newer one where the Hub can be reached),
+    with our conversion of it brought up to date beside. An entry whose publisher gives no
+    digest is downloaded only with `pin`: its sha256 is then recorded (pinned) at this
+    first download, and every later verify checks against that, reported as pinned by the
+    user rather than by the publisher.
     """
+    if entry.hub:
+        target = _native_path(entry)
+        try:
+            return _fetch_hub_entry(entry).path
+        except WeightsUnavailableError:
+            if target.exists():  # an import of the published file stands in for the Hub's
+                return target
+            raise
     return _ensure(entry, pin)[0]
 
 
+def _fetch_hub_entry(entry: WeightsEntry) -> Fetched:
+    """The Hub's file for `entry`, verified; converted to ours unless our conversion is
+    already of these very bytes (a Hub file can change under a revision like "main")."""
+    try:
+        fetched = _hub_file(entry, local_only=False)
+    except OfflineError as exc:
+        raise _unavailable(entry, str(exc)) from None
+    target = _native_path(entry)
+    with FileLock(str(target) + ".lock"):
+        if not (target.exists() and _recorded_source(target) == fetched.sha256):
+            convert_to_native(fetched.path, entry, target, {
+                META_SOURCE: entry.source, META_SOURCE_SHA256: fetched.sha256,
+                META_DIGEST_FROM: "publisher"})
+    return fetched
+
+
+def _recorded_source(path: Path) -> str | None:
+    from ..checkpoints.reader import CheckpointError, read_metadata
+
+    try:
+        return read_metadata(path).get(META_SOURCE_SHA256)
+    except CheckpointError:
+        return None
+
+
 def _ensure(entry: WeightsEntry, pin: bool) -> tuple[Path, str | None]:
-    """`ensure_weights`, with the file's sha256 where this call hashed it (else None).
+    """`ensure_weights` for entries of ours or of a publisher's URL, with the file's sha256
+    where this call hashed it (else None).
 
     A publisher's checkpoint is converted to our safetensors here, once, when it is
     downloaded: later runs read our format directly and convert nothing.
@@ -146,12 +192,6 @@ def _ensure(entry: WeightsEntry, pin: bool) -> tuple[Path, str | None]:
     target = _native_path(entry)
     if target.exists():
         return target, None
-    if entry.hub:
-        try:
-            fetched = _hub_file(entry, local_only=False)
-        except OfflineError as exc:
-            raise _unavailable(entry, str(exc)) from None
-        return fetched.path, fetched.sha256
     if entry.file:
         raise WeightsUnavailableError(f"weights {entry.name!r}: {entry.file} is gone; import "
                                       "the checkpoint again with mvit weights import")
@@ -304,13 +344,24 @@ class VerifyResult:
 
 
 def verify_entry(entry: WeightsEntry) -> VerifyResult:
-    """Re-hash a cached file against what was recorded when it was made, and load it.
+    """Re-hash a cached file against what was recorded when it was made, and load it; for a
+    Hub entry, our conversion of its file as well (which is what runs load).
 
     No recorded digest means nothing to verify against: reported, never called ok.
     """
     path = cached_file(entry)
     if path is None:
         return VerifyResult(entry, "not cached")
+    result = _verify_file(entry, path)
+    converted = _native_path(entry)
+    if result.status == "ok" and path != converted and converted.exists():
+        derived = _verify_file(entry, converted)
+        if derived.status != "ok":
+            return derived
+    return result
+
+
+def _verify_file(entry: WeightsEntry, path: Path) -> VerifyResult:
     sidecar = Path(str(path) + ".sha256")
     if sidecar.exists():
         recorded = sidecar.read_text().strip()
@@ -341,17 +392,22 @@ def verify_entry(entry: WeightsEntry) -> VerifyResult:
 
 
 def remove_entry(entry: WeightsEntry) -> list[Path]:
-    """Delete a cached checkpoint (and, for imports, the registry entry). Returns what went."""
+    """Delete a cached checkpoint (and, for imports, the registry entry). Returns what went
+    (for a Hub entry, the Hub's file; our conversion of it is removed with it)."""
     removed: list[Path] = []
     if entry.shipped:
         return removed  # part of the package, not of the cache
     path = cached_file(entry)
+    converted = _native_path(entry)
     if path is not None:
-        if entry.hub and path != _native_path(entry):  # the Hub's cache, not ours
+        if path != converted:  # the Hub's cache, not ours
             blob = path.resolve()
             path.unlink(missing_ok=True)
             blob.unlink(missing_ok=True)
             removed.append(path)
+            # Our conversion of it goes with it: derived data, not a file of its own.
+            for item in (converted, Path(str(converted) + ".sha256")):
+                item.unlink(missing_ok=True)
         else:
             for item in (path, Path(str(path) + ".sha256")):
                 if item.exists():
