@@ -37,11 +37,6 @@ def architecture_from_shapes(tensors: dict[str, Tensor], layout: Layout,
 
 def load_file(path: str | Path, architecture: str | MViTConfig | None = None,
               num_classes: int | None = None) -> LoadedFile:
-    """The model a checkpoint file makes: read once, converted once, fitted once.
-
-    Without `architecture`, the file decides (its metadata, else its shapes). With a name,
-    a file of ours that records another architecture is refused, and one that records the
-    same name supplies its exact config (a model trained at other frames or sizes). An
-    explicit `MViTConfig` is used as given.
-    """
+    """The model a checkpoint file makes: read once, converted once, fitted once (how the
+    architecture is decided: `loading.fit_file`)."""
     return fit_file(read_weights(path), architecture, num_classes)

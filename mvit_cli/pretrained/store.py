@@ -4,9 +4,10 @@ Publisher downloads are verified, converted once to our own safetensors in
 `$MVIT_HOME/weights/NAME.safetensors` (architecture, labels and test protocol inside; a
 `.sha256` file beside it for `mvit weights verify`) and the original is deleted: the one
 conversion, at download (or `mvit weights import`) time, never in a run that classifies.
-Hub files are already safetensors and stay in the Hub's cache, where `mvit weights` lists,
-verifies and removes them; an import of a published entry's file, Hub entries' included,
-takes precedence over any download. Later runs read the file memory-mapped.
+Hub files stay in the Hub's cache, where `mvit weights` lists, verifies and removes them,
+and are converted the same way beside it when fetched. An import of a published entry's
+file, Hub entries' included, takes the place of a download. Later runs read our file
+memory-mapped, with no network.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def _fetch_hub_entry(entry: WeightsEntry) -> Fetched:
 
 
 def _recorded_source(path: Path) -> str | None:
+    """The sha256 of the file our conversion at `path` was made from, as it records it."""
     from ..checkpoints.reader import CheckpointError, read_metadata
 
     try:
