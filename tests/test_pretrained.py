@@ -685,3 +685,14 @@ def test_a_users_checkpoint_file_is_read_in_place(tmp_path, monkeypatch):
     assert list(folder.iterdir()) == [path]
     assert resolved.provenance.weights == str(path.resolve())
     assert resolved.provenance.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_verify_checks_the_conversion_runs_load_of_a_hub_file(server, home):
+    entry, _ = _hub_entry(server, "timm/tiny-check")
+    build_model("tiny-v2-image", weights="tiny-check")
+    converted = home / "weights" / "tiny-check.safetensors"
+    raw = bytearray(converted.read_bytes())
+    raw[-5] ^= 0xFF
+    converted.write_bytes(bytes(raw))
+    result = verify_entry(entry)
+    assert result.status == "corrupt" and "expected" in result.detail
