@@ -121,7 +121,7 @@ def _load_package(folder: Path):
 
 def against(folder: Path, name: str, batch: int, repeat: int, precision: str = "fp32") -> dict:
     other = _load_package(folder)
-    builder = importlib.import_module(f"{folder.name}.factory").model_from_config
+    builder = importlib.import_module(f"{folder.name}.models.model").model_from_config
     torch.manual_seed(0)
     cfg = mvit_cli.get_config(name)
     ours = mvit_cli.build_model(cfg)

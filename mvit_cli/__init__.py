@@ -24,7 +24,7 @@ from .version import __version__
 # Public name -> module that defines it, imported on first use.
 _EXPORTS = {
     "load": ".api", "Pipeline": ".api", "FileResult": ".jobs.classify",
-    "build_model": ".factory", "model_from_config": ".factory",
+    "build_model": ".factory", "model_from_config": ".models.model",
     "MvitError": ".errors", "UsageError": ".errors",
     "CheckpointError": ".checkpoints.reader", "MediaError": ".media.decode",
     "ARCHITECTURES": ".models.architectures", "UnknownArchitectureError": ".models.architectures",
@@ -44,7 +44,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .checkpoints.reader import CheckpointError
     from .jobs.classify import FileResult
     from .errors import MvitError, UsageError
-    from .factory import build_model, model_from_config
+    from .factory import build_model
+    from .models.model import model_from_config
     from .media.decode import MediaError
     from .models.architectures import (ARCHITECTURES, UnknownArchitectureError, get_config,
                                        register_architecture)

@@ -16,13 +16,6 @@ if TYPE_CHECKING:
     from .models.model import MultiscaleTransformer
 
 
-def model_from_config(cfg: MViTConfig) -> MultiscaleTransformer:
-    """An untrained model of the given architecture, in train mode (weights random)."""
-    from .models.model import model_from_config as build
-
-    return build(cfg)
-
-
 def build_model(name: str | MViTConfig, weights: str | os.PathLike | None = None,
                 num_classes: int | None = None) -> MultiscaleTransformer:
     """Build architecture `name`, optionally load `weights`, and return it in eval mode.
@@ -40,6 +33,8 @@ def build_model(name: str | MViTConfig, weights: str | os.PathLike | None = None
             from dataclasses import replace
 
             cfg = replace(cfg, num_classes=num_classes)
+        from .models.model import model_from_config
+
         return model_from_config(cfg).eval()
     from .resolve import resolve
 

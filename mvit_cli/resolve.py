@@ -15,18 +15,20 @@ inspect`, and whatever comes next. The rules, most specific first:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from . import __version__
-from .errors import UsageError
+from .version import __version__
+from .checkpoints.files import load_file
+from .checkpoints.metadata import META_SOURCE_SHA256
 from .labels import LABEL_SETS, choose_labels, load_labels, read_label_file
 from .media.protocol import check_recorded
-from .models.architectures import get_config, same_architecture
 from .models.config import MViTConfig
-from .pretrained.registry import WeightsEntry, default_entry
+from .pretrained.download import sha256_of
+from .pretrained.registry import WeightsEntry
+from .pretrained.store import locate
 
 if TYPE_CHECKING:
     from .models.model import MultiscaleTransformer
@@ -43,9 +45,6 @@ class Provenance:
     sha256: str  # of the weights file as loaded
     mvit_version: str = __version__
 
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
-
 
 @dataclass
 class Resolved:
@@ -56,16 +55,18 @@ class Resolved:
     recorded_protocol: dict[str, Any] | None  # None: nothing records how it was tested
     entry: WeightsEntry | None
     path: Path
+    # The sha256 outputs record, where it is known without hashing the file again: hashed
+    # while downloading, or, for our conversion of a Hub file, the Hub file's, recorded
+    # inside it.
+    known_sha256: str | None = field(default=None, repr=False)
 
     @cached_property
     def provenance(self) -> Provenance:
-        """Hashed on first use: `build_model` callers, who never ask, never pay for it."""
-        from .pretrained.download import sha256_of
-
+        """Hashed on first use, once: `build_model` callers, who never ask, never pay for it."""
         return Provenance(architecture=self.model.cfg.name,
                           weights=(self.entry.name if self.entry is not None
                                    else os.path.abspath(self.path)),
-                          sha256=sha256_of(self.path))
+                          sha256=self.known_sha256 or sha256_of(self.path))
 
 
 def given_labels(labels: LabelsArgument) -> tuple[list[str] | None, str]:
@@ -81,49 +82,32 @@ def given_labels(labels: LabelsArgument) -> tuple[list[str] | None, str]:
     return names, "labels"
 
 
-def _entry_for(weights: str | os.PathLike | None, model: str | MViTConfig | None
-               ) -> tuple[Path | None, WeightsEntry | None]:
-    """(file, entry) for a weights argument; the file is None for a registry entry."""
-    from .pretrained.store import resolve_weights
-
-    if weights is None:
-        name = None
-        if model is not None:
-            name = model.name if isinstance(model, MViTConfig) else get_config(model).name
-        return None, default_entry(name)
-    path, entry = resolve_weights(weights, fetch=False)
-    return (None, entry) if entry is not None else (path, None)
-
-
 def resolve(weights: str | os.PathLike | None = None, *, model: str | MViTConfig | None = None,
             labels: LabelsArgument = None, num_classes: int | None = None) -> Resolved:
-    """Everything a run needs from the weights, read once (downloading them if need be)."""
-    from .checkpoints.files import load_file
-    from .pretrained.store import ensure_weights
+    """Everything a run needs from the weights, read once (downloading them if need be).
 
-    path, entry = _entry_for(weights, model)
-    architecture: str | MViTConfig | None = model
-    if entry is not None:
-        if model is not None:
-            wanted = model.name if isinstance(model, MViTConfig) else get_config(model).name
-            if not same_architecture(entry.architecture, wanted):
-                raise UsageError(f"weights {entry.name!r} are for {entry.architecture}, "
-                                 f"not {wanted}")
-        else:
-            architecture = entry.architecture
-        path = ensure_weights(entry)
-    assert path is not None
-    loaded = load_file(path, architecture, num_classes)
-    names, where = given_labels(labels)
+    One descent, each step once: the labels asked for (checked before anything is
+    fetched), the local file (`pretrained.store`: registry, download, cache), the model it
+    makes (`checkpoints.files`: read, convert to native names, decide the architecture,
+    fit), then the names of its outputs and its test protocol.
+    """
+    names, given_by = given_labels(labels)
+    located = locate(weights, model)
+    entry = located.entry
+    architecture = entry.architecture if entry is not None and model is None else model
+    loaded = load_file(located.path, architecture, num_classes)
     loaded.model.labels, labels_from = choose_labels(
-        loaded.model.num_classes, given=names, given_by=where or "--labels",
-        in_file=loaded.checkpoint.labels, source=str(path),
-        label_set=entry.labels if entry is not None else None)
+        loaded.model.num_classes, given=names,
+        given_by=given_by or "--labels", in_file=loaded.labels,
+        source=str(located.path), label_set=entry.labels if entry is not None else None)
     if entry is not None and entry.protocol:
         protocol = check_recorded(entry.protocol, f"weights {entry.name!r}")
     else:
-        protocol = check_recorded(loaded.checkpoint.protocol, str(path))
+        protocol = check_recorded(loaded.protocol, str(located.path))
     architecture_from = ("as the registry says" if entry is not None and model is None
                          else loaded.architecture_from)
+    sha256 = located.sha256
+    if sha256 is None and located.sha256_inside:
+        sha256 = loaded.checkpoint.metadata.get(META_SOURCE_SHA256)
     return Resolved(loaded.model, loaded.model.labels, labels_from, architecture_from,
-                    protocol or None, entry, path)
+                    protocol or None, entry, located.path, sha256)

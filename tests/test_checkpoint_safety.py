@@ -172,7 +172,7 @@ def test_two_names_for_one_tensor_must_hold_the_same_values(tmp_path):
     from mvit_cli.checkpoints import LAYOUTS_BY_NAME, from_native, read_weights
 
     _, weights, _, _ = reference("tv_v1_tiny")
-    state = from_native(read_weights(weights, TINY_V1).state, LAYOUTS_BY_NAME["pytorchvideo"],
+    state = from_native(read_weights(weights).state, LAYOUTS_BY_NAME["pytorchvideo"],
                         TINY_V1)
     key = "blocks.1.attn.pool_k.weight"
     state[key.replace(".attn.pool_k.", ".attn._attention_pool_k.pool.")] = state[key] + 1

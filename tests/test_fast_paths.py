@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mvit_cli import cpu_gates, get_config
-from mvit_cli.factory import model_from_config
+from mvit_cli.models.model import model_from_config
 from mvit_cli.models.fast import chunks
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere, plan_axis, read_positions
 from mvit_cli.models.fast.relative_dot import attention_with_relative_positions

@@ -18,8 +18,9 @@ import torch
 
 from mvit_cli import get_config
 from mvit_cli.checkpoints import LAYOUTS_BY_NAME, detect_layout, from_native
-from mvit_cli.checkpoints.loading import convert, expected_shapes, load_model
-from mvit_cli.factory import model_from_config
+from mvit_cli.checkpoints.layouts import native_state
+from mvit_cli.checkpoints.loading import Checkpoint, expected_shapes, load_model
+from mvit_cli.models.model import model_from_config
 
 LAYOUT_FILES = Path(__file__).parent / "fixtures" / "layouts"
 
@@ -65,7 +66,8 @@ def test_a_file_with_the_publishers_keys_loads_strictly(name):
     published, cfg = _published(name)
     tensors = {key: torch.zeros(shape) for key, shape in published.items()}
     assert detect_layout(tensors).name.startswith(PUBLISHED[name][1])
-    checkpoint = convert(tensors, {}, cfg, name)
+    layout, state = native_state(tensors)
+    checkpoint = Checkpoint(state, layout, {}, name)
     model = load_model(cfg, checkpoint)
     assert model.num_classes == cfg.num_classes
 

@@ -47,7 +47,7 @@ def test_a_file_of_ours_says_its_architecture(tiny_weights):
 @pytest.mark.parametrize("layout", ["torchvision", "slowfast", "pytorchvideo"])
 def test_foreign_layouts_are_recognised_by_their_shapes(tmp_path, reference_name, layout):
     cfg, weights, clip, expected = reference(reference_name)
-    native = read_weights(weights, cfg).state
+    native = read_weights(weights).state
     path = tmp_path / f"{layout}.pth"
     state = from_native(native, LAYOUTS_BY_NAME[layout], cfg)
     torch.save(state if layout == "torchvision" else {"model_state": state}, path)

@@ -557,3 +557,142 @@ def test_a_download_may_be_a_little_larger_than_its_entry_says():
 
     assert 105e6 <= limits_for(100.0).max_bytes < 110e6
     assert limits_for(None).max_bytes == 4 * 10**9
+
+
+# ---- one conversion, one hash ------------------------------------------------------------
+
+def _count_steps(monkeypatch) -> list[str]:
+    """The name of every conversion to our format, layout detection and conversion to
+    native names, and sha256 of a file, in the order they happen."""
+    from mvit_cli import resolve
+    from mvit_cli.checkpoints import layouts
+    from mvit_cli.pretrained import download, store
+
+    calls: list[str] = []
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in ((store, "convert_to_native"), (layouts, "detect_layout"),
+                         (layouts, "to_native"), (download, "sha256_of"),
+                         (store, "sha256_of"), (resolve, "sha256_of")):
+        counted(module, name)
+    return calls
+
+
+def test_a_publisher_checkpoint_is_converted_once_then_read_as_ours(server, home, monkeypatch):
+    from mvit_cli.resolve import resolve
+
+    _publish(server, "tiny-once", _tv_checkpoint())
+    calls = _count_steps(monkeypatch)
+    first = resolve("tiny-once")
+    # The download is hashed as it streams; its conversion is hashed once, for its .sha256;
+    # then the run reads our file: one layout detection and conversion each, for each file.
+    assert calls.count("convert_to_native") == 1 and calls.count("sha256_of") == 1
+    assert calls.count("detect_layout") == calls.count("to_native") == 2
+    cached = home / "weights" / "tiny-once.safetensors"
+    assert first.path == cached
+    assert first.provenance.sha256 == hashlib.sha256(cached.read_bytes()).hexdigest()
+    assert calls.count("sha256_of") == 1  # provenance took the conversion's digest
+
+    calls.clear()
+    second = resolve("tiny-once")
+    assert calls == ["detect_layout", "to_native"]  # no conversion, no hash, no download
+    assert torch.equal(_logits(second.model), _logits(first.model))
+    assert second.provenance.sha256 == first.provenance.sha256
+    assert second.provenance.sha256 and calls.count("sha256_of") == 1  # when asked, once
+
+
+def test_a_hub_file_is_converted_once_and_later_runs_need_no_hub(server, home, monkeypatch):
+    from mvit_cli.resolve import resolve
+
+    entry, reference_model = _hub_entry(server, "timm/tiny-conv")
+    served = server.hub[("timm/tiny-conv", "model.safetensors")]
+    calls = _count_steps(monkeypatch)
+    first = resolve("tiny-conv")
+    assert calls.count("convert_to_native") == 1
+    assert first.path == home / "weights" / "tiny-conv.safetensors"
+    requests = len(served.requests)
+
+    calls.clear()
+    second = resolve("tiny-conv")
+    assert calls == ["detect_layout", "to_native"]
+    assert len(served.requests) == requests  # the Hub is not asked again
+    image = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(second.model(image), reference_model(image))
+    # Outputs name the Hub's file, as they always have: its sha256, recorded in our
+    # conversion, not hashed again.
+    hub_file = cached_file(entry)
+    digest = hashlib.sha256(hub_file.read_bytes()).hexdigest()
+    calls.clear()
+    assert first.provenance.sha256 == second.provenance.sha256 == digest
+    assert "sha256_of" not in calls
+    assert ensure_weights(entry) == hub_file  # what `mvit weights download` prints
+
+
+def test_remove_takes_a_hub_file_and_its_conversion(server, home):
+    entry, _ = _hub_entry(server, "timm/tiny-gone")
+    build_model("tiny-v2-image", weights="tiny-gone")
+    converted = home / "weights" / "tiny-gone.safetensors"
+    assert converted.exists() and verify_entry(entry).status == "ok"
+    assert len(remove_entry(entry)) == 1  # the Hub's file, as users know it
+    assert not converted.exists() and not (home / "weights" / "tiny-gone.safetensors.sha256").exists()
+    assert cached_file(entry) is None
+
+
+def test_a_published_hub_entrys_file_imported_is_the_one_runs_load(tmp_path, home, monkeypatch):
+    from mvit_cli.pretrained import registry
+    from mvit_cli.resolve import resolve
+
+    torch.manual_seed(3)
+    data = save(from_native(build_model(TINY_V2_IMAGE).state_dict(), LAYOUTS_BY_NAME["timm"],
+                            TINY_V2_IMAGE))
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    entry = WeightsEntry(name="tiny-hub-pub", architecture="tiny-v2-image", labels="custom",
+                         sha256=digest, hub={"repo": "timm/tiny-hub-pub",
+                                             "file": "model.safetensors"})
+    published = registry.published_entries()
+    monkeypatch.setattr(registry, "published_entries", lambda: (entry, *published))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert import_checkpoint(path, "tiny-hub-pub") == entry
+    resolved = resolve("tiny-hub-pub")
+    assert resolved.path == home / "weights" / "tiny-hub-pub.safetensors"
+    assert resolved.provenance.sha256 == digest  # as a download of the published file
+    assert cached_file(entry) == resolved.path and ensure_weights(entry) == resolved.path
+
+
+def test_a_users_checkpoint_file_is_read_in_place(tmp_path, monkeypatch):
+    """A file given by path is converted in memory: nothing is written beside it, and
+    outputs name it by its own path and sha256."""
+    from mvit_cli.resolve import resolve
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    path = folder / "tv.pth"
+    path.write_bytes(_tv_checkpoint())
+    calls = _count_steps(monkeypatch)
+    resolved = resolve(path, model="tiny-v1")
+    assert calls == ["detect_layout", "to_native"]
+    assert list(folder.iterdir()) == [path]
+    assert resolved.provenance.weights == str(path.resolve())
+    assert resolved.provenance.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_verify_checks_the_conversion_runs_load_of_a_hub_file(server, home):
+    entry, _ = _hub_entry(server, "timm/tiny-check")
+    build_model("tiny-v2-image", weights="tiny-check")
+    converted = home / "weights" / "tiny-check.safetensors"
+    raw = bytearray(converted.read_bytes())
+    raw[-5] ^= 0xFF
+    converted.write_bytes(bytes(raw))
+    result = verify_entry(entry)
+    assert result.status == "corrupt" and "expected" in result.detail

@@ -70,13 +70,13 @@ def test_slowfast_and_pytorchvideo_layouts_give_the_same_logits(reference_name, 
     the logits must equal torchvision's; as loaded, they differ only by that eps.
     """
     cfg, weights, clip, expected = reference(reference_name)
-    native = read_weights(weights, cfg).state
+    native = read_weights(weights).state
     for layout_name in ("slowfast", "slowfast-qkv", "pytorchvideo"):
         layout = LAYOUTS_BY_NAME[layout_name]
         state = from_native(native, layout, cfg)
         path = tmp_path / f"{layout_name}.pyth"
         _pyth(state, path, optimizer_state={"state": {}, "param_groups": [{"lr": 0.1}]})
-        loaded = read_weights(path, cfg)
+        loaded = read_weights(path)
         assert loaded.layout.name == layout_name
         model = build_model(cfg, weights=path)
         trained_eps = 1e-5 if cfg.generation == 1 else 1e-6
@@ -90,7 +90,7 @@ def test_slowfast_and_pytorchvideo_layouts_give_the_same_logits(reference_name, 
 def test_layouts_store_what_their_publishers_store(reference_name):
     """Spot-check the foreign names and shapes against the publishers' documented keys."""
     cfg, weights, _, _ = reference(reference_name)
-    native = read_weights(weights, cfg).state
+    native = read_weights(weights).state
     slowfast = from_native(native, LAYOUTS_BY_NAME["slowfast"], cfg)
     assert slowfast["cls_token"].shape == (1, 1, 16)
     assert slowfast["head.projection.weight"].shape == (10, 64)
@@ -106,7 +106,7 @@ def test_layouts_store_what_their_publishers_store(reference_name):
 
 def test_newer_pytorchvideo_alias_keys_are_accepted(tmp_path):
     cfg, weights, clip, expected = reference("tv_v1_tiny")
-    state = from_native(read_weights(weights, cfg).state, LAYOUTS_BY_NAME["pytorchvideo"], cfg)
+    state = from_native(read_weights(weights).state, LAYOUTS_BY_NAME["pytorchvideo"], cfg)
     for key in [k for k in state if ".attn.pool_" in k or ".attn.norm_" in k]:
         kind = "pool" if ".attn.pool_" in key else "norm"
         alias = key.replace(f".attn.{kind}_", ".attn._attention_pool_")
@@ -123,7 +123,7 @@ def test_newer_pytorchvideo_alias_keys_are_accepted(tmp_path):
 def test_pool_norm_eps_survives_conversion_to_native(tmp_path):
     cfg, weights, clip, _ = reference("tv_v1_tiny")
     path = tmp_path / "ptv.pyth"
-    _pyth(from_native(read_weights(weights, cfg).state, LAYOUTS_BY_NAME["pytorchvideo"], cfg),
+    _pyth(from_native(read_weights(weights).state, LAYOUTS_BY_NAME["pytorchvideo"], cfg),
           path)
     model = build_model(cfg, weights=path)
     own = tmp_path / "own.safetensors"
@@ -159,7 +159,7 @@ def test_timm_image_layout_round_trip(tmp_path):
     assert not any("rel_pos_t" in k for k in state)
     path = tmp_path / "model.safetensors"
     save_file(state, str(path))
-    assert read_weights(path, cfg).layout.name == "timm"
+    assert read_weights(path).layout.name == "timm"
     loaded = build_model(cfg, weights=path)
     assert torch.equal(logits_of(loaded, image), logits_of(model, image))
 
@@ -178,7 +178,7 @@ def test_checkpoint_head_size_sets_the_number_of_classes(tmp_path):
 
 def test_checkpoint_dataclass_reports_classes():
     cfg, weights, _, _ = reference("tv_v2_tiny")
-    checkpoint = read_weights(weights, cfg)
+    checkpoint = read_weights(weights)
     assert isinstance(checkpoint, Checkpoint)
     assert checkpoint.num_classes == 10
     assert checkpoint.layout.name == "torchvision"

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(("LoadedFile", "architecture_of", "load_file"), ".files"),
+    **dict.fromkeys(("load_file", "read_weights"), ".files"),
     **dict.fromkeys(("LAYOUTS", "LAYOUTS_BY_NAME", "Layout", "detect_layout", "from_native",
                      "to_native"), ".layouts"),
-    **dict.fromkeys(("Checkpoint", "load_into", "load_model", "read_weights", "save_native"),
-                    ".loading"),
+    **dict.fromkeys(("Checkpoint", "LoadedFile", "architecture_of", "load_into", "load_model",
+                     "save_native"), ".loading"),
     **dict.fromkeys(("CheckpointError", "read_checkpoint", "read_metadata"), ".reader"),
 }
 __all__ = [
@@ -25,7 +25,8 @@ __all__ = [
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from .files import LoadedFile, architecture_of, load_file
+    from .files import load_file, read_weights
     from .layouts import LAYOUTS, LAYOUTS_BY_NAME, Layout, detect_layout, from_native, to_native
-    from .loading import Checkpoint, load_into, load_model, read_weights, save_native
+    from .loading import (Checkpoint, LoadedFile, architecture_of, load_into, load_model,
+                          save_native)
     from .reader import CheckpointError, read_checkpoint, read_metadata

@@ -19,6 +19,8 @@ from ..models.config import MViTConfig
 
 StateDict = dict[str, Tensor]
 
+_STAGED = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.")
+
 _PLACEHOLDERS = {"i": r"(?P<i>\d+)", "x": r"(?P<x>[qkv])"}
 
 
@@ -166,22 +168,40 @@ def detect_layout(state: StateDict) -> Layout:
 
 # ---- foreign -> native ---------------------------------------------------------------------
 
-def _unstage(state: StateDict, cfg: MViTConfig, to_native: bool) -> StateDict:
-    """timm numbers blocks within stages; we number them across the network."""
+def _unstage(state: StateDict) -> StateDict:
+    """timm numbers blocks within stages; we number them across the network.
+
+    Each stage starts where the file's own earlier stages end, so the names follow from
+    the file alone: no architecture is needed to read it (and a file whose stages are not
+    an architecture's still fails, at the shape check, with every misfit named).
+    """
+    stage_sizes: dict[int, int] = {}
+    for key in state:
+        match = _STAGED.match(key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            stage_sizes[stage] = max(stage_sizes.get(stage, 0), block + 1)
+    starts = {stage: sum(size for s, size in stage_sizes.items() if s < stage)
+              for stage in stage_sizes}
+    out = {}
+    for key, value in state.items():
+        match = _STAGED.match(key)
+        if match:
+            key = f"blocks.{starts[int(match.group(1))] + int(match.group(2))}." + key[match.end():]
+        out[key] = value
+    return out
+
+
+def _stage(state: StateDict, cfg: MViTConfig) -> StateDict:
+    """Native numbering across the network to timm's within stages, by `cfg`'s depths."""
     starts = [sum(cfg.depths[:s]) for s in range(len(cfg.depths))]
     out = {}
     for key, value in state.items():
-        if to_native:
-            match = re.match(r"^stages\.(\d+)\.blocks\.(\d+)\.", key)
-            if match:
-                index = starts[int(match.group(1))] + int(match.group(2))
-                key = f"blocks.{index}." + key[match.end():]
-        else:
-            match = re.match(r"^blocks\.(\d+)\.", key)
-            if match:
-                index = int(match.group(1))
-                stage = max(s for s, start in enumerate(starts) if start <= index)
-                key = f"stages.{stage}.blocks.{index - starts[stage]}." + key[match.end():]
+        match = re.match(r"^blocks\.(\d+)\.", key)
+        if match:
+            index = int(match.group(1))
+            stage = max(s for s, start in enumerate(starts) if start <= index)
+            key = f"stages.{stage}.blocks.{index - starts[stage]}." + key[match.end():]
         out[key] = value
     return out
 
@@ -221,23 +241,14 @@ def _split_joint_positions(state: StateDict) -> StateDict:
     return out
 
 
-def fit_to_shape(tensor: Tensor, shape: torch.Size) -> Tensor:
-    """Add or drop singleton dims so `tensor` fits `shape`; leave it alone if that cannot work.
+def to_native(state: StateDict, layout: Layout) -> StateDict:
+    """Rename and reshape a foreign state dict to native names (shapes fitted later).
 
-    Covers [1, 1, C] vs [C] tokens, [1, N, C] vs [N, C] positions and 2D vs 3D (kT = 1) kernels,
-    without ever reshaping a genuinely different tensor into place.
+    Names depend on the layout alone, never on an architecture: a file is converted once,
+    and every architecture it might be is then checked against the same native tensors.
     """
-    if tensor.shape == shape:
-        return tensor
-    if [d for d in tensor.shape if d != 1] != [d for d in shape if d != 1]:
-        return tensor
-    return tensor.reshape(shape)
-
-
-def to_native(state: StateDict, layout: Layout, cfg: MViTConfig) -> StateDict:
-    """Rename and reshape a foreign state dict to native names (shapes fitted later)."""
     if layout.staged_blocks:
-        state = _unstage(state, cfg, to_native=True)
+        state = _unstage(state)
     if layout.separate_qkv or any(k.endswith(".attn.q.weight") for k in state):
         state = _fuse_qkv(state)
     native: StateDict = {}
@@ -247,6 +258,12 @@ def to_native(state: StateDict, layout: Layout, cfg: MViTConfig) -> StateDict:
             raise ValueError(f"checkpoint has two different tensors for {name}")
         native[name] = value
     return _split_joint_positions(native)
+
+
+def native_state(state: StateDict) -> tuple[Layout, StateDict]:
+    """A file's layout and its tensors in native names: the one conversion of a load."""
+    layout = detect_layout(state)
+    return layout, to_native(state, layout)
 
 
 # ---- native -> foreign (fixtures, tests, exports) -------------------------------------------
@@ -266,7 +283,7 @@ def from_native(state: StateDict, layout: Layout, cfg: MViTConfig) -> StateDict:
     if layout.separate_qkv:
         out = _split_qkv(out)
     if layout.staged_blocks:
-        out = _unstage(out, cfg, to_native=False)
+        out = _stage(out, cfg)
         if not cfg.dim_mul_in_att:
             out = {k.replace(".shortcut_proj_attn.", ".shortcut_proj_mlp."): v for k, v in out.items()}
     return out

@@ -1,8 +1,18 @@
-"""Load a checkpoint of any supported layout into a model, strictly, with one-line errors."""
+"""Fitting converted weights to an architecture and building the model, strictly, with
+one-line errors.
+
+Our own safetensors say their architecture in their metadata. Files of other publishers
+(torchvision, SlowFast, pytorchvideo, timm) say nothing, but their tensors' names and shapes
+decide it: the depth, widths, kernels, position tables and relative-position tables of each
+architecture are distinct. So each known architecture of the same depth is tried as a
+shape-only model on the meta device (no memory, no arithmetic), and the one whose every
+tensor fits is the answer. (Which names the head's outputs carry: `mvit_cli.labels`.)
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -13,12 +23,13 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..fileio import atomic_path
+from ..models.architectures import ARCHITECTURES, BUILTIN, get_config, same_architecture
 from ..models.config import MViTConfig, config_from_json, config_to_json
+from ..models.model import model_from_config
 from .metadata import (FORMAT_NAME, META_ARCHITECTURE, META_CONFIG, META_FORMAT, META_LABELS,
                        META_POOL_NORM_EPS, META_PROTOCOL)
-from .layouts import Layout, detect_layout, fit_to_shape, to_native
-from .reader import CheckpointError, read_checkpoint
-
+from .layouts import Layout
+from .reader import CheckpointError
 
 
 def _json_field(source: str, metadata: dict[str, str], key: str, kind: type) -> Any:
@@ -106,23 +117,6 @@ def file_config(source: str, metadata: dict[str, str]) -> MViTConfig | None:
                               f"architecture ({exc})") from None
 
 
-def convert(tensors: dict[str, Tensor], metadata: dict[str, str], cfg: MViTConfig,
-            source: str) -> Checkpoint:
-    """A file's tensors in native names for architecture `cfg`."""
-    try:
-        layout = detect_layout(tensors)
-        state = to_native(tensors, layout, cfg)
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
-    return Checkpoint(state, layout, metadata, source)
-
-
-def read_weights(path: str | Path, cfg: MViTConfig) -> Checkpoint:
-    """Read a checkpoint file and convert it to native names for architecture `cfg`."""
-    tensors, metadata = read_checkpoint(path)
-    return convert(tensors, metadata, cfg, str(path))
-
-
 @dataclass
 class FitReport:
     """How a state dict fits the tensors a model expects."""
@@ -135,6 +129,19 @@ class FitReport:
     @property
     def fits(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+
+def fit_to_shape(tensor: Tensor, shape: torch.Size) -> Tensor:
+    """Add or drop singleton dims so `tensor` fits `shape`; leave it alone if that cannot work.
+
+    Covers [1, 1, C] vs [C] tokens, [1, N, C] vs [N, C] positions and 2D vs 3D (kT = 1) kernels,
+    without ever reshaping a genuinely different tensor into place.
+    """
+    if tensor.shape == shape:
+        return tensor
+    if [d for d in tensor.shape if d != 1] != [d for d in shape if d != 1]:
+        return tensor
+    return tensor.reshape(shape)
 
 
 def fit_report(state: dict[str, Tensor], expected: dict[str, torch.Size]) -> FitReport:
@@ -167,29 +174,32 @@ def _misfit(report: FitReport, checkpoint: Checkpoint, source: str, arch_name: s
 
 
 def load_into(model: nn.Module, checkpoint: Checkpoint, source: str, arch_name: str) -> None:
-    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error.
+    """Copy weights into `model`; any missing, unexpected or mis-shaped key is one clear error."""
+    expected = model.state_dict()
+    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
+    if not report.fits:
+        raise _misfit(report, checkpoint, source, arch_name)
+    _assign(model, report.state, expected)
+
+
+def _assign(model: nn.Module, state: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
+    """Fitted weights into `model`, strictly.
 
     A model on the meta device (built without memory or random init) takes copies as its
     tensors: contiguous memory of its own, never the checkpoint's, which maps the file
     itself (safetensors, torch.load's mmap: a change to the file could show through) and
     may be shared between keys."""
-    expected = model.state_dict()
-    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
-    if not report.fits:
-        raise _misfit(report, checkpoint, source, arch_name)
     # A model with memory of its own copies into it; only a meta one takes the copies.
     assign = any(t.is_meta for t in expected.values())
     model.load_state_dict({k: v.to(expected[k].dtype, memory_format=torch.contiguous_format,
                                    copy=assign)
-                           for k, v in report.state.items()},
+                           for k, v in state.items()},
                           strict=True, assign=assign)
 
 
 @lru_cache(maxsize=64)
 def expected_shapes(cfg: MViTConfig) -> dict[str, torch.Size]:
     """Every tensor's shape in a model of `cfg`, from a model on the meta device (no memory)."""
-    from ..models.model import model_from_config
-
     with torch.device("meta"):
         model = model_from_config(cfg)
     return {key: value.shape for key, value in model.state_dict().items()}
@@ -212,23 +222,118 @@ def load_model(cfg: MViTConfig, checkpoint: Checkpoint, num_classes: int | None 
     would be N x width floats in the model). Weights with NaN or infinities are refused.
     Class names the file carries become `model.labels`.
     """
-    from ..models.model import model_from_config
-
     fitted = checkpoint.fit_config(cfg)
     if num_classes is not None:
         fitted = replace(fitted, num_classes=num_classes)
-    report = fit_report(checkpoint.state, expected_shapes(fitted))
+    # Built on the meta device (no memory, no random init): its tensors give the shapes to
+    # check, and every one is about to be replaced (the load is strict).
+    with torch.device("meta"):
+        model = model_from_config(fitted)
+    expected = model.state_dict()
+    report = fit_report(checkpoint.state, {k: v.shape for k, v in expected.items()})
     if not report.fits:
         raise _misfit(report, checkpoint, checkpoint.source, cfg.name)
     _check_finite(checkpoint)
-    # Built on the meta device: every tensor is about to be replaced (load_into is strict),
-    # and building B-16x4 with its random init took 0.32-0.48 s of a one-file classify.
-    with torch.device("meta"):
-        model = model_from_config(fitted)
-    load_into(model, checkpoint, checkpoint.source, cfg.name)
+    _assign(model, report.state, expected)
     if checkpoint.labels:
         model.labels = checkpoint.labels
     return model.eval()
+
+
+def _depth(state: dict[str, Tensor]) -> int:
+    """Blocks in a state dict of native names (numbered across the network)."""
+    return len({m.group(1) for m in map(re.compile(r"^blocks\.(\d+)\.").match, state) if m})
+
+
+# Config fields that name or describe a network without changing what it computes.
+_NOT_THE_NETWORK = dict(name="", paper_params_m=None, paper_gflops=None, dataset="",
+                        head_dropout=0.0, drop_path=0.0)
+
+
+def _fits(state: dict[str, Tensor], cfg: MViTConfig) -> bool:
+    head = state.get("head.weight")
+    if head is None or head.ndim != 2:
+        return False
+    return fit_report(state, expected_shapes(replace(cfg, num_classes=head.shape[0]))).fits
+
+
+def architecture_of_state(checkpoint: Checkpoint) -> MViTConfig:
+    """The known architecture whose every tensor fits the checkpoint's; one clear error
+    otherwise."""
+    state, layout, source = checkpoint.state, checkpoint.layout, checkpoint.source
+    depth = _depth(state)
+    matches = [cfg for cfg in ARCHITECTURES.values() if cfg.depth == depth and _fits(state, cfg)]
+    # Entries that differ only in name and head size are one network: keep the one whose
+    # head is the file's size, else the first.
+    head = checkpoint.num_classes
+    distinct: dict[MViTConfig, MViTConfig] = {}
+    for cfg in sorted(matches, key=lambda c: c.num_classes != head):
+        distinct.setdefault(replace(cfg, num_classes=0, **_NOT_THE_NETWORK), cfg)
+    matches = list(distinct.values())
+    builtin = [cfg for cfg in matches if cfg.name in BUILTIN]
+    if len(matches) == 1:
+        return matches[0]
+    if len(builtin) == 1:  # a registered variant with the same shapes: the builtin wins
+        return builtin[0]
+    if not matches:
+        raise CheckpointError(f"{source}: its tensors ({layout.name} layout, {depth} blocks) "
+                              "fit none of the known architectures (mvit models); name one "
+                              "with --model")
+    names = ", ".join(cfg.name for cfg in matches)
+    raise CheckpointError(f"{source}: its tensors fit several architectures ({names}); "
+                          "choose one with --model")
+
+
+def architecture_of(checkpoint: Checkpoint) -> tuple[MViTConfig, str]:
+    """A file's architecture, as its metadata records it, else as its shapes decide; and
+    which of the two said it."""
+    metadata, source = checkpoint.metadata, checkpoint.source
+    recorded = file_config(source, metadata)
+    if recorded is not None:
+        return recorded, "recorded in the file"
+    if metadata.get(META_ARCHITECTURE):
+        try:
+            return get_config(metadata[META_ARCHITECTURE]), "recorded in the file"
+        except ValueError:
+            pass  # an architecture this installation does not know: let the shapes decide
+    return architecture_of_state(checkpoint), "by its tensors' shapes"
+
+
+@dataclass
+class LoadedFile:
+    model: nn.Module
+    checkpoint: Checkpoint
+    cfg: MViTConfig  # the architecture the file was loaded as (head size aside)
+    architecture_from: str  # "as given", "recorded in the file" or "by its tensors' shapes"
+    labels: list[str] | None = None  # the class names the file carries
+    protocol: dict[str, Any] | None = None  # the test protocol the file records
+
+
+def fit_file(checkpoint: Checkpoint, architecture: str | MViTConfig | None = None,
+             num_classes: int | None = None) -> LoadedFile:
+    """The model a converted file makes, its architecture decided once, with what the file
+    says about its outputs (class names, test protocol).
+
+    Without `architecture`, the file decides (its metadata, else its shapes). With a name,
+    a file of ours that records another architecture is refused, and one that records the
+    same name supplies its exact config (a model trained at other frames or sizes). An
+    explicit `MViTConfig` is used as given.
+    """
+    how = "as given"
+    if architecture is None:
+        cfg, how = architecture_of(checkpoint)
+    else:
+        source, metadata = checkpoint.source, checkpoint.metadata
+        cfg = architecture if isinstance(architecture, MViTConfig) else get_config(architecture)
+        recorded_name = metadata.get(META_ARCHITECTURE)
+        if recorded_name and not same_architecture(recorded_name, cfg.name):
+            raise CheckpointError(f"{source}: holds weights for {recorded_name}, not {cfg.name}")
+        recorded = file_config(source, metadata)
+        if (recorded is not None and not isinstance(architecture, MViTConfig)
+                and same_architecture(recorded.name, cfg.name)):
+            cfg = recorded
+    model = load_model(cfg, checkpoint, num_classes)
+    return LoadedFile(model, checkpoint, cfg, how, checkpoint.labels, checkpoint.protocol)
 
 
 def save_native(model: nn.Module, path: str | Path, labels: list[str] | None = None,

@@ -90,9 +90,17 @@ def _open(url: str, start: int):
     return urllib.request.urlopen(request, timeout=network_timeout())
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched file and its sha256, hashed while it was verified: never hashed again."""
+
+    path: Path
+    sha256: str
+
+
 def fetch_url(url: str, dest: Path, expected_digest: str | None,
-              limits: Limits | None = None) -> Path:
-    """Download `url` to `dest` unless a copy is already there; return `dest`.
+              limits: Limits | None = None) -> Fetched:
+    """Download `url` to `dest` unless a copy is already there.
 
     With `expected_digest`, the bytes must match it; None means the caller pins whatever
     arrives (only for entries whose publisher gives no digest, and only when the user said
@@ -103,8 +111,8 @@ def fetch_url(url: str, dest: Path, expected_digest: str | None,
         raise OfflineError(f"offline mode is on and {dest.name} is not downloaded")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
-        if dest.exists():
-            return dest  # another process finished it while we waited for the lock
+        if dest.exists():  # another process finished it while we waited for the lock
+            return Fetched(dest, sha256_of(dest))
         partial = dest.with_name(dest.name + ".part")
         hasher = hashlib.sha256()
         start = partial.stat().st_size if partial.exists() else 0
@@ -133,7 +141,7 @@ def fetch_url(url: str, dest: Path, expected_digest: str | None,
             raise DownloadError(f"{url}: sha256 {digest[:16]}... does not match the expected "
                                 f"{expected_digest}; the file was deleted")
         os.replace(partial, dest)
-    return dest
+    return Fetched(dest, digest)
 
 
 def _http_problem(exc: BaseException) -> str:
@@ -191,7 +199,7 @@ def _stream(response, partial: Path, start: int, hasher, url: str, limits: Limit
 
 
 def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | None = None,
-              local_only: bool = False, limits: Limits | None = None) -> Path:
+              local_only: bool = False, limits: Limits | None = None) -> Fetched:
     """A file from the Hugging Face Hub, through its own cache (HF_ENDPOINT is honoured).
 
     huggingface-hub handles resume, locking and the atomic move. We check the digest: the
@@ -235,7 +243,7 @@ def fetch_hub(repo: str, filename: str, revision: str, expected_digest: str | No
         blob.unlink(missing_ok=True)
         raise DownloadError(f"{repo}/{filename}: sha256 {digest[:16]}... does not match "
                             f"{expected}; the file was deleted from the Hub cache")
-    return path
+    return Fetched(path, digest)
 
 
 def _in_hub_cache(repo: str, filename: str, revision: str) -> bool:

@@ -2,9 +2,12 @@
 
 Publisher downloads are verified, converted once to our own safetensors in
 `$MVIT_HOME/weights/NAME.safetensors` (architecture, labels and test protocol inside; a
-`.sha256` file beside it for `mvit weights verify`) and the original is deleted. Hub files
-are already safetensors and stay in the Hub's cache. Either way, later runs read the file
-memory-mapped and touch no network.
+`.sha256` file beside it for `mvit weights verify`) and the original is deleted: the one
+conversion, at download (or `mvit weights import`) time, never in a run that classifies.
+Hub files stay in the Hub's cache, where `mvit weights` lists, verifies and removes them,
+and are converted the same way beside it when fetched. An import of a published entry's
+file, Hub entries' included, takes the place of a download. Later runs read our file
+memory-mapped, with no network.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from urllib.parse import urlparse
 
 from filelock import FileLock
 
-from ..checkpoints.metadata import META_DIGEST_FROM, META_SOURCE, META_SOURCE_SHA256
+from ..checkpoints.metadata import (META_DIGEST_FROM, META_PROTOCOL, META_SOURCE,
+                                    META_SOURCE_SHA256, META_WEIGHTS)
 from ..errors import MvitError, UsageError, first_line
 from ..fileio import atomic_write_text
 from ..labels import choose_labels, read_label_file
+from ..models.architectures import get_config, same_architecture
+from ..models.config import MViTConfig
 from ..paths import mvit_home
-from .download import (DownloadError, OfflineError, hub_blob_hash, digest_matches, fetch_hub,
-                       fetch_url, limits_for, sha256_of)
-from .registry import (UnknownWeightsError, WeightsEntry, find_entry, published_entry,
-                       save_user_entries, user_entries)
+from .download import (DownloadError, Fetched, OfflineError, digest_matches, fetch_hub,
+                       fetch_url, hub_blob_hash, limits_for, sha256_of)
+from .registry import (UnknownWeightsError, WeightsEntry, default_entry, find_entry,
+                       published_entry, save_user_entries, user_entries)
 
 
 class WeightsUnavailableError(MvitError, RuntimeError):
@@ -40,7 +46,8 @@ def weights_dir() -> Path:
 
 def _native_path(entry: WeightsEntry) -> Path:
     """Our safetensors for `entry`: an import's own file, a file shipped in the package
-    (a relative `file`, under mvit_cli.weights), or the cache's converted download."""
+    (a relative `file`, under mvit_cli.weights), or the cache's converted download (or the
+    import of a published entry's file, Hub entries' included)."""
     if entry.shipped:
         return shipped_weights_dir() / entry.file
     if entry.file:
@@ -54,15 +61,21 @@ def shipped_weights_dir() -> Path:
     return Path(str(resources.files("mvit_cli.weights")))
 
 
+def _hub_file(entry: WeightsEntry, local_only: bool) -> Fetched:
+    hub = entry.hub or {}
+    return fetch_hub(hub["repo"], hub["file"], hub.get("revision", "main"),
+                     entry.expected_digest, local_only=local_only,
+                     limits=None if local_only else limits_for(entry.size_mb))
+
+
 def cached_file(entry: WeightsEntry) -> Path | None:
-    """The ready-to-load file for `entry` if it is on disk, without touching the network."""
+    """The file of `entry` on disk, as `mvit weights` shows it, without touching the network:
+    for a Hub entry the Hub's file (our conversion of it is derived data), else ours."""
     if entry.hub:
         try:
-            return fetch_hub(entry.hub["repo"], entry.hub["file"],
-                             entry.hub.get("revision", "main"), entry.expected_digest,
-                             local_only=True)
+            return _hub_file(entry, local_only=True).path
         except (OfflineError, DownloadError):
-            return None
+            pass
     path = _native_path(entry)
     return path if path.exists() else None
 
@@ -81,23 +94,106 @@ class UnpinnedError(WeightsUnavailableError):
     """Weights whose publisher gives no digest, not downloaded without the user's say-so."""
 
 
+@dataclass(frozen=True)
+class Located:
+    """A weights argument made local: the file to load (always our format for a registry
+    entry), its registry entry (None for a file given by path), and its sha256 where getting
+    it already hashed it (a download), so that it is never hashed twice.
+
+    `sha256_inside`: the file is our conversion of a Hub file, which outputs identify by the
+    Hub file's sha256, recorded inside it (`mvit.source_sha256`) when it was converted.
+    """
+
+    path: Path
+    entry: WeightsEntry | None
+    sha256: str | None = None
+    sha256_inside: bool = False
+
+
+def locate(weights: str | os.PathLike | None, model: str | MViTConfig | None = None
+           ) -> Located:
+    """The local file for a weights argument: a file as it is (read in place: nothing is
+    written beside a user's file), a registry name cached (or downloaded and converted now),
+    or None for the default weights (of `model`, if given). A name whose entry is for
+    another architecture than `model` is refused."""
+    wanted = None
+    if model is not None:
+        wanted = model.name if isinstance(model, MViTConfig) else get_config(model).name
+    if weights is None:
+        entry = default_entry(wanted)
+    else:
+        path, entry = resolve_weights(weights, fetch=False)
+        if entry is None:
+            assert path is not None
+            return Located(path, None)
+    if wanted is not None and not same_architecture(entry.architecture, wanted):
+        raise UsageError(f"weights {entry.name!r} are for {entry.architecture}, not {wanted}")
+    target = _native_path(entry)
+    if target.exists():  # converted (or imported) before: read as it is, no network
+        return Located(target, entry, sha256_inside=bool(entry.hub))
+    if entry.hub:
+        fetched = _fetch_hub_entry(entry)
+        return Located(target, entry, fetched.sha256, sha256_inside=True)
+    path, digest = _ensure(entry, pin=False)
+    return Located(path, entry, digest)
+
+
 def ensure_weights(entry: WeightsEntry, pin: bool = False) -> Path:
     """A local checkpoint file for `entry`: cached, or downloaded, verified and converted now.
 
-    An entry whose publisher gives no digest is downloaded only with `pin`: its sha256 is
-    then recorded (pinned) at this first download, and every later verify checks against
-    that, reported as pinned by the user rather than by the publisher.
+    For a Hub entry, the Hub's file (checked for a newer one where the Hub can be reached),
+    with our conversion of it brought up to date beside. An entry whose publisher gives no
+    digest is downloaded only with `pin`: its sha256 is then recorded (pinned) at this
+    first download, and every later verify checks against that, reported as pinned by the
+    user rather than by the publisher.
     """
     if entry.hub:
+        target = _native_path(entry)
         try:
-            return fetch_hub(entry.hub["repo"], entry.hub["file"],
-                             entry.hub.get("revision", "main"), entry.expected_digest,
-                             limits=limits_for(entry.size_mb))
-        except OfflineError as exc:
-            raise _unavailable(entry, str(exc)) from None
+            return _fetch_hub_entry(entry).path
+        except WeightsUnavailableError:
+            if target.exists():  # an import of the published file stands in for the Hub's
+                return target
+            raise
+    return _ensure(entry, pin)[0]
+
+
+def _fetch_hub_entry(entry: WeightsEntry) -> Fetched:
+    """The Hub's file for `entry`, verified; converted to ours unless our conversion is
+    already of these very bytes (a Hub file can change under a revision like "main")."""
+    try:
+        fetched = _hub_file(entry, local_only=False)
+    except OfflineError as exc:
+        raise _unavailable(entry, str(exc)) from None
+    target = _native_path(entry)
+    with FileLock(str(target) + ".lock"):
+        if not (target.exists() and _recorded_source(target) == fetched.sha256):
+            convert_to_native(fetched.path, entry, target, {
+                META_SOURCE: entry.source, META_SOURCE_SHA256: fetched.sha256,
+                META_DIGEST_FROM: "publisher"})
+    return fetched
+
+
+def _recorded_source(path: Path) -> str | None:
+    """The sha256 of the file our conversion at `path` was made from, as it records it."""
+    from ..checkpoints.reader import CheckpointError, read_metadata
+
+    try:
+        return read_metadata(path).get(META_SOURCE_SHA256)
+    except CheckpointError:
+        return None
+
+
+def _ensure(entry: WeightsEntry, pin: bool) -> tuple[Path, str | None]:
+    """`ensure_weights` for entries of ours or of a publisher's URL, with the file's sha256
+    where this call hashed it (else None).
+
+    A publisher's checkpoint is converted to our safetensors here, once, when it is
+    downloaded: later runs read our format directly and convert nothing.
+    """
     target = _native_path(entry)
     if target.exists():
-        return target
+        return target, None
     if entry.file:
         raise WeightsUnavailableError(f"weights {entry.name!r}: {entry.file} is gone; import "
                                       "the checkpoint again with mvit weights import")
@@ -110,25 +206,25 @@ def ensure_weights(entry: WeightsEntry, pin: bool = False) -> Path:
             f"weights download {entry.name} --pin")
     with FileLock(str(target) + ".lock"):
         if target.exists():
-            return target
+            return target, None
         download = mvit_home() / "downloads" / (Path(urlparse(entry.url).path).name or entry.name)
         try:
             original = fetch_url(entry.url, download, entry.expected_digest,
                                  limits_for(entry.size_mb))
         except OfflineError as exc:
             raise _unavailable(entry, str(exc)) from None
-        digest = sha256_of(original)
-        convert_to_native(original, entry, target, {
-            META_SOURCE: entry.url, META_SOURCE_SHA256: digest,
+        converted = convert_to_native(original.path, entry, target, {
+            META_SOURCE: entry.url, META_SOURCE_SHA256: original.sha256,
             META_DIGEST_FROM: "publisher" if entry.expected_digest else "user"})
-        original.unlink()
-    return target
+        original.path.unlink()
+    return target, converted.sha256
 
 
 @dataclass
 class Converted:
     path: Path
     num_classes: int
+    sha256: str  # of the converted file, as recorded beside it
 
 
 def convert_to_native(source: Path, entry: WeightsEntry, target: Path,
@@ -137,21 +233,24 @@ def convert_to_native(source: Path, entry: WeightsEntry, target: Path,
     """Load `source` (any layout) strictly into its architecture and save it as ours.
 
     The result carries the entry's name, labels and test protocol, so it says what it is
-    wherever it is copied. `labels` (a user's list) must fit the head.
+    wherever it is copied. `labels` (a user's list) must fit the head. Its sha256 is
+    recorded beside it (for `mvit weights verify`) and returned.
     """
+    # Imported here: listing, locating and removing weights need no torch.
     from ..checkpoints.files import load_file
     from ..checkpoints.loading import save_native
-    from ..checkpoints.metadata import META_PROTOCOL, META_WEIGHTS
 
     loaded = load_file(source, entry.architecture)
-    names, _ = choose_labels(loaded.model.num_classes, given=labels, in_file=loaded.checkpoint.labels,
-                          source=str(source), label_set=entry.labels)
+    names, _ = choose_labels(loaded.model.num_classes, given=labels,
+                             in_file=loaded.labels, source=str(source),
+                             label_set=entry.labels)
     metadata = {META_WEIGHTS: entry.name, **(extra or {})}
     if entry.protocol:
         metadata[META_PROTOCOL] = json.dumps(entry.protocol)
     save_native(loaded.model, target, labels=names, extra=metadata)
-    atomic_write_text(Path(str(target) + ".sha256"), sha256_of(target) + "\n")
-    return Converted(target, loaded.model.num_classes)
+    digest = sha256_of(target)
+    atomic_write_text(Path(str(target) + ".sha256"), digest + "\n")
+    return Converted(target, loaded.model.num_classes, digest)
 
 
 def resolve_weights(spec: str | os.PathLike, fetch: bool = True
@@ -189,7 +288,6 @@ def import_checkpoint(source: Path, name: str, architecture: str | None = None,
     Any other name makes a user entry, its architecture from --model or from the file.
     """
     from ..checkpoints.files import load_file
-    from ..models.architectures import get_config, same_architecture
 
     if not source.is_file():
         raise ImportRefusedError(f"{source}: no such checkpoint file")
@@ -234,7 +332,7 @@ def import_checkpoint(source: Path, name: str, architecture: str | None = None,
     converted = convert_to_native(source, entry, target,
                                   {META_SOURCE: str(source.resolve()), META_SOURCE_SHA256: digest},
                                   labels=labels)
-    entry = replace(entry, file=str(converted.path), sha256=sha256_of(converted.path))
+    entry = replace(entry, file=str(converted.path), sha256=converted.sha256)
     others = [e for e in user_entries() if e.name.lower() != name.lower()]
     save_user_entries([entry, *others])
     return entry
@@ -248,13 +346,24 @@ class VerifyResult:
 
 
 def verify_entry(entry: WeightsEntry) -> VerifyResult:
-    """Re-hash a cached file against what was recorded when it was made, and load it.
+    """Re-hash a cached file against what was recorded when it was made, and load it; for a
+    Hub entry, our conversion of its file as well (which is what runs load).
 
     No recorded digest means nothing to verify against: reported, never called ok.
     """
     path = cached_file(entry)
     if path is None:
         return VerifyResult(entry, "not cached")
+    result = _verify_file(entry, path)
+    converted = _native_path(entry)
+    if result.status == "ok" and path != converted and converted.exists():
+        derived = _verify_file(entry, converted)
+        if derived.status != "ok":
+            return derived
+    return result
+
+
+def _verify_file(entry: WeightsEntry, path: Path) -> VerifyResult:
     sidecar = Path(str(path) + ".sha256")
     if sidecar.exists():
         recorded = sidecar.read_text().strip()
@@ -285,17 +394,22 @@ def verify_entry(entry: WeightsEntry) -> VerifyResult:
 
 
 def remove_entry(entry: WeightsEntry) -> list[Path]:
-    """Delete a cached checkpoint (and, for imports, the registry entry). Returns what went."""
+    """Delete a cached checkpoint (and, for imports, the registry entry). Returns what went
+    (for a Hub entry, the Hub's file; our conversion of it is removed with it)."""
     removed: list[Path] = []
     if entry.shipped:
         return removed  # part of the package, not of the cache
     path = cached_file(entry)
+    converted = _native_path(entry)
     if path is not None:
-        if entry.hub:
+        if path != converted:  # the Hub's cache, not ours
             blob = path.resolve()
             path.unlink(missing_ok=True)
             blob.unlink(missing_ok=True)
             removed.append(path)
+            # Our conversion of it goes with it: derived data, not a file of its own.
+            for item in (converted, Path(str(converted) + ".sha256")):
+                item.unlink(missing_ok=True)
         else:
             for item in (path, Path(str(path) + ".sha256")):
                 if item.exists():

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from ..checkpoints.loading import save_native
 from ..checkpoints.metadata import META_PROTOCOL, META_TRAINING
-from ..factory import build_model, model_from_config
+from ..factory import build_model
+from ..models.model import model_from_config
 from ..media.protocol import KINETICS_MEAN, KINETICS_STD
 from ..media.transform import standardise
 from ..models.config import MViTConfig
