@@ -195,11 +195,10 @@ def open_writer(job: Job, path: str | Path, options: Any, stamp: dict[str, str],
     classify's top-k, or the timeline's `Settings`; `lock`: one `lock_output_of` took
     already (the writer releases it when closed)."""
     entry = check_output(job, path, videos=1)
-    if entry.stream:
-        return entry.writer_class()(Path(STDOUT), options, stamp, overwrite=False)
-    if not entry.per_video:
+    if not entry.per_video:  # a template names its files itself, as given
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not entry.stream:
+            path.parent.mkdir(parents=True, exist_ok=True)
     return entry.writer_class()(path, options, stamp, overwrite, lock)
 
 

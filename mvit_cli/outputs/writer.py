@@ -209,6 +209,14 @@ class OutputWriter:
         formats): what a run locks before its writer exists."""
         return Path(path)
 
+    @classmethod
+    def read_existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None
+                      ) -> tuple[Any, int]:
+        """What the output at `path` holds already, and the length of its complete part;
+        refuses an output not made like this run. `stamp` None: its form only, checked
+        before the model loads (the provenance is known only once it has)."""
+        raise NotImplementedError
+
     def _take_lock(self) -> FileLock | None:
         return lock_output(self.path)
 
