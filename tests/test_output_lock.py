@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mvit_cli.outputs.registry import open_output, open_timeline_output
-from mvit_cli.outputs.segments_formats import Settings
+from mvit_cli.outputs.timeline_settings import Settings
 from mvit_cli.outputs.stamp import OutputError
 from mvit_cli.outputs.writer import lock_output
 

@@ -24,7 +24,7 @@ from mvit_cli.engines.local.timeline_runner import VideoTimeline, Window
 from mvit_cli.jobs.classify import FileResult
 from mvit_cli.outputs.registry import (FORMATS, OutputFormat, check_output, format_of,
                                        open_features, open_writer, read_features)
-from mvit_cli.outputs.segments_formats import Settings
+from mvit_cli.outputs.timeline_settings import Settings
 
 from conftest import run_cli
 
@@ -158,15 +158,15 @@ def test_every_format_round_trips_through_its_writer(entry: OutputFormat, tmp_pa
 
 @pytest.mark.parametrize("broken", [
     ("classify", ".json", "rows:FileRowsCsv"),  # a CSV named .json
-    ("timeline", ".jsonl", "window_rows:WindowRowsCsv"),
+    ("timeline", ".jsonl", "rows:WindowRowsCsv"),
     ("features", ".npy", "features:SafetensorsFeatures"),
 ])
 def test_a_broken_entry_fails_the_round_trip(broken, tmp_path, monkeypatch):
     from mvit_cli.outputs import registry
 
-    job, suffix, writer = broken
+    job, suffix, format_class = broken
     entry = format_of(job, f"x{suffix}")
-    wrong = dataclasses.replace(entry, writer=writer)
+    wrong = dataclasses.replace(entry, format_class=format_class)
     monkeypatch.setattr(registry, "FORMATS",
                         tuple(wrong if f is entry else f for f in registry.FORMATS))
     with pytest.raises((AssertionError, ValueError)):

@@ -16,7 +16,7 @@ import pytest
 
 import mvit_cli
 from mvit_cli.outputs.stamp import STAMP_COLUMNS
-from mvit_cli.outputs.writer import complete_csv
+from mvit_cli.outputs.resume import complete_csv
 
 from conftest import register_tiny_architectures, run_cli, save_tiny
 from media import write_video
@@ -302,7 +302,7 @@ def test_a_resumed_output_drops_the_row_a_kill_cut_short(tmp_path, suffix):
 def test_a_json_array_killed_before_its_journal_went_has_each_row_once(tmp_path):
     """A kill between writing the array and removing its journal leaves rows in both: the
     resumed array holds each file once."""
-    from mvit_cli.outputs.writer import journal_of
+    from mvit_cli.outputs.resume import journal_of
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/a.mp4"), labelled("/v/b.mp4")])
@@ -314,7 +314,7 @@ def test_a_json_array_killed_before_its_journal_went_has_each_row_once(tmp_path)
 
 
 def test_overwriting_a_json_array_forgets_its_journal_too(tmp_path):
-    from mvit_cli.outputs.writer import journal_of
+    from mvit_cli.outputs.resume import journal_of
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/old.mp4")])
@@ -326,7 +326,7 @@ def test_overwriting_a_json_array_forgets_its_journal_too(tmp_path):
 def test_a_json_array_that_fails_to_write_keeps_the_last_whole_one(tmp_path, monkeypatch):
     """The array is written to a temporary and renamed: a full disk while writing it leaves
     the previous array readable, and the journal keeps the new rows for the next run."""
-    from mvit_cli.outputs import json_array as output
+    from mvit_cli.outputs import whole_files as output
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/a.mp4")])

@@ -245,7 +245,7 @@ def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tm
     same command resumes once there is room."""
     import errno
 
-    from mvit_cli.outputs.window_rows import WindowRows
+    from mvit_cli.outputs.rows import WindowRows
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -368,7 +368,7 @@ def test_an_output_that_is_not_ours_is_refused_before_the_model_loads(long_video
 def test_a_row_with_other_columns_is_refused_before_the_model_loads(long_video, tmp_path):
     """As classify does (one reader, classify.output.csv_records): a row of another width
     under mvit's header was once skipped, and the run appended to the file."""
-    from mvit_cli.outputs.window_rows import window_columns
+    from mvit_cli.outputs.rows import window_columns
 
     out = tmp_path / "rows.csv"
     content = ",".join(window_columns(3)) + "\n" + "/videos/a.mp4,0.0\n"  # top-k 3: the default
@@ -403,9 +403,9 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
     """Until the run ends, finished videos are only in the journal beside the .json: a resumed
     run must take them (failures too) from there, and refuse a journal made otherwise."""
     from mvit_cli.outputs.registry import open_timeline_output
-    from mvit_cli.outputs.segments_formats import Settings
+    from mvit_cli.outputs.timeline_settings import Settings
     from mvit_cli.outputs.stamp import OutputError
-    from mvit_cli.outputs.writer import journal_of
+    from mvit_cli.outputs.resume import journal_of
 
     out = str(tmp_path / "segments.json")
     settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
@@ -413,7 +413,7 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
     first = open_timeline_output(out, settings, STAMP, overwrite=False)
     first.write(hand_made(good, [0.75, 0.25, 0], [0.25, 0.75, 0], duration=2.0))
     first.write(VideoTimeline(bad, error="not a video"))
-    first.handle.close()  # as a kill leaves it: the lock gone, no document written
+    first.format.handle.close()  # as a kill leaves it: the lock gone, no document written
     first._release()
     assert journal_of(Path(out)).exists() and not Path(out).exists()
     resumed = open_timeline_output(out, settings, STAMP, overwrite=False)
@@ -432,7 +432,7 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
 def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
     """Appending after half a row would glue the next row onto it."""
     from mvit_cli.outputs.registry import open_timeline_output
-    from mvit_cli.outputs.segments_formats import Settings
+    from mvit_cli.outputs.timeline_settings import Settings
 
     out = str(tmp_path / f"rows{suffix}")
     settings = Settings(LABELS, top_k=2, smooth=1, threshold=0.0)
@@ -458,7 +458,7 @@ def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
     """The manifest beside them says how each file was made: one made otherwise is neither
     skipped as done nor silently replaced."""
     from mvit_cli.outputs.registry import open_timeline_output
-    from mvit_cli.outputs.segments_formats import Settings
+    from mvit_cli.outputs.timeline_settings import Settings
     from mvit_cli.outputs.stamp import OutputError
 
     template = str(tmp_path / "subs" / "{stem}.srt")

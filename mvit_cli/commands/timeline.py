@@ -98,7 +98,7 @@ def timeline_command(
     from ..api import load
     from ..outputs.registry import (check_existing, check_output, lock_output_of,
                                     open_features, open_timeline_output)
-    from ..outputs.segments_formats import Settings
+    from ..outputs.timeline_settings import Settings
     from ..outputs.stamp import make_stamp
 
     videos = [item for item in inputs.items if item.kind != "image"]

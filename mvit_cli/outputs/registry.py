@@ -1,14 +1,16 @@
 """Every output format mvit writes, in one table: the options' help, the suffix checks and
-the choice of writer all read it, so a format added here is offered, checked and written.
+the choice of format class all read it, so a format added here is offered, checked and
+written.
 
 Each entry names its job (classify's `-o`, timeline's `-o`, or `--features` of either), its
-suffix, what it holds, the writer class that writes it and the extra package it needs. The
-writers are named, not imported: `mvit --help` builds its option texts from this table and
-must answer without importing the writers (and what they import).
+suffix, what it holds, the class that writes and reads it back, and the extra package it
+needs. The classes are named, not imported: `mvit --help` builds its option texts from this
+table and must answer without importing them (and what they import).
 
-The lifecycle every writer follows (lock, resume, write, close) is in `writer`; this module
-is how a command reaches it: `check_output` before any work, `lock_output_of` and
-`check_existing` before the model loads, `open_output`/`open_timeline_output` once it has.
+The lifecycle every output follows (lock, resume, write, close) is `writer.OutputWriter`;
+this module is how a command reaches it: `check_output` before any work, `lock_output_of`
+and `check_existing` before the model loads, `open_output`/`open_timeline_output` once it
+has.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class OutputFormat:
     job: Job
     holds: str  # what the file holds, as the option's help groups formats
     description: str
-    writer: str  # "module:Class" in mvit_cli.outputs
+    format_class: str  # "module:Class" in mvit_cli.outputs: how it is written and read back
     needs: str | None = None  # a module it needs that mvit does not require
     extra: str | None = None  # the pip extra that installs it
     aside: str = ""  # a word after the suffix where formats are listed, e.g. "ActivityNet"
@@ -47,9 +49,9 @@ class OutputFormat:
     def stream(self) -> bool:
         return self.suffix == STDOUT
 
-    def writer_class(self) -> type:
-        """The class that writes this format (its module imported now, on first use)."""
-        module, name = self.writer.split(":")
+    def resolve(self) -> type:
+        """The class of `format_class` (its module imported now, on first use)."""
+        module, name = self.format_class.split(":")
         return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
@@ -59,23 +61,23 @@ FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("jsonl", ".jsonl", "classify", "rows", "one JSON object per line and file",
                  "rows:FileRowsJsonLines"),
     OutputFormat("json", ".json", "classify", "rows", "one JSON array of the rows, written "
-                 "whole at the end", "json_array:FileRowsJsonArray"),
+                 "whole at the end", "whole_files:FileRowsJsonArray"),
     OutputFormat("parquet", ".parquet", "classify", "rows", "a table of the rows, written "
-                 "whole at the end", "parquet:FileRowsParquet", needs="pyarrow",
+                 "whole at the end", "whole_files:FileRowsParquet", needs="pyarrow",
                  extra="parquet"),
     OutputFormat("stdout", STDOUT, "classify", "rows", "JSON Lines on standard output",
                  "rows:FileRowsStdout"),
     OutputFormat("csv", ".csv", "timeline", "rows", "one row per window, with a header",
-                 "window_rows:WindowRowsCsv"),
+                 "rows:WindowRowsCsv"),
     OutputFormat("jsonl", ".jsonl", "timeline", "rows", "one JSON object per line and window",
-                 "window_rows:WindowRowsJsonLines"),
+                 "rows:WindowRowsJsonLines"),
     OutputFormat("activitynet", ".json", "timeline", "segments", "merged segments in "
-                 "ActivityNet's detection format", "segments_formats:ActivityNet",
+                 "ActivityNet's detection format", "whole_files:ActivityNet",
                  aside="ActivityNet"),
     OutputFormat("vtt", ".vtt", "timeline", "segments", "WebVTT subtitles, a cue per segment",
-                 "segments_formats:Subtitles", per_video=True),
+                 "subtitles:Subtitles", per_video=True),
     OutputFormat("srt", ".srt", "timeline", "segments", "SubRip subtitles, a cue per segment",
-                 "segments_formats:Subtitles", per_video=True),
+                 "subtitles:Subtitles", per_video=True),
     OutputFormat("npy", ".npy", "features", "features", "a structured numpy array",
                  "features:NpyFeatures"),
     OutputFormat("safetensors", ".safetensors", "features", "features", "tensors, the paths "
@@ -170,10 +172,8 @@ def lock_output_of(job: Job, path: str | Path) -> FileLock | None:
     before the model loads, and handed to the writer, which releases it when closed."""
     from .writer import lock_output
 
-    entry = check_output(job, path, videos=1)
-    if entry.stream:
-        return None
-    return lock_output(entry.writer_class().lock_path(path))
+    file_format = check_output(job, path, videos=1).resolve()
+    return lock_output(file_format.lock_path(path)) if file_format.locked else None
 
 
 def check_existing(job: Job, path: str | Path, top_k: int, overwrite: bool = False) -> None:
@@ -184,7 +184,7 @@ def check_existing(job: Job, path: str | Path, top_k: int, overwrite: bool = Fal
     entry = format_of(job, path)
     if overwrite or entry is None or entry.stream or entry.per_video:
         return
-    entry.writer_class().read_existing(Path(path), top_k, None)
+    entry.resolve().read_existing(Path(path), top_k, None)
 
 
 # ---- opening -------------------------------------------------------------------------------
@@ -194,12 +194,14 @@ def open_writer(job: Job, path: str | Path, options: Any, stamp: dict[str, str],
     """A writer for `path`, resuming what is there if it was made the same way. `options`:
     classify's top-k, or the timeline's `Settings`; `lock`: one `lock_output_of` took
     already (the writer releases it when closed)."""
+    from .writer import OutputWriter
+
     entry = check_output(job, path, videos=1)
     if not entry.per_video:  # a template names its files itself, as given
         path = Path(path)
         if not entry.stream:
             path.parent.mkdir(parents=True, exist_ok=True)
-    return entry.writer_class()(path, options, stamp, overwrite, lock)
+    return OutputWriter(entry.resolve(), path, options, stamp, overwrite, lock)
 
 
 def open_output(path: str | Path, top_k: int, stamp: dict[str, str], overwrite: bool = False,
@@ -218,11 +220,11 @@ def open_features(path: str | Path, stamp: dict[str, str]) -> FeatureWriter:
     """A features writer for `path`, keeping what the file holds if made the same way."""
     from .features import FeatureWriter
 
-    return FeatureWriter(path, stamp, check_output("features", path).writer_class())
+    return FeatureWriter(path, stamp, check_output("features", path).resolve())
 
 
 def read_features(path: str | Path):
     """(keys (path, start, end), features (N, width)) from any features format."""
     from .features import read_feature_file
 
-    return read_feature_file(path, check_output("features", path).writer_class())
+    return read_feature_file(path, check_output("features", path).resolve())

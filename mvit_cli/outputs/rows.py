@@ -4,8 +4,9 @@ Each result's rows are written and flushed together as soon as it is done, so a 
 loses at most the row being written (and the next run cuts that torn row off). Every row
 carries its provenance (architecture, weights name and sha256, protocol, mvit version):
 rows stay self-describing when files are concatenated, filtered or loaded into a data
-frame. `RowsWriter` holds what both jobs share; classify's rows (one per file) are here,
-the timeline's (one per window) in `window_rows`.
+frame. Classify writes one row per file; the timeline one per window (path, start and end
+in seconds, top-k labels and scores, error), a video's rows together when it is done, so a
+resumed timeline works per video as classify does per file.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .stamp import STAMP_COLUMNS, OutputError
-from .writer import (NOT_OURS, OutputWriter, check_records, complete_csv_rows,
+from .resume import (NOT_OURS, OutputFile, check_records, complete_csv_rows,
                      complete_json_lines, csv_records, has_content, read_text, truncate,
                      write_lines)
+from .stamp import STAMP_COLUMNS, OutputError
 from ..jobs.classify import FileResult
 from ..media.discover import identity, printable
+
+if TYPE_CHECKING:
+    from ..engines.local.timeline_runner import VideoTimeline
 
 RESULT_COLUMNS = ("error", "warning", "duration", "frames", "views")
 
@@ -30,7 +34,7 @@ def rank_columns(top_k: int) -> list[str]:
     return [f"{kind}_{r}" for r in range(1, top_k + 1) for kind in ("label", "score")]
 
 
-class RowsWriter(OutputWriter):
+class Rows(OutputFile):
     """Rows of `columns(top_k)`, as CSV (`csv_file`) or JSON Lines, appended and flushed."""
 
     csv_file = False
@@ -66,7 +70,7 @@ class RowsWriter(OutputWriter):
         check_records(path, records, top_k, stamp, columns)
         return records, complete
 
-    def _resume(self) -> None:
+    def resume(self) -> set[str]:
         records, complete = self.read_existing(self.path, self.top_k, self.stamp)
         if complete:
             self.done = {identity(record["path"]) for record in records}
@@ -77,6 +81,7 @@ class RowsWriter(OutputWriter):
         if new and self.csv_file:
             csv.writer(self.handle).writerow(self.columns(self.top_k))
             self.handle.flush()
+        return self.done
 
     def write(self, result: Any) -> None:
         rows = self.rows(result)
@@ -111,7 +116,7 @@ def file_record(result: FileResult, top_k: int, stamp: dict[str, str]) -> dict[s
     return record
 
 
-class FileRows(RowsWriter):
+class FileRows(Rows):
     """Classify's rows: `options` is the top-k."""
 
     @classmethod
@@ -143,19 +148,67 @@ class FileRowsJsonLines(FileRows):
 class FileRowsStdout(FileRowsJsonLines):
     """`-o -`: JSON Lines on standard output, for pipes (no lock, nothing to resume)."""
 
-    def _take_lock(self) -> None:
-        return None
-
-    def _remove_existing(self) -> None:
-        """Nothing to remove: standard output is not a file of ours."""
+    locked = False
 
     @classmethod
     def read_existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None
                       ) -> tuple[list, int]:
         return [], 0
 
-    def _resume(self) -> None:
+    def remove(self) -> None:
+        """Nothing to remove: standard output is not a file of ours."""
+
+    def resume(self) -> set[str]:
         self.handle = sys.stdout
+        return self.done
 
     def close(self) -> None:
         self.handle.flush()
+
+
+# ---- timeline: one row per window ----------------------------------------------------------
+
+def window_columns(k: int) -> list[str]:
+    return ["path", "start", "end", *rank_columns(k), "error", *STAMP_COLUMNS]
+
+
+class WindowRows(Rows):
+    """The timeline's rows: `options` is its `Settings` (labels and top-k)."""
+
+    @classmethod
+    def columns(cls, top_k: int) -> list[str]:
+        return window_columns(top_k)
+
+    @classmethod
+    def refuse_header(cls, path: Path, top_k: int, found: list[str]) -> OutputError:
+        return OutputError(f"{path}: not a timeline of this mvit with top-k {top_k} "
+                           "(its columns differ); use --overwrite or another --output")
+
+    def rows(self, video: VideoTimeline) -> list[dict[str, Any]]:
+        # Imported here: it imports the timeline engine, and so torch, which classify's rows
+        # (checked before the model loads) must not wait for.
+        from ..jobs.segments import top_k as window_top_k
+
+        k, labels = self.top_k, self.options.labels
+        empty = {name: None for name in rank_columns(k)}
+        path = printable(video.path)
+        if not video.ok:
+            return [{"path": path, "start": None, "end": None, **empty, "error": video.error,
+                     **self.stamp}]
+        rows = []
+        for window in video.windows:
+            names, scores = window_top_k(window, labels, k)
+            ranks = dict(empty)
+            for rank, (name, score) in enumerate(zip(names, scores, strict=True), start=1):
+                ranks[f"label_{rank}"], ranks[f"score_{rank}"] = name, round(score, 6)
+            rows.append({"path": path, "start": round(window.start, 3),
+                         "end": round(window.end, 3), **ranks, "error": "", **self.stamp})
+        return rows
+
+
+class WindowRowsCsv(WindowRows):
+    csv_file = True
+
+
+class WindowRowsJsonLines(WindowRows):
+    pass
