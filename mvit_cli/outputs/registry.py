@@ -21,19 +21,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .stamp import OutputError
+from .writer import STDOUT, OutputWriter, lock_output
 
 if TYPE_CHECKING:
     from filelock import FileLock
 
     from .features import FeatureWriter
-    from .writer import OutputWriter
 
 Job = Literal["classify", "timeline", "features"]
-STDOUT = "-"
 
 
 @dataclass(frozen=True)
 class OutputFormat:
+    """One format of one job. `holds` and `aside` are what the option's help and the
+    suffix errors say of it; `needs` is checked before any work, so that a missing pyarrow
+    is one line at the start rather than a traceback at the end of a long run."""
+
     name: str
     suffix: str  # lower case, with its dot; "-" for standard output
     job: Job
@@ -170,8 +173,6 @@ def check_output(job: Job, path: str | Path, videos: int = 1) -> OutputFormat:
 def lock_output_of(job: Job, path: str | Path) -> FileLock | None:
     """Take the lock that guards `path`'s output for this run (None for `-`): taken once,
     before the model loads, and handed to the writer, which releases it when closed."""
-    from .writer import lock_output
-
     file_format = check_output(job, path, videos=1).resolve()
     return lock_output(file_format.lock_path(path)) if file_format.locked else None
 
@@ -194,8 +195,6 @@ def open_writer(job: Job, path: str | Path, options: Any, stamp: dict[str, str],
     """A writer for `path`, resuming what is there if it was made the same way. `options`:
     classify's top-k, or the timeline's `Settings`; `lock`: one `lock_output_of` took
     already (the writer releases it when closed)."""
-    from .writer import OutputWriter
-
     entry = check_output(job, path, videos=1)
     if not entry.per_video:  # a template names its files itself, as given
         path = Path(path)
