@@ -160,14 +160,14 @@ def test_a_full_disk_at_the_start_is_one_line(tmp_path, tiny_weights):
 def test_a_full_disk_mid_run_keeps_the_rows_written(tmp_path, tiny_weights, monkeypatch):
     import errno
 
-    from mvit_cli.outputs import classify as output
+    from mvit_cli.outputs import rows as output
 
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
         write_video(folder / f"c{i}.mp4", frames=8)
     out = tmp_path / "labels.csv"
-    real_write, calls = output.CsvWriter.write, []
+    real_write, calls = output.FileRowsCsv.write, []
 
     def write(self, result):
         calls.append(result.path)
@@ -175,11 +175,11 @@ def test_a_full_disk_mid_run_keeps_the_rows_written(tmp_path, tiny_weights, monk
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(self, result)
 
-    monkeypatch.setattr(output.CsvWriter, "write", write)
+    monkeypatch.setattr(output.FileRowsCsv, "write", write)
     one_line(classify(folder, "--weights", tiny_weights, "-o", out), 1,
              "No space left on device", "2 rows written before are kept")
     assert len(rows(out)) == 2
-    monkeypatch.setattr(output.CsvWriter, "write", real_write)
+    monkeypatch.setattr(output.FileRowsCsv, "write", real_write)
     again = classify(folder, "--weights", tiny_weights, "-o", out)
     assert again.exit_code == 0 and len(rows(out)) == 4
 

@@ -1,4 +1,4 @@
-"""One run writes an output at a time (`classify.output.lock_output`).
+"""One run writes an output at a time (`outputs.writer.lock_output`).
 
 Two runs appending to one file would duplicate rows, and one started with --overwrite would
 delete what the other is writing. A run that finds the output held refuses in one line and
@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from mvit_cli.outputs.classify import OutputError, lock_output, open_output
-from mvit_cli.outputs.timeline import Settings, open_timeline_output
+from mvit_cli.outputs.registry import open_output, open_timeline_output
+from mvit_cli.outputs.timeline_settings import Settings
+from mvit_cli.outputs.stamp import OutputError
+from mvit_cli.outputs.writer import lock_output
 
 from conftest import run_cli, save_tiny
 from media import write_video
 
 HELD = "another mvit run is writing it now"
 # Takes the output's lock as a run does, says so, and keeps it until its stdin closes.
-HOLDER = ("import sys; from mvit_cli.outputs.classify import lock_output; "
+HOLDER = ("import sys; from mvit_cli.outputs.writer import lock_output; "
           "lock = lock_output(sys.argv[1]); print('held', flush=True); sys.stdin.read()")
 
 
@@ -78,7 +80,7 @@ def test_classify_on_a_held_output_is_refused_before_the_model_loads(tmp_path, w
 
 
 def test_timeline_on_a_held_output_is_refused_and_leaves_it(tmp_path, weights, video):
-    """Timeline takes the lock when it opens its output (after the model loads)."""
+    """Timeline takes the lock before the model loads, as classify does."""
     out = tmp_path / "windows.jsonl"
     out.write_text("the other run's windows\n")
     with held_by_another_process(out):

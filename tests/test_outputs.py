@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import mvit_cli
-from mvit_cli.outputs.classify import STAMP_COLUMNS, complete_csv
+from mvit_cli.outputs.stamp import STAMP_COLUMNS
+from mvit_cli.outputs.resume import complete_csv
 
 from conftest import register_tiny_architectures, run_cli, save_tiny
 from media import write_video
@@ -147,7 +148,7 @@ def test_a_file_that_is_not_ours_is_refused_before_the_model_loads(tmp_path, vid
 def test_a_row_with_other_columns_is_refused_before_the_model_loads(tmp_path, videos):
     """Under mvit's own header, a row of another width is not one mvit wrote: resuming
     would append to the file and classify again whatever that row named."""
-    from mvit_cli.outputs.classify import columns
+    from mvit_cli.outputs.rows import file_columns as columns
 
     out = tmp_path / "labels.csv"
     content = ",".join(columns(5)) + "\n" + "/videos/a.mp4,dog,0.9\n"
@@ -276,7 +277,7 @@ def labelled(path: str, score: float = 0.5):
 
 def write_rows(out: Path, results, overwrite: bool = False) -> set[str]:
     """Open `out` as a run would (resuming it), write `results`, close; the files it held."""
-    from mvit_cli.outputs.classify import open_output
+    from mvit_cli.outputs.registry import open_output
 
     writer = open_output(out, 2, STAMP, overwrite=overwrite)
     done = set(writer.done)
@@ -301,7 +302,7 @@ def test_a_resumed_output_drops_the_row_a_kill_cut_short(tmp_path, suffix):
 def test_a_json_array_killed_before_its_journal_went_has_each_row_once(tmp_path):
     """A kill between writing the array and removing its journal leaves rows in both: the
     resumed array holds each file once."""
-    from mvit_cli.outputs.classify import journal_of
+    from mvit_cli.outputs.resume import journal_of
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/a.mp4"), labelled("/v/b.mp4")])
@@ -313,7 +314,7 @@ def test_a_json_array_killed_before_its_journal_went_has_each_row_once(tmp_path)
 
 
 def test_overwriting_a_json_array_forgets_its_journal_too(tmp_path):
-    from mvit_cli.outputs.classify import journal_of
+    from mvit_cli.outputs.resume import journal_of
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/old.mp4")])
@@ -325,7 +326,7 @@ def test_overwriting_a_json_array_forgets_its_journal_too(tmp_path):
 def test_a_json_array_that_fails_to_write_keeps_the_last_whole_one(tmp_path, monkeypatch):
     """The array is written to a temporary and renamed: a full disk while writing it leaves
     the previous array readable, and the journal keeps the new rows for the next run."""
-    from mvit_cli.outputs import classify as output
+    from mvit_cli.outputs import whole_files as output
 
     out = tmp_path / "labels.json"
     write_rows(out, [labelled("/v/a.mp4")])

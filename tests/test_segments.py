@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mvit_cli.jobs.timeline import Window
-from mvit_cli.outputs.timeline import srt_text, vtt_text
+from mvit_cli.outputs.subtitles import srt_text, vtt_text
 from mvit_cli.jobs.segments import Segment, segments, smooth, stretches, top_k
 
 LABELS = ["walk", "run", "jump"]

@@ -183,7 +183,7 @@ def test_window_features_are_what_the_head_reads_in_batches_as_asked(tiny, secon
     is called with --batch-size windows at a time."""
     import torch
 
-    from mvit_cli.outputs.features import read_features
+    from mvit_cli.outputs.registry import read_features
     from mvit_cli.engines.local.timeline_runner import TimelineRunner
 
     batches = []
@@ -246,13 +246,13 @@ def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tm
     same command resumes once there is room."""
     import errno
 
-    from mvit_cli.outputs.timeline import WindowRowsWriter
+    from mvit_cli.outputs.rows import WindowRows
 
     folder = tmp_path / "in"
     folder.mkdir()
     for name in ("a.mp4", "b.mp4", "c.mp4"):
         (folder / name).write_bytes(second.read_bytes())
-    real_write, calls = WindowRowsWriter.write, []
+    real_write, calls = WindowRows.write, []
 
     def write(self, video):
         calls.append(video.path)
@@ -260,7 +260,7 @@ def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tm
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(self, video)
 
-    monkeypatch.setattr(WindowRowsWriter, "write", write)
+    monkeypatch.setattr(WindowRows, "write", write)
     out = tmp_path / "rows.csv"
     result = tiny_timeline(folder, tiny, "-o", out)
     assert result.exit_code == 1, result.output
@@ -369,7 +369,7 @@ def test_an_output_that_is_not_ours_is_refused_before_the_model_loads(long_video
 def test_a_row_with_other_columns_is_refused_before_the_model_loads(long_video, tmp_path):
     """As classify does (one reader, classify.output.csv_records): a row of another width
     under mvit's header was once skipped, and the run appended to the file."""
-    from mvit_cli.outputs.timeline import window_columns
+    from mvit_cli.outputs.rows import window_columns
 
     out = tmp_path / "rows.csv"
     content = ",".join(window_columns(3)) + "\n" + "/videos/a.mp4,0.0\n"  # top-k 3: the default
@@ -403,8 +403,10 @@ def test_subtitles_for_several_videos_need_a_stem(long_video, tmp_path):
 def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
     """Until the run ends, finished videos are only in the journal beside the .json: a resumed
     run must take them (failures too) from there, and refuse a journal made otherwise."""
-    from mvit_cli.outputs.classify import OutputError, journal_of
-    from mvit_cli.outputs.timeline import Settings, TimelineWriter, open_timeline_output
+    from mvit_cli.outputs.registry import open_timeline_output
+    from mvit_cli.outputs.timeline_settings import Settings
+    from mvit_cli.outputs.stamp import OutputError
+    from mvit_cli.outputs.resume import journal_of
 
     out = str(tmp_path / "segments.json")
     settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
@@ -412,8 +414,8 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
     first = open_timeline_output(out, settings, STAMP, overwrite=False)
     first.write(hand_made(good, [0.75, 0.25, 0], [0.25, 0.75, 0], duration=2.0))
     first.write(VideoTimeline(bad, error="not a video"))
-    TimelineWriter.close(first)  # as a kill leaves it: the lock gone, no document written
-    first.handle.close()
+    first.format.handle.close()  # as a kill leaves it: the lock gone, no document written
+    first._release()
     assert journal_of(Path(out)).exists() and not Path(out).exists()
     resumed = open_timeline_output(out, settings, STAMP, overwrite=False)
     assert resumed.is_done(good) and resumed.is_done(bad)  # a failure is done too, as classify
@@ -430,7 +432,8 @@ def test_a_killed_activitynet_run_resumes_from_its_journal(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
     """Appending after half a row would glue the next row onto it."""
-    from mvit_cli.outputs.timeline import Settings, open_timeline_output
+    from mvit_cli.outputs.registry import open_timeline_output
+    from mvit_cli.outputs.timeline_settings import Settings
 
     out = str(tmp_path / f"rows{suffix}")
     settings = Settings(LABELS, top_k=2, smooth=1, threshold=0.0)
@@ -455,8 +458,9 @@ def test_a_row_torn_by_a_kill_is_cut_when_rows_are_resumed(tmp_path, suffix):
 def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
     """The manifest beside them says how each file was made: one made otherwise is neither
     skipped as done nor silently replaced."""
-    from mvit_cli.outputs.classify import OutputError
-    from mvit_cli.outputs.timeline import Settings, open_timeline_output
+    from mvit_cli.outputs.registry import open_timeline_output
+    from mvit_cli.outputs.timeline_settings import Settings
+    from mvit_cli.outputs.stamp import OutputError
 
     template = str(tmp_path / "subs" / "{stem}.srt")
     settings = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
@@ -538,7 +542,7 @@ def test_the_plot_shows_the_likeliest_classes_along_the_video_in_seconds(tmp_pat
 
 @pytest.mark.parametrize("suffix", [".npy", ".safetensors", ".parquet"])
 def test_features_of_files_and_windows_read_back(long_video, tmp_path, tiny_weights, suffix):
-    from mvit_cli.outputs.features import read_features
+    from mvit_cli.outputs.registry import read_features
 
     register_tiny_architectures()
     clips = [write_video(tmp_path / f"c{i}.mp4", frames=12) for i in range(3)]
@@ -581,15 +585,15 @@ def test_features_from_other_weights_are_not_mixed_in(tmp_path, tiny_weights):
 def test_resumed_features_keep_earlier_entries_and_take_the_newest(tmp_path, suffix):
     """The file is written whole at the end: a resumed run must carry over what is there,
     each key (path, start, end) once, with the newest vector."""
-    from mvit_cli.outputs.features import FeatureWriter, read_features
+    from mvit_cli.outputs.registry import open_features, read_features
 
     path = tmp_path / f"features{suffix}"
-    first = FeatureWriter(path, STAMP)
+    first = open_features(path, STAMP)
     first.add("a.mp4", np.full(4, 1.0), 0.0, 2.0)
     first.add("a.mp4", np.full(4, 2.0), 1.0, 3.0)
     first.add("b.mp4", np.full(4, 3.0))
     first.close()
-    again = FeatureWriter(path, STAMP)
+    again = open_features(path, STAMP)
     again.add("a.mp4", np.full(4, 4.0), 0.0, 2.0)  # that window again: its newest feature
     again.add("c.mp4", np.full(4, 5.0), 0.5, 1.5)
     again.close()

@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..errors import MvitError, UsageError
+from ..outputs.registry import classify_output_help, features_suffixes
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, console, errors, escape, say, shown,
@@ -51,8 +52,7 @@ def classify_command(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels per file.")] = 5,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", show_default=False,
-        help="Write one row per file to FILE.csv, .jsonl or .json (resumed if it exists), "
-             "or - for JSON Lines on standard output.")] = None,
+        help=classify_output_help())] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Views per model call.")] = 8,
     device: DeviceOption = Device.auto,
@@ -80,7 +80,7 @@ def classify_command(
     features: Annotated[Optional[str], typer.Option(
         "--features", show_default=False,
         help="Also write each file's pooled feature (the head's input, mean over its views) "
-             "to FILE.npy, .safetensors or .parquet.")] = None,
+             f"to {features_suffixes()}.")] = None,
     manifest: Annotated[Optional[Path], typer.Option(
         "--manifest", show_default=False, dir_okay=False,
         help="Also classify the paths or URIs this file lists: .txt (one per line), .csv or "
@@ -94,17 +94,16 @@ def classify_command(
 ) -> None:
     """Classify videos (and images, with image models): top-k labels per file."""
     # Only what the checks below need: a wrong argument is said before torch is imported.
-    from ..outputs.classify import (check_existing_output, check_output_path, lock_output,
-                                   make_stamp, open_output)
     from ..media.discover import find_inputs
-
-    from ..outputs.features import FeatureWriter, check_features_path
+    from ..outputs.registry import (check_existing, check_output, lock_output_of,
+                                    open_features, open_output)
+    from ..outputs.stamp import make_stamp
 
     n_clips = _parse_clips(clips)
     if output is not None:
-        check_output_path(output)  # before any work: a wrong name costs nothing
+        check_output("classify", output)  # before any work: a wrong name costs nothing
     if features is not None:
-        check_features_path(features)
+        check_output("features", features)
     if not paths and manifest is None:
         raise UsageError("nothing to classify: give paths, or --manifest FILE")
     check_engine(engine, features)  # say so before loading anything
@@ -118,12 +117,12 @@ def classify_command(
     start_decoders_early(engine, workers, inputs.items)
     from ..api import load
     # Held from now: a second run on the same output refuses before loading anything.
-    lock = lock_output(output) if output is not None else None
+    lock = lock_output_of("classify", output) if output is not None else None
     try:
         if output is not None:
             # A file that is not ours, or one made with another top-k, is refused before the
             # model loads (a download, or an OpenVINO compile, can take minutes).
-            check_existing_output(output, top_k, overwrite)
+            check_existing("classify", output, top_k, overwrite)
         spinner = (errors.status("loading the model ...") if errors.is_terminal and not quiet
                    else None)
         with spinner or nullcontext():
@@ -141,12 +140,12 @@ def classify_command(
         stamp = make_stamp(clf.provenance, protocol)
         writer = (open_output(output, top_k, stamp, overwrite, lock)
                   if output is not None else None)
-        feature_writer = FeatureWriter(features, stamp) if features is not None else None
+        feature_writer = open_features(features, stamp) if features is not None else None
     except BaseException:
         if lock is not None:
             lock.release()
         raise
-    todo = [item for item in inputs.items if writer is None or item.key not in writer.done]
+    todo = [item for item in inputs.items if writer is None or not writer.is_done(item.path)]
     if not quiet:
         runner = "" if clf.backend.name == "torch" else f" ({clf.backend.name})"
         say(f"{clf.cfg.name} with weights {clf.provenance.weights} on {clf.device.type}{runner}, "

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import MvitError, UsageError
+from ..outputs.registry import features_suffixes, timeline_output_help
 from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, errors, say, shown, start_decoders_early,
@@ -49,8 +50,7 @@ def timeline_command(
         help="Seconds between window starts. Default: half a window.")] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", show_default=False,
-        help="Rows per window to .csv or .jsonl; segments to .json (ActivityNet), .vtt or "
-             ".srt ({stem} in the name: one file per video). Resumed if it exists.")] = None,
+        help=timeline_output_help())] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
                                        help="Labels per window in rows.")] = 3,
     smooth: Annotated[int, typer.Option(
@@ -68,7 +68,7 @@ def timeline_command(
              "several videos).")] = None,
     features: Annotated[Optional[str], typer.Option(
         "--features", show_default=False,
-        help="Write every window's pooled feature to FILE.npy, .safetensors or .parquet.")] = None,
+        help=f"Write every window's pooled feature to {features_suffixes()}.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Windows per model call.")] = 8,
     device: DeviceOption = Device.auto,
@@ -96,31 +96,43 @@ def timeline_command(
         raise UsageError(f"{argument}: {reason}")
     start_decoders_early(engine, workers, inputs.items)
     from ..api import load
-    from ..outputs.classify import make_stamp
-    from ..outputs.features import FeatureWriter, check_features_path
-    from ..outputs.timeline import (Settings, check_existing_timeline, check_timeline_output,
-                                   open_timeline_output)
+    from ..outputs.registry import (check_existing, check_output, lock_output_of,
+                                    open_features, open_timeline_output)
+    from ..outputs.timeline_settings import Settings
+    from ..outputs.stamp import make_stamp
 
     videos = [item for item in inputs.items if item.kind != "image"]
     if output is not None:
-        check_timeline_output(output, len(videos))
-        check_existing_timeline(output, top_k, overwrite)  # before the model loads
-    _per_video(plot, "--plot", len(videos))
-    _per_video(annotate, "--annotate", len(videos))
-    if features is not None:
-        check_features_path(features)
-    spinner = errors.status("loading the model ...") if errors.is_terminal and not quiet else None
-    with spinner or nullcontext():
-        clf = load(weights, model=model, labels=labels, device=device.value,
-                   precision=precision.value, backend=backend)
-    windowing = clf.windowing(window, stride)
-    protocol = clf.protocol_with(1, 1)
-    stamp = make_stamp(clf.provenance, protocol)
-    stamp["protocol"] += f"; windows of {windowing.length:g} s every {windowing.stride:g} s"
-    settings = Settings(clf.labels, top_k, smooth, threshold)
-    writer = open_timeline_output(output, settings, stamp, overwrite) if output else None
-    feature_writer = FeatureWriter(features, stamp) if features else None
-    todo = [item for item in inputs.items if writer is None or not writer.is_done(item.path)]
+        check_output("timeline", output, len(videos))
+    # Held from now: a second run on the same output refuses before loading anything.
+    lock = lock_output_of("timeline", output) if output is not None else None
+    try:
+        if output is not None:
+            check_existing("timeline", output, top_k, overwrite)  # before the model loads
+        _per_video(plot, "--plot", len(videos))
+        _per_video(annotate, "--annotate", len(videos))
+        if features is not None:
+            check_output("features", features)
+        spinner = (errors.status("loading the model ...") if errors.is_terminal and not quiet
+                   else None)
+        with spinner or nullcontext():
+            clf = load(weights, model=model, labels=labels, device=device.value,
+                       precision=precision.value, backend=backend)
+        windowing = clf.windowing(window, stride)
+        protocol = clf.protocol_with(1, 1)
+        stamp = make_stamp(clf.provenance, protocol)
+        stamp["protocol"] += f"; windows of {windowing.length:g} s every {windowing.stride:g} s"
+        settings = Settings(clf.labels, top_k, smooth, threshold)
+        writer = (open_timeline_output(output, settings, stamp, overwrite, lock)
+                  if output else None)
+        feature_writer = open_features(features, stamp) if features else None
+        # Subtitles are checked per video: one we did not write is refused here.
+        todo = [item for item in inputs.items
+                if writer is None or not writer.is_done(item.path)]
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     if not quiet:
         say(f"{clf.cfg.name} with weights {clf.provenance.weights}: windows of "
             f"{windowing.length:g} s every {windowing.stride:g} s; {protocol.describe()}")
