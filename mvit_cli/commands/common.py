@@ -15,7 +15,9 @@ from typing import Literal, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from ..errors import MvitError, UsageError
+from ..backends import BACKENDS
+from ..engines import ENGINES
+from ..errors import MvitError
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -97,13 +99,13 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
     "the names the weights carry).", show_default=False, dir_okay=False)]
 DeviceOption = Annotated[Device, typer.Option(
     "--device", help="Where the model runs (auto: CUDA, else MPS, else the CPU).")]
-BackendOption = Annotated[Literal["torch", "openvino"], typer.Option(
+BackendOption = Annotated[Literal[tuple(BACKENDS)], typer.Option(
     "--backend", help="What runs the model: torch, or openvino on the CPU (pip install "
     "'mvit-cli[openvino]'; exported and compiled once, then cached).")]
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, and on "
     "CPUs with native bf16 for weights whose measured bf16 accuracy passes; else fp32).")]
-EngineOption = Annotated[Literal["local", "ray"], typer.Option(
+EngineOption = Annotated[Literal[tuple(ENGINES)], typer.Option(
     "--engine", help="local: this machine's processes; ray: a Ray cluster (pip install "
     "'mvit-cli[ray]').")]
 AddressOption = Annotated[Optional[str], typer.Option(
@@ -113,18 +115,18 @@ AddressOption = Annotated[Optional[str], typer.Option(
 
 def check_engine(engine: str, features: str | None) -> None:
     """Refuse what the chosen engine cannot do, before anything loads."""
-    if engine == "ray":
-        from ..engines.ray.engine import require_ray
+    from ..engines import engine_class
 
-        require_ray()
-        if features is not None:
-            raise UsageError("--features is not available with --engine ray yet")
+    engine_class(engine).check(features is not None)
 
 
 def start_decoders_early(engine: str, workers: int | None, items: list) -> None:
-    """A local run that will decode in workers: start their server now, before this process
-    imports torch, so that both import at once (engines/local/decoder_server.py)."""
-    if engine == "local" and workers != 0 and items:
+    """A run that will decode in workers of this process: start their server now, before
+    this process imports torch, so that both import at once
+    (engines/local/decoder_server.py)."""
+    from ..engines import engine_class
+
+    if engine_class(engine).decodes_here and workers != 0 and items:
         from ..engines.local.decoder_server import start_early
 
         start_early()

@@ -21,11 +21,15 @@ ENGINES: dict[str, tuple[str, str]] = {
 }
 
 
-__all__ = ["ENGINES", "RunOptions", "engine_for"]
+__all__ = ["ENGINES", "RunOptions", "engine_class", "engine_for"]
 
 
-def engine_for(name: str, options: RunOptions):
+def engine_class(name: str) -> type:
     if name not in ENGINES:
         raise UsageError(f"engine: {' or '.join(ENGINES)}, not {name!r}")
     module, attribute = ENGINES[name]
-    return getattr(importlib.import_module(module), attribute)(options)
+    return getattr(importlib.import_module(module), attribute)
+
+
+def engine_for(name: str, options: RunOptions):
+    return engine_class(name)(options)

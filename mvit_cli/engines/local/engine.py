@@ -1,15 +1,14 @@
 """The local engine: decoding in worker processes with a deadline per file, batches across
-files through the backend in this process."""
+files through the backend in this process.
+
+Its loops are imported when a run starts: a command asks this class what it can do before
+torch is imported (the decoders' server should start first)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
-
-from .runner import BatchRunner
-from .timeline_runner import TimelineRunner
-from .workers import default_workers
 
 if TYPE_CHECKING:
     from ...backends import Backend
@@ -21,16 +20,25 @@ if TYPE_CHECKING:
 
 class LocalEngine:
     name = "local"
+    decodes_here = True  # its decoders fork from this process's server (decoder_server)
+
+    @classmethod
+    def check(cls, features: bool) -> None:
+        """Refuse, before anything loads, what this engine cannot do: nothing."""
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
 
     def _workers(self, backend: Backend) -> int:
+        from .workers import default_workers
+
         workers = self.options.workers
         return default_workers(backend.device.type) if workers is None else workers
 
     def classify(self, job: ClassifyJob, items: list[InputItem], backend: Backend
                  ) -> Iterator[FileResult]:
+        from .runner import BatchRunner
+
         options = self.options
         runner = BatchRunner(partial(backend.score, protocol=job.protocol, features=job.features),
                              job, backend.device.type, options.batch_size,
@@ -40,6 +48,8 @@ class LocalEngine:
 
     def timeline(self, job: TimelineJob, items: list[InputItem], backend: Backend
                  ) -> Iterator[VideoTimeline]:
+        from .timeline_runner import TimelineRunner
+
         options = self.options
         runner = TimelineRunner(partial(backend.score, protocol=job.protocol,
                                         features=job.features),

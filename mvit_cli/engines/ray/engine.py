@@ -180,6 +180,14 @@ class RayEngine:
     """`engine="ray"`: each worker rebuilds the driver's backend from `options.rebuild`."""
 
     name = "ray"
+    decodes_here = False
+
+    @classmethod
+    def check(cls, features: bool) -> None:
+        """Refuse, before anything loads, what this engine cannot do."""
+        require_ray()
+        if features:
+            raise UsageError("features are not available with the Ray engine yet")
 
     def __init__(self, options) -> None:
         require_ray()
