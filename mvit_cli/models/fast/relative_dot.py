@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..pooling import Grid
-from .bf16_attention import attend
+from .attention_kernels import attend
 
 
 @lru_cache(maxsize=64)
