@@ -3,11 +3,12 @@
 Why clip by clip: a 16x224 clip's stage-1 activations fit in the CPU's cache; a batch of 8
 holds eight times as much, and every norm, GELU and copy then waits on main memory (B-16x4
 ran measurably slower per clip at batch 8). Clips are independent, so one at a time gives
-the same logits faster. Not under ONNX export, where a Python loop over the batch would fix
+the same logits faster (benchmarks/RESULTS.md, "The fast paths' figures", clip batches).
+Not under ONNX export, where a Python loop over the batch would fix
 the graph's batch size. The loop itself: network.forward; `map_clips` runs it.
 
 Why side by side ("lanes"): within one clip, torch's threads meet at a barrier after every
-op, and wait there for the slowest (B-16x4 gained far less than 2x from a second core).
+op, and wait there for the slowest (B-16x4 gained far less than a second core's worth).
 Clips run on threads of their own, one intra-op thread each, never wait for each other.
 Same logits, bit for bit, at the published models' sizes (full-size B-16x4 in fp32 on an
 Intel Xeon, where MKL runs fp32's GEMMs, as well as on AMD); on small inputs MKL splits the

@@ -9,7 +9,8 @@ is in one place, and the tests shrink them all at once (tests/conftest.py,
 
 The kind comes from the CPU's gates (cpu_gates): "amx" (AMX tiles, which also have bf16 in
 hardware), "avx512-bf16" (bf16 in hardware without AMX), "other" (bf16 emulated). The
-figures behind each value are in benchmarks/RESULTS.md, "The fast paths' tuned constants".
+figures behind each value are in benchmarks/RESULTS.md, "The fast paths' figures", tuned
+constants; `benchmarks/bench_fast_paths.py --tune NAME=VALUE` times another value.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ class Tuning:
 
     bf16_query_chunk: queries per chunk of bf16 attention as GEMMs (bf16_attention.py):
         each chunk's scores stay near the caches. Set by
-        benchmarks/bench_fast_paths.py --precision bf16 (chunks of 512 to 4096 tried).
+        benchmarks/bench_fast_paths.py --precision bf16 --tune bf16_query_chunk=N.
     fp32_query_chunk: queries per chunk of fp32 attention through oneDNN (fp32_attention.py),
         the bf16 chunk's size without AMX, for the same reason. Set by
-        benchmarks/bench_fast_paths.py (fp32, row fp32_attention).
+        benchmarks/bench_fast_paths.py --tune fp32_query_chunk=N (fp32).
     fused_from_keys: the number of keys from which bf16 attention runs torch's fused kernel
         rather than the GEMMs (attention_kernels.py); None: never. On AMX the fused kernel
         packs its GEMMs for the tiles, and beat the GEMM path at many keys. Set by
-        benchmarks/bench_fast_paths.py --precision bf16 (row bf16_attention) at 393, 785 and
-        1,569 keys.
+        benchmarks/bench_fast_paths.py --precision bf16 --tune fused_from_keys=N (and its
+        row bf16_attention), at B-16x4's and v2-S-16x4's numbers of keys.
     fp32_token_chunk, bf16_token_chunk: tokens per chunk of a block's per-token steps
-        (chunks.py), in each dtype. Set by benchmarks/bench_fast_paths.py and
-        --precision bf16 (row chunks), alternating runs.
+        (chunks.py), in each dtype. Set by benchmarks/bench_fast_paths.py --tune
+        fp32_token_chunk=N, and --precision bf16 --tune bf16_token_chunk=N.
     """
 
     bf16_query_chunk: int
@@ -46,15 +47,17 @@ class Tuning:
     bf16_token_chunk: int
 
 
-# Without AMX: bench_fast_paths.py --precision bf16 on a Zen 5 chose 1024 queries (1024 and
-# 2048 were fastest) and 4096 tokens; the fused kernel was slower at every shape measured.
+# Without AMX: bench_fast_paths.py --precision bf16 on a Zen 5 chose the query chunk (of
+# the sizes tried, the smallest of the fastest) and the token chunk (half and twice as long
+# were both slower); the fused kernel was slower than the GEMMs at every shape measured (a
+# Zen 4).
 _WITHOUT_AMX = Tuning(bf16_query_chunk=1024, fp32_query_chunk=1024, fused_from_keys=None,
                       fp32_token_chunk=4096, bf16_token_chunk=4096)
 
 TUNING: dict[str, Tuning] = {
     # bench_fast_paths.py --precision bf16 on an Intel Xeon with AMX: longer bf16 query and
     # token chunks (fp32's longer token chunks were slower there), and the fused kernel
-    # from 1024 keys (B-16x4 and v2-S-16x4 attend over 393 or 1,569 keys).
+    # from a threshold between B-16x4's two numbers of keys.
     "amx": Tuning(bf16_query_chunk=4096, fp32_query_chunk=1024, fused_from_keys=1024,
                   fp32_token_chunk=4096, bf16_token_chunk=8192),
     "avx512-bf16": _WITHOUT_AMX,
