@@ -11,8 +11,8 @@ views are (T, H, W, 3)), so only the conversion is saved there.
 
 Measured on an Intel Xeon with AMX: B-16x4's embedding alone ran faster from a
 channels-first clip, in bf16 by far (benchmarks/RESULTS.md, "Intel Xeon with AMX", and
-"The fast paths' figures", patch embedding). Same numbers as the reference (the same convolution, another order of
-its loops in memory; the same sums).
+"The fast paths' figures", patch embedding). Same numbers as the reference (the same
+convolution, another order of its loops in memory; the same sums).
 
 Not in exported graphs, which run on their compiler's own layouts, nor with autograd.
 """
