@@ -4,16 +4,20 @@ alternately in one process on the same weights and input.
 
     python benchmarks/bench_fast_paths.py --models B-16x4,v2-S-16x4 --repeat 5
     python benchmarks/bench_fast_paths.py --precision bf16   # bf16_attention's and packed_linear's too
+    python benchmarks/bench_fast_paths.py --tune bf16_query_chunk=2048   # a tuning table value
     python benchmarks/bench_fast_paths.py --against /tmp/old/mvit_old   # another mvit copy
 
 `--against` times this code against another copy of the package (for example the commit
 before a refactor, extracted as a package folder of any name), same weights, alternating.
+`--tune NAME=VALUE` runs with one value of this CPU's row in the fast paths' tuning table
+(mvit_cli/models/fast/tuning.py) replaced: how its values were chosen.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import statistics
@@ -26,9 +30,10 @@ from machine import cpu_model
 
 import mvit_cli
 from mvit_cli.allocator import keep_freed_memory
+from mvit_cli.cpu_gates import gates
 from mvit_cli.models.fast import attention as fast_attention
-from mvit_cli.models.fast import (bf16_attention, chunks, class_token, clip_batches,
-                                  fp32_attention, packed_linear)
+from mvit_cli.models.fast import (bf16_attention, clip_batches, fp32_attention, network,
+                                  packed_linear, tuning)
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere
 from mvit_cli.models.positions import relative_position_bias
 from mvit_cli.models.precision import cast_for_inference
@@ -49,16 +54,28 @@ def _swapped(module, name, value):
         setattr(module, name, saved)
 
 
+@contextlib.contextmanager
+def _tuned(**values):
+    """This CPU's row of the tuning table with `values` in place of its own."""
+    kind = tuning.cpu_kind(gates())
+    saved = tuning.TUNING[kind]
+    tuning.TUNING[kind] = dataclasses.replace(saved, **values)
+    try:
+        yield
+    finally:
+        tuning.TUNING[kind] = saved
+
+
 # name -> a context that turns that one fast path off (the others stay on)
 WITHOUT = {
     "kv_windows": lambda: _swapped(fast_attention, "keys_values", keys_values_everywhere),
     "relative_dot": lambda: _swapped(fast_attention, "attention_with_relative_positions",
                                      _full_bias),
-    "class_token": lambda: _swapped(class_token, "reads_class_token_only", lambda m: False),
-    "patch_embedding": lambda: _swapped(class_token, "embed", lambda model, x: model.embed(x)),
-    "chunks": lambda: _swapped(chunks, "CPU_TOKEN_CHUNK", 10**9),
-    "clip_batches": lambda: _swapped(clip_batches, "forward", lambda model, x:
-                                     model.classify_features(class_token.forward_features(model, x))),
+    "class_token": lambda: _swapped(network, "reads_class_token_only", lambda m: False),
+    "patch_embedding": lambda: _swapped(network, "embed", lambda model, x: model.embed(x)),
+    "chunks": lambda: _tuned(fp32_token_chunk=10**9, bf16_token_chunk=10**9),
+    "clip_batches": lambda: _swapped(network, "forward", lambda model, x:
+                                     model.classify_features(network.forward_features(model, x))),
     # Batches of 2 or more clips on 2 or more threads (--batch 8); a no-op at batch 1.
     "clip_lanes": lambda: _swapped(clip_batches, "map_clips",
                                    lambda run, clips, lanes=True: [run(c) for c in clips]),
@@ -77,7 +94,8 @@ def _time(forward, clip) -> float:
     return time.perf_counter() - started
 
 
-def gains(name: str, batch: int, repeat: int, precision: str = "fp32") -> list[dict]:
+def gains(name: str, batch: int, repeat: int, precision: str = "fp32",
+          tune: dict | None = None) -> list[dict]:
     torch.manual_seed(0)
     cfg = mvit_cli.get_config(name)
     model = mvit_cli.build_model(cfg)
@@ -94,10 +112,13 @@ def gains(name: str, batch: int, repeat: int, precision: str = "fp32") -> list[d
                 model.fast_paths = True
         if variant == "all":
             return _time(model, clip)
+        if variant == "tuned":
+            with _tuned(**tune):
+                return _time(model, clip)
         with WITHOUT[variant]():
             return _time(model, clip)
 
-    variants = ["all", "reference", *WITHOUT]
+    variants = ["all", "reference", *WITHOUT] + (["tuned"] if tune else [])
     times: dict[str, list[float]] = {v: [] for v in variants}
     for attempt in range(repeat + 1):  # the first round warms every variant up
         for variant in variants:
@@ -154,7 +175,12 @@ def main() -> None:
     parser.add_argument("--against", type=Path, default=None,
                         help="Folder of another copy of the package to time against.")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--tune", action="append", default=[], metavar="NAME=VALUE",
+                        help="Also time this CPU's tuning row with NAME set to VALUE (row "
+                             "'tuned'), e.g. bf16_query_chunk=2048; repeatable.")
     args = parser.parse_args()
+    tune = {key: None if value == "None" else int(value)
+            for key, _, value in (item.partition("=") for item in args.tune)}
     keep_freed_memory()  # as a pipeline on the CPU does (mvit_cli/allocator.py)
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name in args.models.split(","):
@@ -164,7 +190,7 @@ def main() -> None:
                   f"{row['other_s']:.3f} s: this is {row['this_is_faster_by']:.3f}x as fast; "
                   f"max rel. error {row['max_rel_error']:.1e}", flush=True)
             continue
-        for row in gains(name, args.batch, args.repeat, args.precision):
+        for row in gains(name, args.batch, args.repeat, args.precision, tune):
             print(f"{name} {args.precision} batch {args.batch} {row['variant']:>14}: {row['s_per_clip']:.3f} "
                   f"s/clip ({row['all_on_is_faster_by']:.3f}x all fast paths' time)",
                   flush=True)

@@ -23,12 +23,12 @@ from typing import Iterator
 class CpuGates:
     """The answers the CPU paths are chosen by.
 
-    native_bf16: bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch emulates bf16, several
-        times slower than fp32 (0.19x on a Zen 3: benchmarks/RESULTS.md): bf16 attention as
+    native_bf16: bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch emulates bf16, far
+        slower than fp32 (measured on a Zen 3: benchmarks/RESULTS.md): bf16 attention as
         GEMMs, the packed bf16 linears and `auto` choosing bf16 all need it.
     amx: AMX tiles (Intel Sapphire Rapids and later), where torch's fused attention packs its
         bf16 GEMMs for AMX and each oneDNN call's fixed cost weighs more: the fused kernel at
-        many keys, and longer chunks (models/fast/bf16_attention.py, chunks.py).
+        many keys, and longer chunks (models/fast/tuning.py: AMX's row).
     onednn_fp32: oneDNN's fp32 GEMMs beat MKL's, torch's default for fp32 linears: on AMD CPUs
         with AVX-512, where MKL takes a slower code path than on Intel's (benchmarks/RESULTS.md,
         "fp32 through oneDNN"). Not measured elsewhere, so elsewhere no. Packed fp32 linears
@@ -86,8 +86,8 @@ def probe() -> CpuGates:
 
 def onednn_fp32_faster(vendor: str, capability: str) -> bool:
     """The rule for `onednn_fp32`, from /proc/cpuinfo's vendor_id and torch's CPU capability
-    ("AVX512", "AVX2", ...): measured faster on AMD with AVX-512 only (a Zen 5: oneDNN
-    2.1-2.5x at B-16x4's shapes)."""
+    ("AVX512", "AVX2", ...): measured faster on AMD with AVX-512 only (a Zen 5, at B-16x4's
+    shapes: benchmarks/RESULTS.md, "fp32 through oneDNN")."""
     return vendor == "AuthenticAMD" and capability.startswith("AVX512")
 
 

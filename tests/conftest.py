@@ -90,6 +90,20 @@ def force_gates(monkeypatch):
     return force
 
 
+@pytest.fixture
+def shrink_tuning(monkeypatch):
+    """`shrink_tuning(kind=None, bf16_query_chunk=64, ...)`: the fast paths' tuned constants
+    (models/fast/tuning.py) replaced in the row of CPU kind `kind` (every row: None), for
+    the rest of the test, so that small test inputs cross the chunk sizes and thresholds."""
+    from mvit_cli.models.fast import tuning
+
+    def shrink(kind: str | None = None, **values: int | None) -> None:
+        for row in [kind] if kind is not None else list(tuning.TUNING):
+            monkeypatch.setitem(tuning.TUNING, row, replace(tuning.TUNING[row], **values))
+
+    return shrink
+
+
 @pytest.fixture(params=sorted(REFERENCES))
 def reference_name(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mvit_cli import cpu_gates, get_config
+from mvit_cli.models.fast import attention_kernels, chunks, network, tuning
 from mvit_cli.models.model import model_from_config
-from mvit_cli.models.fast import chunks
 from mvit_cli.models.fast.kv_windows import keys_values_everywhere, plan_axis, read_positions
 from mvit_cli.models.fast.relative_dot import attention_with_relative_positions
 from mvit_cli.models.precision import cast_for_inference
@@ -121,16 +121,14 @@ def _references(cfg) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
+def small_chunks(shrink_tuning):
     """Chunk sizes and thresholds small enough that the test models' tokens, queries and
     keys cross them: every chunked loop runs more than once, its last chunk short, and with
-    AMX some attention calls take the fused kernel and some the GEMMs."""
-    from mvit_cli.models.fast import bf16_attention
-
-    monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 100)
-    monkeypatch.setattr(bf16_attention, "QUERY_CHUNK", 64)
-    monkeypatch.setattr(bf16_attention, "AMX_QUERY_CHUNK", 160)
-    monkeypatch.setattr(bf16_attention, "FUSED_FROM_KEYS", 16)
+    AMX some attention calls take the fused kernel and some the GEMMs. AMX's row keeps its
+    longer bf16 chunks, as the measured table does."""
+    shrink_tuning(bf16_query_chunk=64, fp32_query_chunk=64, fp32_token_chunk=100,
+                  bf16_token_chunk=100)
+    shrink_tuning("amx", bf16_query_chunk=160, bf16_token_chunk=200, fused_from_keys=16)
 
 
 @pytest.mark.parametrize("cfg", [*TINY, TINY_GRID_B16X4], ids=lambda c: c.name)
@@ -207,10 +205,9 @@ def test_run_blocks_returns_every_token_either_way(cfg):
     torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
 
 
-def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
+def test_each_fast_path_alone_keeps_the_logits(monkeypatch, shrink_tuning):
     """Switch on one fast path at a time, the others held to the reference."""
     from mvit_cli.models.fast import attention as fast_attention
-    from mvit_cli.models.fast import class_token, clip_batches
 
     cfg = replace(get_config("v2-S-16x4"), name="small-v2s-cls", frames=8, size=32, embed_dim=16,
                   num_classes=10, cls_token=True, head_pool="cls")
@@ -224,14 +221,15 @@ def test_each_fast_path_alone_keeps_the_logits(monkeypatch):
                     fast_attention, "keys_values", keys_values_everywhere)),
                 ("relative dot off", lambda: monkeypatch.setattr(
                     fast_attention, "attention_with_relative_positions", _with_full_bias)),
-                ("chunks off", lambda: monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)),
+                ("chunks off", lambda: shrink_tuning(fp32_token_chunk=10**9,
+                                                     bf16_token_chunk=10**9)),
                 ("class token off", lambda: monkeypatch.setattr(
-                    class_token, "reads_class_token_only", lambda model: False)),
+                    network, "reads_class_token_only", lambda model: False)),
                 ("patch embedding off", lambda: monkeypatch.setattr(
-                    class_token, "embed", lambda model, x: model.embed(x))),
+                    network, "embed", lambda model, x: model.embed(x))),
                 ("clip batches off", lambda: monkeypatch.setattr(
-                    clip_batches, "forward", lambda model, x: model.classify_features(
-                        class_token.forward_features(model, x))))):
+                    network, "forward", lambda model, x: model.classify_features(
+                        network.forward_features(model, x))))):
             patch()
             torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-5, msg=name)
             monkeypatch.undo()
@@ -279,7 +277,7 @@ def test_the_fast_paths_really_skip_multiply_adds(cfg):
     assert counts[True] < 0.97 * counts[False]
 
 
-def test_chunked_per_token_steps_match_one_pass(monkeypatch):
+def test_chunked_per_token_steps_match_one_pass(monkeypatch, shrink_tuning):
     """The same logits in chunks as in one pass, and the chunks really run: a block of more
     tokens than a chunk takes its per-token steps once per chunk."""
     cfg = TINY[0]
@@ -292,11 +290,11 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
 
     monkeypatch.setattr(chunks, "after_attention", counted)
     with torch.no_grad():
-        monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 10**9)
+        shrink_tuning(fp32_token_chunk=10**9)
         whole = model(clip)
         assert len(calls) == len(model.blocks) * clip.shape[0]  # one pass a block, a clip
         calls.clear()
-        monkeypatch.setattr(chunks, "CPU_TOKEN_CHUNK", 37)  # uneven chunks, last one short
+        shrink_tuning(fp32_token_chunk=37)  # uneven chunks, last one short
         chunked = model(clip)
     assert max(calls) <= 37 and len(calls) > len(model.blocks) * clip.shape[0]
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
@@ -306,8 +304,21 @@ def test_chunked_per_token_steps_match_one_pass(monkeypatch):
 def test_token_chunks_are_longer_in_bf16_on_amx_only(force_gates, amx):
     force_gates(amx=amx)
     tokens = torch.zeros(1, 8, 4)
-    assert chunks.token_chunk(tokens) == chunks.CPU_TOKEN_CHUNK
-    assert chunks.token_chunk(tokens.bfloat16()) == chunks.CPU_TOKEN_CHUNK * (2 if amx else 1)
+    fp32 = tuning.TUNING["avx512-bf16"].fp32_token_chunk
+    assert chunks.token_chunk(tokens) == fp32
+    assert chunks.token_chunk(tokens.bfloat16()) == fp32 * (2 if amx else 1)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+@pytest.mark.parametrize("amx", [False, True])
+def test_the_tuning_row_follows_the_cpu_kind(force_gates, native_bf16, amx):
+    """AMX's row wherever AMX answers yes; without it, the rows of bf16 in hardware and of
+    emulated bf16 (the same values: the emulated kind takes no bf16 path)."""
+    force_gates(native_bf16=native_bf16, amx=amx)
+    kind = "amx" if amx else "avx512-bf16" if native_bf16 else "other"
+    assert tuning.tuning() is tuning.TUNING[kind]
+    assert (tuning.tuning().fused_from_keys is not None) == amx
+    assert attention_kernels.fused_is_faster(torch.zeros(1, 1, 10**6, 1)) == amx
 
 
 @pytest.mark.parametrize("cfg", [TINY[0], TINY[1], TINY[2], TINY_GRID_B16X4, slow(SMALL_B16X4)],
@@ -387,30 +398,31 @@ def test_bf16_attention_as_gemms_stays_within_bf16_rounding_of_fp32(monkeypatch,
     monkeypatch.setattr(bf16_attention.torch, "softmax",
                         lambda *a, **kw: calls.append(1) or torch.nn.functional.softmax(*a, **kw))
     with torch.inference_mode():
-        got = bf16_attention.attend(q, k, v)
+        got = attention_kernels.attend(q, k, v)
     assert got.dtype == torch.bfloat16 and got.shape == expected.shape
-    chunk = bf16_attention.AMX_QUERY_CHUNK if amx else bf16_attention.QUERY_CHUNK
+    chunk = tuning.TUNING["amx" if amx else "avx512-bf16"].bf16_query_chunk
     assert len(calls) == -(-queries // chunk)  # one per chunk
     error = (got.float() - expected).abs().max()
     assert error < 0.02 and error < 8 * fused_error, (error, fused_error)
     # Not taken in fp32, with gradients, or where bf16 is emulated.
     calls.clear()
-    bf16_attention.attend(q.float(), k.float(), v.float())
-    bf16_attention.attend(q.clone().requires_grad_(), k, v)
+    attention_kernels.attend(q.float(), k.float(), v.float())
+    attention_kernels.attend(q.clone().requires_grad_(), k, v)
     with torch.inference_mode():
         force_gates(native_bf16=False)
-        bf16_attention.attend(q, k, v)
+        attention_kernels.attend(q, k, v)
     assert not calls
 
 
 def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypatch, force_gates):
-    """On a CPU with AMX, from FUSED_FROM_KEYS keys, bf16 attention is torch's fused kernel
-    itself (same numbers, bit for bit); below that, or without AMX, the GEMM path."""
+    """On a CPU with AMX, from its row's `fused_from_keys` keys (tuning.py), bf16 attention
+    is torch's fused kernel itself (same numbers, bit for bit); below that, or without AMX,
+    the GEMM path."""
     from mvit_cli.models.fast import bf16_attention
 
     force_gates(native_bf16=True)
     torch.manual_seed(0)
-    many = bf16_attention.FUSED_FROM_KEYS
+    many = tuning.TUNING["amx"].fused_from_keys
     q = torch.randn(1, 2, 37, 16).bfloat16()
     calls = []
     monkeypatch.setattr(bf16_attention.torch, "softmax",
@@ -421,7 +433,7 @@ def test_bf16_attention_takes_the_fused_kernel_at_many_keys_on_amx_only(monkeypa
         force_gates(amx=amx)
         calls.clear()
         with torch.inference_mode():
-            got = bf16_attention.attend(q, k, v, scale=0.3)
+            got = attention_kernels.attend(q, k, v, scale=0.3)
             if not calls:
                 assert torch.equal(got, F.scaled_dot_product_attention(q, k, v, scale=0.3))
         return bool(calls)
@@ -613,7 +625,7 @@ def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, force_gates, h
     GEMMs, head by head and chunk by chunk, within fp32 rounding of the fused kernel, for a
     batch of two, several chunks, a given scale and values narrower than the keys (as
     relative_dot passes them); not taken with gradients or where MKL stays."""
-    from mvit_cli.models.fast import bf16_attention, fp32_attention
+    from mvit_cli.models.fast import fp32_attention
 
     force_gates(onednn_fp32=True)
     torch.manual_seed(0)
@@ -623,14 +635,14 @@ def test_fp32_attention_through_onednn_is_fp32_exact(monkeypatch, force_gates, h
     calls, original = [], fp32_attention.attend
     monkeypatch.setattr(fp32_attention, "attend", lambda *a: calls.append(1) or original(*a))
     with torch.inference_mode():
-        got = bf16_attention.attend(q, k, v, scale=scale)
+        got = attention_kernels.attend(q, k, v, scale=scale)
     assert calls and got.shape == expected.shape
     assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
     calls.clear()
-    bf16_attention.attend(q.clone().requires_grad_(), k, v, scale=scale)
+    attention_kernels.attend(q.clone().requires_grad_(), k, v, scale=scale)
     force_gates(onednn_fp32=False)
     with torch.inference_mode():
-        bf16_attention.attend(q, k, v, scale=scale)
+        attention_kernels.attend(q, k, v, scale=scale)
     assert not calls
 
 
@@ -651,13 +663,13 @@ def test_clip_lanes_run_clips_side_by_side_with_the_same_logits(cfg, two_threads
     from mvit_cli.models.fast import clip_batches
 
     model, clips = _model(cfg), _clip(cfg, batch=3)
-    where, original = [], clip_batches.forward_features
+    where, original = [], network.forward_features
 
     def watched(model, clip):
         where.append((threading.current_thread().name, torch.get_num_threads()))
         return original(model, clip)
 
-    monkeypatch.setattr(clip_batches, "forward_features", watched)
+    monkeypatch.setattr(network, "forward_features", watched)
     with torch.inference_mode():
         lanes = model(clips)
         assert {name.startswith("mvit-lane") for name, _ in where} == {True}

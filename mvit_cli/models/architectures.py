@@ -34,7 +34,8 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
     # MViT-S, from the paper's Table 3(c): no 56x56 stage, a 3x8x8 patch of stride 2x8x8 to
     # 8x28x28 tokens, widths 128/256/512 over stages of ?, 7 and 6 blocks. The first stage's
     # depth did not survive in any text copy we could read; 3 (16 layers, as B) gives the
-    # paper's 26.1M parameters, but 30.0 GFLOPs where the paper says 32.9.
+    # paper's parameter count, but fewer multiply-adds than the paper's (`mvit models`
+    # prints both against paper_params_m and paper_gflops).
     MViTConfig("S-16x4", depths=(3, 7, 6), embed_dim=128, patch_kernel=(3, 8, 8),
                patch_stride=(2, 8, 8), patch_padding=(1, 0, 0), paper_params_m=26.1,
                paper_gflops=32.9, **dict(_V1_VIDEO, kv_stride=(1, 4, 4))),
@@ -60,7 +61,7 @@ ARCHITECTURES: dict[str, MViTConfig] = {cfg.name: cfg for cfg in [
                paper_params_m=51.2, paper_gflops=225.0, **_V2_VIDEO),
     # A small MViTv2 to train on a CPU (mvit train): 8 frames at 112 px, widths 32/64/128/256,
     # about 1.5M parameters. An 8x8 patch (4x14x14 tokens, a quarter of the usual 4x28x28)
-    # makes a training step ~4x cheaper here; tokens are mean-pooled (no class token).
+    # makes a training step several times cheaper; tokens are mean-pooled (no class token).
     MViTConfig("v2-XS-8", depths=(1, 2, 3, 1), embed_dim=32, frames=8, size=112,
                num_classes=8, dataset="synthetic-motion", head_dropout=0.2, drop_path=0.1,
                patch_kernel=(3, 8, 8), patch_stride=(2, 8, 8), patch_padding=(1, 0, 0),

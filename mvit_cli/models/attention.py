@@ -27,7 +27,6 @@ class PoolingAttention(nn.Module):
         self.has_cls = cfg.cls_token
         self.residual_pool = cfg.residual_pool
         self.residual_with_cls = cfg.residual_with_cls
-        self.fast_paths = True  # see models.fast; set for the whole model by the model
         self.qkv = nn.Linear(dim_in, 3 * dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -63,10 +62,6 @@ class PoolingAttention(nn.Module):
 
     def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
         """x: (B, L, C) normalised tokens on `grid` -> (B, Lq, dim) and Q's grid."""
-        if self.fast_paths:
-            from .fast.attention import attention
-
-            return attention(self, x, grid)
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).unbind(2)
         q, q_grid = pool_heads(q, grid, self.pool_q, self.norm_q, self.has_cls)

@@ -47,7 +47,6 @@ class MultiscaleBlock(nn.Module):
         super().__init__()
         self.widen_in_attention = cfg.dim_mul_in_att
         self.has_cls = cfg.cls_token
-        self.fast_paths = True  # see models.fast; set for the whole model by the model
         attn_dim = setting.attn_dim
         self.norm1 = nn.LayerNorm(setting.dim_in, eps=cfg.norm_eps)
         self.attn = PoolingAttention(setting, cfg)
@@ -60,10 +59,6 @@ class MultiscaleBlock(nn.Module):
 
     def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
         """x: (B, L, C) tokens on `grid` -> tokens on the pooled grid, and that grid."""
-        if self.fast_paths:
-            from .fast.block import block
-
-            return block(self, x, grid)
         x_norm = self.norm1(x)
         attended, q_grid = self.attn(x_norm, grid)
         skip = self.attention_skip(x, x_norm, grid)

@@ -4,6 +4,10 @@ MViT v1 (Fan et al. 2021) marks token positions with learnt absolute embeddings.
 (Li et al. 2022) drops them for decomposed relative positions inside attention, adds the
 pooled query back to the attention output and widens inside attention; all of that is
 carried by the config, so the generations differ only in how tokens get their positions.
+
+Each entry point (`forward`, `forward_features`, `run_blocks`) decides its plan once, at its
+top: the exact fast paths (models/fast, through models/plans.py) while `fast_paths` is on,
+else the reference code below, whose multiply-adds are the ones the papers count.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch import Tensor, nn
 
 from .block import MultiscaleBlock
 from .config import MViTConfig, block_settings
+from .plans import fast_plan
 from .pooling import Grid
 from .positions import PositionalEmbedding
 
@@ -67,8 +72,6 @@ class MultiscaleTransformer(nn.Module):
     @fast_paths.setter
     def fast_paths(self, enabled: bool) -> None:
         self._fast_paths = enabled
-        for block in self.blocks:
-            block.fast_paths = block.attn.fast_paths = enabled
 
     def add_positions(self, tokens: Tensor, grid: Grid) -> Tensor:
         """Hook for a generation's absolute positions; tokens include the class token."""
@@ -102,6 +105,8 @@ class MultiscaleTransformer(nn.Module):
     def run_blocks(self, x: Tensor, grid: Grid, start: int = 0,
                    stop: int | None = None) -> tuple[Tensor, Grid]:
         """Blocks start..stop-1 (all by default), every token out."""
+        if self.fast_paths:
+            return fast_plan().run_blocks(self, x, grid, start, stop)
         for block in self.blocks[start:stop]:
             x, grid = block(x, grid)
         return x, grid
@@ -120,9 +125,7 @@ class MultiscaleTransformer(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, T, H, W) or, for image models, (N, 3, H, W) -> pooled features (N, width)."""
         if self.fast_paths:
-            from .fast.class_token import forward_features
-
-            return forward_features(self, x)
+            return fast_plan().forward_features(self, x)
         return self.pool_head(self.run_blocks(*self.embed(x))[0])
 
     def classify_features(self, features: Tensor) -> Tensor:
@@ -131,9 +134,7 @@ class MultiscaleTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fast_paths:
-            from .fast.clip_batches import forward
-
-            return forward(self, x)
+            return fast_plan().forward(self, x)
         return self.classify_features(self.forward_features(x))
 
 
@@ -166,13 +167,16 @@ def compile_for_inference(model: MultiscaleTransformer) -> Callable[[Tensor], Te
     Freezing lets inductor fold the weights (and prepack them on the CPU). The fast paths'
     plans are cached with functools.lru_cache; Dynamo traces through the cache, which is
     right for these pure functions, but warns about it on every first call: silenced. The
-    CPU's gates (cpu_gates) are asked here, eagerly, as Dynamo cannot trace the probes.
+    CPU's gates (cpu_gates) are asked here, eagerly, as Dynamo cannot trace the probes, and
+    the fast plan is loaded here, so that Dynamo meets it loaded.
     """
     import torch._inductor.config as inductor_config
 
     from ..cpu_gates import gates
 
     gates()
+    if model.fast_paths:
+        fast_plan()
 
     inductor_config.freezing = True
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")

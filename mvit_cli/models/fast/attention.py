@@ -1,8 +1,7 @@
 """Pooling attention with the fast paths: K/V at read positions (kv_windows), relative
-positions in the dot product (relative_dot) and the class token's row alone (class_token),
-all exact; packed projections (packed_linear) and the attention as GEMMs (bf16_attention,
-fp32_attention) in CPU inference where those pay. The reference is
-`PoolingAttention.forward` in models/attention.py."""
+positions in the dot product (relative_dot) and the class token's row alone, all exact;
+packed projections (packed_linear) and the kernel that pays on this CPU (attention_kernels)
+in CPU inference. The reference is `PoolingAttention.forward` in models/attention.py."""
 
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from ..config import conv_output_grid
 from ..pooling import Grid, pool_heads
 from ..positions import relative_position_terms
-from .bf16_attention import attend
-from .packed_linear import linear
-from .class_token import class_token_query
+from .attention_kernels import attend
 from .kv_windows import keys_values, project
+from .packed_linear import linear
 from .relative_dot import attention_with_relative_positions
 
 if TYPE_CHECKING:
@@ -52,3 +51,16 @@ def _query(attn: PoolingAttention, x: Tensor, grid: Grid,
         return class_token_query(attn, x, grid)
     q = project(attn, x, slice(0, 1)).view(x.shape[0], x.shape[1], attn.num_heads, -1)
     return pool_heads(q, grid, attn.pool_q, attn.norm_q, attn.has_cls)
+
+
+def class_token_query(attn: PoolingAttention, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
+    """The class token's query alone (class_token.py): it skips pooling, but not the norm
+    after it. Q's grid is the one pooling gives the other tokens."""
+    q = project(attn, x[:, :1], slice(0, 1)).view(x.shape[0], 1, attn.num_heads, -1)
+    q_grid = grid
+    if attn.pool_q is not None:
+        kernel, stride = attn.q_pooling
+        q_grid = conv_output_grid(grid, kernel, stride, tuple(k // 2 for k in kernel))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+    return q, q_grid

@@ -1,52 +1,37 @@
 """A batch of clips run clip by clip in CPU inference, and side by side on 2+ threads.
 
-Why clip by clip: a 16x224 clip's stage-1 activations are ~10 MB, which the CPU's cache
-holds; a batch of 8 makes them ~80 MB, and every norm, GELU and copy then waits on main
-memory (measured 22% slower per clip for B-16x4 at batch 8). Clips are independent, so one
-at a time gives the same logits faster. Not under ONNX export, where a Python loop over the
-batch would fix the graph's batch size.
+Why clip by clip: a 16x224 clip's stage-1 activations fit in the CPU's cache; a batch of 8
+holds eight times as much, and every norm, GELU and copy then waits on main memory (B-16x4
+ran measurably slower per clip at batch 8). Clips are independent, so one at a time gives
+the same logits faster (benchmarks/RESULTS.md, "The fast paths' figures", clip batches).
+Not under ONNX export, where a Python loop over the batch would fix
+the graph's batch size. The loop itself: network.forward; `map_clips` runs it.
 
 Why side by side ("lanes"): within one clip, torch's threads meet at a barrier after every
-op, and wait there for the slowest (B-16x4 got only 1.7x from a second core). Clips run on
-threads of their own, one intra-op thread each, never wait for each other. Same logits, bit
-for bit, at the published models' sizes (full-size B-16x4 in fp32 on an Intel Xeon, where
-MKL runs fp32's GEMMs, as well as on AMD); on small inputs MKL splits the sums of GEMMs of
-few rows across threads, so a lane's one thread can round differently in the last bits
-(1e-7 at 65 tokens). B-16x4 at batch 8 on a 2-vCPU Zen 5, alternating with clips one
-after the other: bf16 2.19 s against 2.38 s a batch (1.09x, faster in 9 of 10 rounds),
-fp32 3.65 s against 3.93 s (1.08x, 6 of 6). Row `clip_lanes` of
-benchmarks/bench_fast_paths.py --batch 8.
-The cost is memory: each lane holds one clip's activations (peak RSS at batch 8: bf16
-764 MB against 616, fp32 1068 against 774). Unmeasured on more than 2 cores, where each
-lane gets threads // lanes intra-op threads.
+op, and wait there for the slowest (B-16x4 gained far less than a second core's worth).
+Clips run on threads of their own, one intra-op thread each, never wait for each other.
+Same logits, bit for bit, at the published models' sizes (full-size B-16x4 in fp32 on an
+Intel Xeon, where MKL runs fp32's GEMMs, as well as on AMD); on small inputs MKL splits the
+sums of GEMMs of few rows across threads, so a lane's one thread can round differently in
+the last bits. B-16x4 at batch 8 on a 2-vCPU Zen 5 ran faster in lanes than clip after clip,
+in bf16 and fp32 (benchmarks/RESULTS.md, "Clip lanes"; row `clip_lanes` of
+benchmarks/bench_fast_paths.py --batch 8). The cost is memory: each lane holds one clip's
+activations. Unmeasured on more than 2 cores, where each lane gets threads // lanes
+intra-op threads.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .class_token import forward_features
-
-if TYPE_CHECKING:
-    from ..model import MultiscaleTransformer
-
 _EXECUTORS: dict[int, ThreadPoolExecutor] = {}
 _EXECUTORS_LOCK = threading.Lock()
 _LANE = threading.local()  # the intra-op threads this lane thread was given
-
-
-def forward(model: MultiscaleTransformer, x: Tensor) -> Tensor:
-    if (x.device.type == "cpu" and not torch.is_grad_enabled()
-            and not torch.compiler.is_exporting() and x.shape[0] > 1):
-        clips = map_clips(lambda clip: model.classify_features(forward_features(model, clip)),
-                          x.split(1))
-        return torch.cat(clips)
-    return model.classify_features(forward_features(model, x))
 
 
 def map_clips(run: Callable[[Tensor], Tensor], clips: Sequence[Tensor],

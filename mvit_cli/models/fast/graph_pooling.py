@@ -1,12 +1,12 @@
 """Max pooling on the token layout itself, in exported graphs (ONNX, OpenVINO).
 
 Why: a graph's MaxPool takes channels-first cubes, so each skip pooling at a stage's first
-block became a transpose of the whole stage's tokens, the pool, and a transpose back;
-OpenVINO spent about 6 ms of a 0.24 s B-16x4 bf16 clip on those transposes. Written as
-padding with -inf and the maxima of strided slices, one axis at a time, on the (B, T, H, W, C)
-tokens, the graph needs no transpose, and the clip ran 2-3% faster. Exact: a maximum is a
-maximum, in any order. Eager torch keeps `F.max_pool3d` on the channels-last cube, which is
-fast there.
+block became a transpose of the whole stage's tokens, the pool, and a transpose back, which
+cost OpenVINO a measurable part of a B-16x4 bf16 clip. Written as padding with -inf and the
+maxima of strided slices, one axis at a time, on the (B, T, H, W, C) tokens, the graph needs
+no transpose, and the clip ran faster (benchmarks/RESULTS.md, "The fast paths' figures",
+max pooling on the token layout). Exact: a maximum is a maximum, in any order. Eager
+torch keeps `F.max_pool3d` on the channels-last cube, which is fast there.
 """
 
 from __future__ import annotations

@@ -3,16 +3,18 @@
 Why this exists: the early stages pool K and V with a stride larger than the kernel (1x8x8
 and 1x4x4 strides with 3x3x3 kernels in B-16x4), so along those axes each window reads 3 of
 every 8 (or 4) positions. Projecting K and V at the positions no window reads is wasted work:
-86% of stage 1's K/V projection in B-16x4, 44% of the next block's. `ReadPositions` lists the
-positions that are read; with the convolution's own zero padding (kernel // 2 at each end,
-as in the original) the kept run tiles into windows of exactly the kernel, so the *same*
-convolution run with stride equal to its kernel gives exactly the original pooled values.
+most of stage 1's K/V projection in B-16x4, and much of the next block's. `ReadPositions`
+lists the positions that are read; with the convolution's own zero padding (kernel // 2 at
+each end, as in the original) the kept run tiles into windows of exactly the kernel, so the
+*same* convolution run with stride equal to its kernel gives exactly the original pooled
+values.
 
 Why the convolution pads the zeros: written in place into a gathered grid with stand-ins,
-they became scatters and transposes in an exported graph that cost OpenVINO about 20 ms of
-a 236 ms B-16x4 clip. An explicit F.pad cost it almost nothing, but in eager torch its fill
-and copy of the whole padded cube took 2.5 ms of a 150 ms bf16 forward on an Intel Xeon
-with AMX; the convolution's padding costs neither.
+they became scatters and transposes in an exported graph that cost OpenVINO a noticeable
+part of a B-16x4 clip. An explicit F.pad cost it almost nothing, but in eager torch its fill
+and copy of the whole padded cube cost a measurable part of the bf16 forward on an Intel
+Xeon with AMX; the convolution's padding costs neither (benchmarks/RESULTS.md, "The fast
+paths' figures", K/V at read positions).
 """
 
 from __future__ import annotations

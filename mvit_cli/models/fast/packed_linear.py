@@ -1,25 +1,24 @@
 """Linear layers in CPU inference through oneDNN: weights packed once, and the MLP's GELU
 and residual add done on the GEMM's output before it is written.
 
-Why, in bf16: `F.linear` hands oneDNN a plain weight on every call (packed once instead, a
-single 1569x384x1536 GEMM went from 598 to 787 GFLOP/s), and the GELU and the add that
-follow each read and write the whole activation once more. Packed once
-(`mkldnn._reorder_linear_weight`, as inductor's freezing does), the GEMMs alone ran
-B-16x4's bf16 forward 1.07x faster on a Zen 5 with avx512_bf16; with the GELU and the
-residual add fused as oneDNN post-ops, 1.09-1.11x in that prototype and 1.21x in
-bench_fast_paths (v2-S-16x4: 1.08x; benchmarks/RESULTS.md, "Packed bf16 linears").
+Why, in bf16: `F.linear` hands oneDNN a plain weight on every call, and the GELU and the add
+that follow each read and write the whole activation once more. Packed once
+(`mkldnn._reorder_linear_weight`, as inductor's freezing does), a single GEMM ran at a
+higher rate, and with the GELU and the residual add fused as oneDNN post-ops B-16x4's and
+v2-S-16x4's bf16 forwards ran faster on a Zen 5 with avx512_bf16 (benchmarks/RESULTS.md,
+"Packed bf16 linears", and "The fast paths' figures", packed linears).
 
 Why, in fp32: there `F.linear` runs MKL's GEMM, which on AMD CPUs takes a slower code path
-than on Intel's. On a Zen 5 (AVX-512) it reached 115-160 GFLOP/s at B-16x4's shapes against
-oneDNN's 270-360, and the whole fp32 forward ran 1.61x faster through oneDNN
-(benchmarks/RESULTS.md, "fp32 through oneDNN"). Taken where that was measured: AMD CPUs
-with AVX-512 (cpu_gates: onednn_fp32); elsewhere MKL stays.
+than on Intel's: on a Zen 5 (AVX-512) it reached about half oneDNN's rate at B-16x4's shapes,
+and the whole fp32 forward ran faster through oneDNN (benchmarks/RESULTS.md, "fp32 through
+oneDNN"). Taken where that was measured: AMD CPUs with AVX-512 (cpu_gates: onednn_fp32);
+elsewhere MKL stays.
 
 What it changes: in bf16, the fused GELU and add work on the GEMM's fp32 result and round
 once to bf16, where the unfused ops round the GEMM's output first; the logits move within
-bf16's rounding. In fp32, only the order of the sums: logits within 2e-6 of fp64 either way.
-The packed copy of a weight is cached beside it and made again when the weight changes (its
-storage or version: `.to()`, `load_state_dict`).
+bf16's rounding. In fp32, only the order of the sums: logits within fp32 rounding of fp64
+either way. The packed copy of a weight is cached beside it and made again when the weight
+changes (its storage or version: `.to()`, `load_state_dict`).
 """
 
 from __future__ import annotations

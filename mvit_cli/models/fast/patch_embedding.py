@@ -9,10 +9,10 @@ views), and the class token and the positions go into one buffer instead of a
 concatenation and an add. A clip from a pipeline is channels last already (its uint8
 views are (T, H, W, 3)), so only the conversion is saved there.
 
-Measured on an Intel Xeon with AMX (2 cores), B-16x4's embedding alone: bf16 9.3 against
-5.7 ms from a channels-first clip, fp32 7.6 against 7.2 (benchmarks/RESULTS.md, "Intel
-Xeon with AMX"). Same numbers as the reference (the same convolution, another order of
-its loops in memory; the same sums).
+Measured on an Intel Xeon with AMX: B-16x4's embedding alone ran faster from a
+channels-first clip, in bf16 by far (benchmarks/RESULTS.md, "Intel Xeon with AMX", and
+"The fast paths' figures", patch embedding). Same numbers as the reference (the same
+convolution, another order of its loops in memory; the same sums).
 
 Not in exported graphs, which run on their compiler's own layouts, nor with autograd.
 """

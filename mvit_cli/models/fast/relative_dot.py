@@ -1,7 +1,8 @@
 """MViTv2's relative positions inside the attention's dot product.
 
-Why: the full (Lq, Lk) bias is large (79 MB per clip in v2-S-16x4's second stage), built,
-padded and read back in every block: about a third of that model's CPU time. Appending each
+Why: the full (Lq, Lk) bias is large (tens of megabytes per clip in v2-S-16x4's second
+stage), built, padded and read back in every block: a large share of that model's CPU time
+(benchmarks/RESULTS.md, "The fast paths' figures", relative positions). Appending each
 query's decomposed terms to the query, and each key's one-hot coordinates to the key, makes
 the extra part of their dot product exactly the bias, so one fused attention kernel with no
 mask does it all, for 22 to 36 more dimensions.
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..pooling import Grid
-from .bf16_attention import attend
+from .attention_kernels import attend
 
 
 @lru_cache(maxsize=64)
