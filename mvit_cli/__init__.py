@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+from .models.plans import FastPlan, register_fast_plan
 from .version import __version__
 
 # Public name -> module that defines it, imported on first use.
@@ -38,6 +39,19 @@ __all__ = [
     "get_config", "load", "model_from_config", "register_architecture",
 ]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def _load_fast_plan() -> FastPlan:
+    """The networks' exact fast paths (models/fast), loaded at the first forward that takes
+    them. Joined here because the reference model never imports its fast paths while they
+    import it: only a module above both can hand one to the other, and every import of a
+    network passes through this package first."""
+    from .models.fast import network
+
+    return network
+
+
+register_fast_plan(_load_fast_plan)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
     from .api import Pipeline, load

@@ -3,7 +3,7 @@ paths (models/fast), registered here by the package.
 
 Why a registry: the fast paths are functions of the reference modules' parameters, so
 models/fast imports the reference modules, and the reference must not import it back (an
-import circle). The package (models/__init__.py), which sees both, registers how to load
+import circle). The root package (mvit_cli/__init__.py), above both, registers how to load
 the fast plan; `MultiscaleTransformer` asks for it at the top of its forward when
 `fast_paths` is on. The plan is loaded on first use, so that naming an architecture still
 costs no torch import. Plain Python, no torch.
@@ -37,7 +37,7 @@ _FAST: FastPlan | None = None
 
 
 def register_fast_plan(load: Callable[[], FastPlan]) -> None:
-    """Set how to load the fast plan (the package does, on import)."""
+    """Set how to load the fast plan (the root package does, on import)."""
     global _LOAD_FAST, _FAST
     _LOAD_FAST, _FAST = load, None
 
@@ -48,6 +48,6 @@ def fast_plan() -> FastPlan:
     if _FAST is None:
         if _LOAD_FAST is None:
             raise RuntimeError("no fast plan registered: import the networks through the "
-                               "mvit_cli.models package, or set model.fast_paths = False")
+                               "mvit_cli package, or set model.fast_paths = False")
         _FAST = _LOAD_FAST()
     return _FAST
