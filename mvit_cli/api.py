@@ -31,10 +31,10 @@ from .engines.local.workers import DecodePool, default_workers, prepare
 from .errors import UsageError
 from .jobs.classify import ClassifyJob, FileResult
 from .jobs.tasks import Task
-from .jobs.timeline import TimelineJob, VideoTimeline, as_items
+from .jobs.timeline import TimelineJob, VideoTimeline
 from .labels import choose_labels
 from .media.decode import MediaError
-from .media.discover import InputItem, find_inputs, kind_error
+from .media.discover import InputItem, as_items, find_inputs, kind_error
 from .media.protocol import Protocol, check_recorded, protocol_for
 from .media.transform import normalise
 from .media.windows import Windowing, windowing_for

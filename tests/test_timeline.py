@@ -144,7 +144,8 @@ def test_windows_already_done_are_skipped_and_a_video_with_none_left_comes_back(
     import torch
 
     from mvit_cli.engines.local.timeline_runner import TimelineRunner
-    from mvit_cli.jobs.timeline import TimelineJob, as_items
+    from mvit_cli.jobs.timeline import TimelineJob
+    from mvit_cli.media.discover import as_items
 
     protocol = protocol_for(TINY_V1, PROTOCOL)
     windowing = windowing_for(protocol, None, None)

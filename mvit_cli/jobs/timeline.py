@@ -8,12 +8,11 @@ every timeline format writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..media.discover import InputItem, find_inputs, kind_error
+from ..media.discover import InputItem, kind_error
 from ..media.protocol import Protocol
 from ..media.windows import Windowing
 from .tasks import Task
@@ -87,11 +86,3 @@ class TimelineJob:
     def finished(video: VideoTimeline) -> VideoTimeline:
         video.windows.sort(key=lambda w: w.start)
         return video
-
-
-def as_items(paths: Iterable) -> list[InputItem]:
-    """Input items from paths, globs, folders and items already found."""
-    items, arguments = [], []
-    for path in paths:
-        (items if isinstance(path, InputItem) else arguments).append(path)
-    return items + (find_inputs([str(a) for a in arguments]).items if arguments else [])

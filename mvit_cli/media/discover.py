@@ -14,6 +14,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from ..models.architectures import ARCHITECTURES, BUILTIN
 from .decode import media_kind
@@ -76,6 +77,16 @@ class Inputs:
         kinds = ", ".join(f"{ext} {n}" for ext, n in common)
         more = ", ..." if len(self.skipped) > 4 else ""
         return f"{total} file{'s' if total != 1 else ''} skipped for their extension ({kinds}{more})"
+
+
+def as_items(paths: Iterable) -> list[InputItem]:
+    """Input items from paths, globs and folders (found as `find_inputs` finds them), after
+    the items among `paths` that were found already, as they are."""
+    items, arguments = [], []
+    for path in paths:
+        (items if isinstance(path, InputItem) else arguments).append(path)
+    return items + (find_inputs([str(os.fspath(a)) if isinstance(a, os.PathLike) else str(a)
+                                for a in arguments]).items if arguments else [])
 
 
 def find_inputs(arguments: list[str]) -> Inputs:
