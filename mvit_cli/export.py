@@ -5,7 +5,9 @@ exporter fails on the channels-last 3-D layout the model keeps its tensors in, w
 dynamo exporter traces the fast paths as they are. Under export the CPU's clip-by-clip
 batching is left out (`models/fast/clip_batches`), so the batch dimension can stay free.
 The file records what made it (architecture, weights, their sha256, labels, mvit's
-version) in its metadata, as every other output does.
+version) in its metadata, as every other output does, and how a clip becomes its input
+(`mvit.preprocessing`: sampling, resizing, crop, scale, mean and std), so the file can be
+used on its own.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Exportable(Protocol):
 
     model: torch.nn.Module
     labels: list[str]
+    recorded_protocol: dict | None
 
     @property
     def cfg(self): ...
@@ -91,7 +94,8 @@ def export_onnx(pipeline: Exportable, path: str | os.PathLike, frames: int | Non
     metadata = {"mvit.architecture": pipeline.cfg.name, "mvit.weights": provenance.weights,
                 "mvit.weights_sha256": provenance.sha256, "mvit.version": __version__,
                 "mvit.labels": json.dumps(pipeline.labels),
-                "mvit.input": json.dumps(list(example.shape[1:]))}
+                "mvit.input": json.dumps(list(example.shape[1:])),
+                "mvit.preprocessing": json.dumps(preprocessing(pipeline))}
     from .models.fast import clear_tensor_caches
 
     with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), _quiet():
@@ -105,6 +109,27 @@ def export_onnx(pipeline: Exportable, path: str | os.PathLike, frames: int | Non
             program.model.metadata_props[key] = value
         program.save(str(tmp))
     return path
+
+
+def preprocessing(pipeline: Exportable) -> dict:
+    """How a video becomes one clip of the graph's input, as the pipeline does it (one clip,
+    one centre crop; more views are more clips through the same graph, their softmax
+    averaged)."""
+    from .media.protocol import protocol_for
+
+    protocol = protocol_for(pipeline.cfg, pipeline.recorded_protocol, 1, 1)
+    return {
+        "described": protocol.describe(),
+        "frames": protocol.frames,
+        # seconds between sampled frames; 0: spread evenly over the clip's share of the video
+        "frame_interval": protocol.frame_interval,
+        "short_side": protocol.short_side, "interpolation": protocol.interpolation,
+        "crop": protocol.crop,
+        "layout": "clips, RGB, channels, frames, height, width" if pipeline.cfg.is_video
+                  else "images, RGB, channels, height, width",
+        "scale": 1 / 255,  # uint8 values to [0, 1], then per channel (x - mean) / std
+        "mean": list(protocol.mean), "std": list(protocol.std),
+    }
 
 
 def check_with_onnxruntime(pipeline: Exportable, path: str | os.PathLike, batch: int = 1,

@@ -85,7 +85,7 @@ def test_the_metadata_says_what_made_the_export(exported, weights):
     graph = onnx.load(str(exported[0]), load_external_data=False)
     props = {p.key: p.value for p in graph.metadata_props}
     assert set(props) == {"mvit.architecture", "mvit.weights", "mvit.weights_sha256",
-                          "mvit.version", "mvit.labels", "mvit.input"}
+                          "mvit.version", "mvit.labels", "mvit.input", "mvit.preprocessing"}
     assert props["mvit.architecture"] == TINY_V2.name
     assert props["mvit.weights"] == os.path.abspath(weights)
     assert props["mvit.weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -98,6 +98,15 @@ def test_the_metadata_says_what_made_the_export(exported, weights):
     assert clips.name == "clips" and dims[1:] == json.loads(props["mvit.input"])
     assert isinstance(dims[0], str)  # --dynamic-batch: a named, free batch dimension
     assert [output.name for output in graph.graph.output] == ["logits"]
+    # How a clip becomes the input, from the weights' own protocol: enough to use the file alone.
+    protocol = mvit_cli.load(weights, device="cpu").protocol_with(1, 1)
+    steps = json.loads(props["mvit.preprocessing"])
+    assert steps["described"] == protocol.describe()
+    assert (steps["frames"], steps["frame_interval"], steps["short_side"], steps["crop"]) == (
+        protocol.frames, protocol.frame_interval, protocol.short_side, protocol.crop)
+    assert steps["frames"] == TINY_V2.frames and steps["crop"] == TINY_V2.size
+    assert steps["mean"] == list(protocol.mean) and steps["std"] == list(protocol.std)
+    assert steps["scale"] == 1 / 255 and steps["interpolation"] == protocol.interpolation
 
 
 def test_the_graph_gives_torchs_logits_at_any_batch_size(exported, weights):
