@@ -212,6 +212,24 @@ def test_classify_runs_its_clips_through_openvino(weights, fake_openvino, tmp_pa
     assert ran == 2
 
 
+def test_a_first_run_says_what_it_is_doing_before_the_long_export(weights, fake_openvino,
+                                                                   capsys, monkeypatch):
+    """A full-size model's export and compile take minutes: the line saying so comes before
+    them, not only after."""
+    said_before_export = []
+    export = fake_openvino.export_onnx
+
+    def exporting(*args, **kwargs):
+        said_before_export.append(capsys.readouterr().err)
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr("mvit_cli.export.export_onnx", exporting)
+    graph = mvit_cli.load(weights, backend="openvino", precision="fp32").backend.graph
+    [before] = said_before_export
+    assert "OpenVINO: exporting" in before and "once" in before and str(graph.folder) in before
+    assert "exported and compiled once" in capsys.readouterr().err
+
+
 def test_the_export_and_the_compiled_blob_are_made_once_and_cached(weights, fake_openvino,
                                                                    capsys):
     first = mvit_cli.load(weights, backend="openvino", precision="fp32").backend.graph

@@ -112,6 +112,10 @@ class OpenVinoForward:
         started = time.perf_counter()
         compiled_folder = self.folder / f"compiled-{self.precision}"
         first = not compiled_folder.exists()
+        if first and not quiet:  # minutes for a full-size model: say so before, not only after
+            print(f"OpenVINO: exporting {cfg.name} and compiling it for this CPU "
+                  f"({self.precision}), once; later runs load it from {self.folder}",
+                  file=sys.stderr, flush=True)
         if not onnx_path.exists():
             export_onnx(pipeline, onnx_path, frames=self.shape[1] if cfg.is_video else None,
                         size=cfg.size)
