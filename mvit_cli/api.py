@@ -31,12 +31,13 @@ from .engines.local.workers import DecodePool, default_workers, prepare
 from .errors import UsageError
 from .jobs.classify import ClassifyJob, FileResult
 from .jobs.tasks import Task
+from .jobs.segments import Segment, segments
 from .jobs.timeline import TimelineJob, VideoTimeline
 from .labels import choose_labels
 from .media.decode import MediaError
 from .media.discover import InputItem, as_items, find_inputs, kind_error
 from .media.protocol import Protocol, check_recorded, protocol_for
-from .media.transform import normalise
+from .media.transform import make_views, normalise
 from .media.windows import Windowing, windowing_for
 from .models.config import MViTConfig
 from .resolve import LabelsArgument, Provenance, given_labels
@@ -165,22 +166,56 @@ class Pipeline:
             raise MediaError(f"{path}: {error}")
         return item
 
-    def __call__(self, path: PathLike, top_k: int = 5, clips: int | str = 1,
-                 crops: int = 1) -> list[dict[str, Any]]:
-        """Top-k labels of one file: [{"label": ..., "score": ...}, ...]. Raises MediaError."""
+    def __call__(self, path: PathLike | list[PathLike] | tuple[PathLike, ...], top_k: int = 5,
+                 clips: int | str = 1, crops: int = 1) -> list[dict[str, Any]] | list[list]:
+        """Top-k labels of one file: [{"label": ..., "score": ...}, ...]; of a list of files,
+        one such list per file, in the list's order (as Hugging Face's pipelines answer).
+        Raises MediaError, naming the first file that has no labels."""
+        if isinstance(path, (list, tuple)):
+            items = [self._one_item(one) for one in path]
+            results = self.classify(items, top_k=top_k, clips=clips, crops=crops,
+                                    workers=0 if len(items) == 1 else None, ordered=True)
+            answers = []
+            for one, result in zip(path, results, strict=True):
+                if result.error:
+                    raise MediaError(f"{one}: {result.error}")
+                answers.append(result.top())
+            return answers
         item = self._one_item(path)
         [result] = self.classify([item], top_k=top_k, clips=clips, crops=crops, workers=0)
         if result.error:
             raise MediaError(f"{path}: {result.error}")
         return result.top()
 
+    def transform(self, frames: Any, clips: int | str = 1, crops: int = 1) -> torch.Tensor:
+        """Frames a caller decoded (uint8, (T, H, W, 3) RGB: numpy, or a tensor) -> the
+        model's input (views, 3, T, crop, crop), exactly as for a file: resized, cropped and
+        standardised by the weights' protocol, like torchvision's `weights.transforms()`.
+        T must be the protocol's frames x clips (`pipeline.protocol.frames`); an image
+        model takes (1, H, W, 3) or (H, W, 3)."""
+        import numpy as np
+
+        protocol = self.protocol_with(clips, crops)
+        array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+        if array.ndim == 3 and not self.cfg.is_video:
+            array = array[None]
+        wanted = protocol.frames * protocol.clips
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise UsageError(f"frames: uint8 (T, H, W, 3) RGB, not {array.dtype} "
+                             f"{tuple(array.shape)}")
+        if array.shape[0] != wanted:
+            raise UsageError(f"frames: {wanted} for {protocol.describe()}, not "
+                             f"{array.shape[0]}")
+        views = make_views(array, protocol)
+        return normalise(torch.from_numpy(views), protocol, self.cfg.is_video)
+
     def classify(self, paths: PathLike | InputItem | Iterable[PathLike | InputItem],
                  top_k: int = 5, clips: int | str = 1, crops: int = 1,
                  workers: int | None = None, timeout: float = 60.0, batch_size: int = 8,
                  decoder_messages: bool = False, features: bool = False,
                  pool: DecodePool | None = None, engine: str = "local",
-                 address: str | None = None, layout: str | None = None
-                 ) -> Iterator[FileResult]:
+                 address: str | None = None, layout: str | None = None,
+                 ordered: bool = False) -> Iterator[FileResult]:
         """Label files, folders (recursively) and globs: one FileResult per file, as each
         completes. Bad files are results with an `error`, never exceptions.
 
@@ -192,6 +227,10 @@ class Pipeline:
         `engine="ray"`: on a Ray cluster (`address`, else RAY_ADDRESS, else a local Ray;
         `layout`: "nodes" or "split", see engines/ray), where every worker loads these
         weights itself; `workers`, `timeout` and `pool` are the local engine's.
+
+        Results come as files complete, so a long run's finished files are never held back
+        by a slow one; `ordered=True` yields them in the inputs' order instead (holding the
+        finished ones until those before them are done).
         """
         if top_k < 1:
             raise UsageError(f"top_k: at least 1, not {top_k}")
@@ -200,7 +239,9 @@ class Pipeline:
         chosen = engine_for(engine, RunOptions(batch_size, workers, timeout, decoder_messages,
                                                pool, address=address, layout=layout,
                                                rebuild=self.source))
-        return chosen.classify(job, self._items(paths), self.backend)
+        items = self._items(paths)
+        results = chosen.classify(job, items, self.backend)
+        return in_order(results, items) if ordered else results
 
     @staticmethod
     def _items(paths: PathLike | InputItem | Iterable[PathLike | InputItem]
@@ -215,6 +256,16 @@ class Pipeline:
         if workers is None:
             workers = default_workers(self.device.type)
         return DecodePool(max(1, workers), self.protocol_with(clips, crops), timeout)
+
+    def segments(self, video: VideoTimeline, smooth: int = 1, threshold: float = 0.0
+                 ) -> list[Segment]:
+        """A timeline's segments, exactly as `mvit timeline --smooth --threshold` writes them:
+        each window's softmax averaged over `smooth` windows, consecutive windows with the
+        same top label merged, windows whose top score is under `threshold` unlabelled."""
+        if smooth < 1 or not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"smooth: at least 1 (not {smooth}); threshold: 0 to 1 (not "
+                             f"{threshold})")
+        return segments(video.windows, self.labels, video.duration, smooth, threshold)
 
     def windowing(self, window: float | None = None, stride: float | None = None) -> Windowing:
         """The timeline's windows for these weights (see media/windows.py)."""
@@ -244,3 +295,18 @@ class Pipeline:
                                                pool, on_probe, address=address,
                                                rebuild=self.source))
         return chosen.timeline(job, self._items(paths), self.backend)
+
+
+def in_order(results: Iterable[FileResult], items: list[InputItem]) -> Iterator[FileResult]:
+    """`results` (one per item, in any order) in the items' order."""
+    positions: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        positions.setdefault(item.path, []).append(index)
+    held: dict[int, FileResult] = {}
+    next_index = 0
+    for result in results:  # an input named twice has two results, taken in turn
+        held[positions[result.path].pop(0)] = result
+        while next_index in held:
+            yield held.pop(next_index)
+            next_index += 1
+    yield from (held[index] for index in sorted(held))
