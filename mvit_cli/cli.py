@@ -26,7 +26,7 @@ app = typer.Typer(
     name="mvit",
     help="Classify videos and images with Multiscale Vision Transformers (MViT, MViTv2).",
     no_args_is_help=True,
-    add_completion=False,
+    # Shell completion, as Typer offers it: mvit --install-completion.
     pretty_exceptions_enable=False,
     # Plain help: no type boxes such as <bool> beside flags, and nothing to render slowly.
     rich_markup_mode=None,

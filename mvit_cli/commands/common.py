@@ -7,6 +7,7 @@ must answer at once. Commands import the heavy parts inside their bodies.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -72,11 +73,26 @@ def shown(path: str) -> str:
     return printable(path if relative.startswith("..") else relative)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
+class Device(str):
+    """A device as users name it: auto, cpu, cuda, cuda:N or mps, as `load(device=...)`
+    takes it. The name is checked as it is parsed; whether the device exists, when the model
+    loads (devices.resolve_device). `.value` as an Enum member has it, for the commands."""
+
+    PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    @classmethod
+    def parse(cls, text: str) -> Device:
+        name = str(text).strip().lower()
+        if not cls.PATTERN.fullmatch(name):
+            raise typer.BadParameter(f"{text!r}: auto, cpu, cuda, cuda:N or mps")
+        return cls(name)
+
+
+Device.auto = Device("auto")
 
 
 class Precision(str, Enum):
@@ -98,7 +114,8 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
     "--labels", help="Text file of class names, one per line in the head's order (overrides "
     "the names the weights carry).", show_default=False, dir_okay=False)]
 DeviceOption = Annotated[Device, typer.Option(
-    "--device", help="Where the model runs (auto: CUDA, else MPS, else the CPU).")]
+    "--device", parser=Device.parse, metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the model runs (auto: CUDA, else MPS, else the CPU; cuda:N picks a GPU).")]
 BackendOption = Annotated[Literal[tuple(BACKENDS)], typer.Option(
     "--backend", help="What runs the model: torch, or openvino on the CPU (pip install "
     "'mvit-cli[openvino]'; exported and compiled once, then cached).")]

@@ -141,7 +141,9 @@ def profile_command(
         "--frames", help="Frames per clip, or a sweep: 8,16,32.", show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option(
         "--size", help="Input size in pixels, or a sweep: 160,224.", show_default=False)] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Clips per forward.")] = 1,
+    batch: Annotated[int, typer.Option(
+        "--batch-size", "-b", "--batch", min=1,
+        help="Clips per forward (--batch: the same, its older name).")] = 1,
     device: DeviceOption = Device.auto,
     precision: Annotated[Literal["fp32", "bf16", "fp16"], typer.Option(
         "--precision", help="Number format of the timed forwards.")] = "fp32",
