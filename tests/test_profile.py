@@ -226,3 +226,37 @@ def test_options_that_cannot_be_profiled_are_usage_errors(args):
     register_tiny_architectures()
     result = run_cli("profile", *args)
     assert result.exit_code == 2 and not result.stdout, result.output
+
+
+def test_the_pictures_read_without_legends_from_zero_with_every_value():
+    """No legend to cover a bar (each axis names what it shows), every bar labelled with
+    its value (the head's tiny one too), and every axis from zero."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from conftest import register_tiny_architectures
+    from mvit_cli import get_config
+    from mvit_cli.commands.profile import profile_figure
+    from mvit_cli.profiling import profile
+
+    register_tiny_architectures()
+    cfg = get_config("tiny-v1")
+    one = profile(cfg, None, None, 1, torch.device("cpu"), torch.float32, 1)  # timed: 3 panels
+    figure = profile_figure([one], "frames", 1.0)
+    for axis in figure.axes:
+        assert axis.get_legend() is None
+        bars = axis.patches
+        labels = [t.get_text() for t in axis.texts]
+        assert len(labels) == len(bars) == len(one.stages) and all(labels)
+        assert axis.get_ylim()[0] == 0 and axis.get_ylim()[1] > max(b.get_height() for b in bars)
+    plt.close(figure)
+    sweep = [profile(cfg, frames, None, 1, torch.device("cpu"), torch.float32, 1)
+             for frames in (4, 8)]
+    figure = profile_figure(sweep, "frames", 1.0)
+    assert len(figure.axes) == 2  # cost, and time on its own axis
+    assert all(axis.get_legend() is None and axis.get_ylim()[0] == 0 for axis in figure.axes)
+    plt.close(figure)

@@ -71,23 +71,35 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
         import matplotlib.pyplot as plt
     except ImportError:
         fail("--plot needs matplotlib: pip install 'mvit-cli[plot]'")
+    figure = profile_figure(results, swept, scale)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+def profile_figure(results: list[Profile], swept: str, scale: float):
+    """The picture of a profile: a sweep's cost and time against what was swept, or one
+    input's cost, memory and time per segment. Each axis says what it shows in its own
+    label and colour, so there are no legends to cover the bars; every bar carries its
+    value, so a segment too small to see (the head) still reads; and every axis starts at
+    zero, so heights compare."""
+    import matplotlib.pyplot as plt
+
     gflops_label = "GFLOPs (multiply-adds)" if scale == 1 else "GFLOPs (2 per multiply-add)"
     first = results[0]
     if len(results) > 1:
         figure, axis = plt.subplots(figsize=(8, 5))
         xs = [r.input[swept] for r in results]
-        lines = axis.plot(xs, [r.gflops * scale for r in results], marker="o",
-                          label=gflops_label)
+        axis.plot(xs, [r.gflops * scale for r in results], marker="o", color="tab:blue")
         axis.set_xlabel("frames per clip" if swept == "frames" else "input size (pixels)")
-        axis.set_ylabel(gflops_label)
+        axis.set_ylabel(gflops_label, color="tab:blue")
+        axis.set_ylim(bottom=0)
         axis.set_xticks(xs)
         times = [r.total_ms for r in results]
         if all(t is not None for t in times):
             twin = axis.twinx()
-            lines += twin.plot(xs, times, marker="s", color="tab:red",
-                               label=f"time per forward (ms, {first.device})")
-            twin.set_ylabel("time per forward (ms)")
-        axis.legend(lines, [line.get_label() for line in lines], loc="upper left")
+            twin.plot(xs, times, marker="s", color="tab:red")
+            twin.set_ylabel(f"time per forward (ms, {first.device})", color="tab:red")
+            twin.set_ylim(bottom=0)
         axis.set_title(f"{first.model}: cost against {swept} (batch {first.input['batch']})")
         axis.grid(alpha=0.3)
     else:
@@ -100,19 +112,19 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
                            "tab:red"))
         figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5))
         for axis, (title, values, label, colour) in zip(axes, panels, strict=True):
-            axis.bar(names, values, color=colour, label=label)
+            bars = axis.bar(names, values, color=colour)
+            axis.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=8, padding=2)
+            axis.set_ylim(0, max(values, default=0) * 1.15 or 1)  # room for the values
             axis.set_ylabel(label)
             axis.set_xlabel("segment")
             axis.set_title(title)
-            axis.legend(loc="best")
             axis.tick_params(axis="x", rotation=30)
             for tick in axis.get_xticklabels():
                 tick.set_horizontalalignment("right")
         figure.suptitle(f"{first.model}: per segment, input {first.input['batch']}x"
                         f"{first.input['frames']}x{first.input['size']}², {first.precision}")
     figure.tight_layout()
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    return figure
 
 
 def _check_memory(cfg, settings, batch: int) -> None:
