@@ -24,6 +24,7 @@ import torch
 
 from .version import __version__
 from .errors import UsageError
+from .extras import install_hint
 from .fileio import atomic_path
 
 
@@ -82,8 +83,8 @@ def export_onnx(pipeline: Exportable, path: str | os.PathLike, frames: int | Non
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise UsageError("ONNX export needs onnx and onnxscript: pip install "
-                         "'mvit-cli[onnx]'") from None
+        raise UsageError(f"ONNX export needs onnx and onnxscript: {install_hint('onnx')}"
+                         ) from None
     model = pipeline.model.float().cpu().eval()
     example = example_input(pipeline.cfg, frames, size, batch=2 if dynamic_batch else 1)
     dynamic = None
@@ -139,8 +140,8 @@ def check_with_onnxruntime(pipeline: Exportable, path: str | os.PathLike, batch:
     try:
         import onnxruntime
     except ImportError:
-        raise UsageError("checking an export needs onnxruntime: pip install "
-                         "'mvit-cli[onnx]'") from None
+        raise UsageError(f"checking an export needs onnxruntime: {install_hint('onnx')}"
+                         ) from None
     example = example_input(pipeline.cfg, frames, size, batch=batch)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     [got] = session.run(None, {session.get_inputs()[0].name: example.numpy()})

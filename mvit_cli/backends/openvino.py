@@ -35,6 +35,7 @@ import torch
 
 from ..version import __version__
 from ..errors import UsageError
+from ..extras import install_hint
 from .pytorch import TorchBackend
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def require_openvino():
     try:
         import openvino
     except ImportError:
-        raise UsageError("--backend openvino needs OpenVINO: pip install "
-                         "'mvit-cli[openvino]'") from None
+        raise UsageError(f"--backend openvino needs OpenVINO: {install_hint('openvino')}"
+                         ) from None
     return openvino
 
 

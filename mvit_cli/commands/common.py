@@ -117,14 +117,13 @@ DeviceOption = Annotated[Device, typer.Option(
     "--device", parser=Device.parse, metavar="auto|cpu|cuda|cuda:N|mps",
     help="Where the model runs (auto: CUDA, else MPS, else the CPU; cuda:N picks a GPU).")]
 BackendOption = Annotated[Literal[tuple(BACKENDS)], typer.Option(
-    "--backend", help="What runs the model: torch, or openvino on the CPU (pip install "
-    "'mvit-cli[openvino]'; exported and compiled once, then cached).")]
+    "--backend", help="What runs the model: torch, or openvino on the CPU (the openvino "
+    "extra; exported and compiled once, then cached).")]
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", help="Number format of the model (auto: bf16 on GPUs that have it, and on "
     "CPUs with native bf16 for weights whose measured bf16 accuracy passes; else fp32).")]
 EngineOption = Annotated[Literal[tuple(ENGINES)], typer.Option(
-    "--engine", help="local: this machine's processes; ray: a Ray cluster (pip install "
-    "'mvit-cli[ray]').")]
+    "--engine", help="local: this machine's processes; ray: a Ray cluster (the ray extra).")]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", show_default=False,
     help="The Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")]

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..models.architectures import get_config
 from .common import Device, DeviceOption, console, fail
+from ..extras import install_hint
 
 if TYPE_CHECKING:
     from ..profiling import Profile
@@ -70,7 +71,7 @@ def _plot(path: Path, results: list[Profile], swept: str, scale: float, unit: st
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        fail("--plot needs matplotlib: pip install 'mvit-cli[plot]'")
+        fail(f"--plot needs matplotlib: {install_hint('plot')}")
     figure = profile_figure(results, swept, scale)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

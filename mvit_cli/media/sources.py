@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from ..errors import UsageError
+from ..extras import install_hint
 from .decode import MediaError, media_kind
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet")
@@ -44,14 +45,14 @@ def filesystem(uri: str):
     try:
         import fsspec
     except ImportError:
-        raise UsageError(f"{uri}: reading URIs needs fsspec and its backend: pip install "
-                         "'mvit-cli[remote]'") from None
+        raise UsageError(f"{uri}: reading URIs needs fsspec and its backend: "
+                         f"{install_hint('remote')}") from None
     try:
         fs, _, _ = fsspec.get_fs_token_paths(uri, storage_options=_storage_options(uri))
     except (ImportError, ValueError) as exc:
         scheme = uri.split("://", 1)[0]
         raise UsageError(f"{uri}: no filesystem for {scheme}:// here ({exc}); for s3:// "
-                         "pip install 'mvit-cli[remote]'") from None
+                         f"{install_hint('remote')}") from None
     return fs
 
 
@@ -121,8 +122,8 @@ def _manifest_entries(path: Path) -> list[str]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise UsageError("a .parquet manifest needs pyarrow: pip install "
-                             "'mvit-cli[parquet]'") from None
+            raise UsageError(f"a .parquet manifest needs pyarrow: {install_hint('parquet')}"
+                             ) from None
         table = pq.read_table(path, columns=["path"])
         return [p for p in table.column("path").to_pylist() if p]
     except FileNotFoundError:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ...errors import UsageError
+from ...extras import install_hint
 from ...jobs.classify import ClassifyJob, FileResult
 from ...jobs.timeline import TimelineJob, VideoTimeline
 from . import scheduling
@@ -55,7 +56,7 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise UsageError("--engine ray needs Ray: pip install 'mvit-cli[ray]'") from None
+        raise UsageError(f"--engine ray needs Ray: {install_hint('ray')}") from None
     return ray
 
 
