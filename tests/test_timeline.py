@@ -332,7 +332,7 @@ def test_the_annotated_copy_has_the_source_frames_and_duration(long_video, tmp_p
 
     assert frames_and_duration(copy) == frames_and_duration(long_video)
     width, _ = Image.open(picture).size
-    assert 1400 <= width <= 1700
+    assert 700 <= width <= 2500  # it follows the video's length (tests/test_timeline_plot.py)
 
 
 def test_resume_and_bad_files(long_video, tmp_path):
@@ -506,8 +506,9 @@ def test_each_frame_of_the_annotated_copy_shows_the_window_standing_for_it(tmp_p
             row = frame.to_ndarray(format="rgb24")[5, :, 0]  # above the text, inside the box
             widths[round(frame.time, 2)] = int(np.flatnonzero(row < 180).max())
     assert sorted(widths) == [round(0.1 * i, 2) for i in range(20)]
-    assert all(50 < width < 100 for t, width in widths.items() if t < 1)  # "a  0.90"
-    assert all(200 < width < 260 for t, width in widths.items() if t >= 1)
+    short = {width for t, width in widths.items() if t < 1}  # "a  0.90"
+    long = {width for t, width in widths.items() if t >= 1}  # "a much longer label  0.90"
+    assert len(short) == len(long) == 1 and min(long) > 2.5 * max(short) > 0
 
 
 def test_the_plot_shows_the_likeliest_classes_along_the_video_in_seconds(tmp_path, monkeypatch):

@@ -231,7 +231,7 @@ def _extras(clf, video, settings, plot, annotate, feature_writer, plot_timeline,
         plot_timeline(video, found, clf.labels, _for_video(plot, video.path),
                       clf.provenance.weights, settings.smooth)
     if annotate is not None:
-        write_annotated(video, clf.labels, _for_video(annotate, video.path))
+        write_annotated(video, clf.labels, _for_video(annotate, video.path), found=found)
     if feature_writer is not None:
         for window in video.windows:
             feature_writer.add(video.path, window.feature, window.start, window.end)
