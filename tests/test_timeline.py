@@ -484,6 +484,67 @@ def test_subtitles_are_skipped_only_when_made_the_same_way(tmp_path):
     afresh.close()
 
 
+@pytest.mark.parametrize("suffix", [".json", ".vtt"])
+def test_segments_are_not_resumed_with_another_smooth_or_threshold(tiny, second, tmp_path,
+                                                                   suffix):
+    """Segments made with one --smooth or --threshold are not what another would make: a run
+    with other ones refuses in one line, naming both values, and leaves the output as it was
+    (rather than counting the video as already in it)."""
+    out = tmp_path / f"segments{suffix}"
+    assert tiny_timeline(second, tiny, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    for option, value, said in [("--smooth", "3", "--smooth 1 (this run: 3)"),
+                                ("--threshold", "0.5", "--threshold 0 (this run: 0.5)")]:
+        refused = tiny_timeline(second, tiny, "-o", out, option, value)
+        assert refused.exit_code == 2 and said in refused.stderr, refused.output
+        assert len(refused.stderr.strip().splitlines()) == 1 and out.read_bytes() == before
+    again = tiny_timeline(second, tiny, "-o", out)
+    assert again.exit_code == 0 and "1 already in the output" in again.stderr
+
+
+def test_segment_settings_are_recorded_only_where_they_are_not_the_defaults(tmp_path):
+    """With the defaults the ActivityNet document and the subtitle manifest hold what they held
+    before the settings were recorded (so outputs made before then resume with the defaults);
+    other settings are recorded beside the stamp and resume only with the same ones."""
+    from mvit_cli.outputs.registry import open_timeline_output
+    from mvit_cli.outputs.resume import journal_of
+    from mvit_cli.outputs.stamp import OutputError
+    from mvit_cli.outputs.subtitles import SUBTITLE_MANIFEST
+    from mvit_cli.outputs.timeline_settings import Settings
+
+    video = hand_made(tmp_path / "clip.mp4", [0.75, 0.25, 0], [0.25, 0.75, 0])
+    defaults = Settings(LABELS, top_k=1, smooth=1, threshold=0.0)
+    smoothed = Settings(LABELS, top_k=1, smooth=2, threshold=0.5)
+    for name in ("plain.json", "subs/{stem}.srt"):
+        out = str(tmp_path / name)
+        writer = open_timeline_output(out, defaults, STAMP, overwrite=False)
+        writer.write(video)
+        writer.close()
+        if name.endswith(".json"):
+            assert json.loads(Path(out).read_text())["mvit"] == {**STAMP, "errors": {}}
+        else:
+            [entry] = [json.loads(line) for line in
+                       (tmp_path / "subs" / SUBTITLE_MANIFEST).read_text().splitlines()]
+            assert set(entry) == {"file", "video", *STAMP}
+        for settings in (defaults, smoothed):
+            writer = open_timeline_output(out, settings, STAMP, overwrite=settings is smoothed)
+            assert writer.is_done(video.path) == (settings is defaults)
+            if settings is smoothed:
+                writer.write(video)
+            writer.close()
+        with pytest.raises(OutputError, match=r"--smooth 2 \(this run: 1\); --threshold 0.5 "
+                                              r"\(this run: 0\)"):
+            writer = open_timeline_output(out, defaults, STAMP, overwrite=False)
+            writer.is_done(video.path)
+        writer.close()
+        resumed = open_timeline_output(out, smoothed, STAMP, overwrite=False)
+        assert resumed.is_done(video.path)
+        resumed.close()
+    document = json.loads((tmp_path / "plain.json").read_text())
+    assert document["mvit"] == {**STAMP, "smooth": 2, "threshold": 0.5, "errors": {}}
+    assert not journal_of(tmp_path / "plain.json").exists()
+
+
 def white_video(path: Path, frames: int, fps: int, width: int, height: int) -> Path:
     """A white video, on which the annotation's translucent black box shows plainly."""
     from media import write_colour_video

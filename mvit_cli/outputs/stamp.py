@@ -41,6 +41,42 @@ def stamp_differences(recorded: Mapping[str, Any], stamp: Mapping[str, str] | No
             for key in keys if str(recorded.get(key)) != stamp[key]]
 
 
+# How the timeline's segments are made, by option, with the value a run has without it. A
+# segment output records each only where it differs from that value: outputs made with the
+# defaults keep the bytes they had before these were recorded, and an output made before then
+# reads as made with the defaults (it is resumed by a run with the defaults).
+SEGMENT_DEFAULTS = {"smooth": 1, "threshold": 0.0}
+
+
+def segment_settings(settings: Any) -> dict[str, Any]:
+    """The segment settings of `settings` (the timeline's `Settings`), by option name."""
+    return {key: getattr(settings, key) for key in SEGMENT_DEFAULTS}
+
+
+def segment_record(settings: Any) -> dict[str, Any]:
+    """What a segment output records of `settings`: the values other than the defaults."""
+    return {key: value for key, value in segment_settings(settings).items()
+            if value != SEGMENT_DEFAULTS[key]}
+
+
+def segment_differences(recorded: Mapping[str, Any], ours: Mapping[str, Any] | None
+                        ) -> list[str]:
+    """Each segment setting `recorded` holds otherwise than this run's (`ours`, as
+    `segment_settings` gives them), as "--option theirs (this run: ours)"; none when `ours`
+    does not hold them (nothing to compare yet)."""
+    if ours is None:
+        return []
+    differences = []
+    for key, default in SEGMENT_DEFAULTS.items():
+        if key not in ours:
+            continue
+        theirs = recorded.get(key, default)
+        if theirs != ours[key]:
+            shown = f"{theirs:g}" if isinstance(theirs, (int, float)) else repr(theirs)
+            differences.append(f"--{key} {shown} (this run: {ours[key]:g})")
+    return differences
+
+
 def other_settings(path: Any, differences: list[str]) -> OutputError:
     """The refusal of an output made with other settings (the differences listed)."""
     return OutputError(f"{path}: was made with other settings: {'; '.join(differences)}. "

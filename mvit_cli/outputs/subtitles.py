@@ -4,6 +4,8 @@
 One file per video (with several videos, the name holds `{stem}`). A manifest beside them
 (`.mvit-subtitles.jsonl`) records which files this tool wrote and how, so a resumed run
 skips them, and a file mvit did not write is never overwritten; its lock guards them all.
+Each entry also holds the --smooth and --threshold its file was made with, where they are
+not the defaults: an entry without them was made with the defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .resume import OutputFile, complete_lines, json_lines, read_text
-from .stamp import STAMP_COLUMNS, OutputError
+from .stamp import (STAMP_COLUMNS, OutputError, other_settings, segment_differences,
+                    segment_record, segment_settings, stamp_differences)
 from ..fileio import atomic_write_text
 from ..media.discover import printable
 
@@ -88,9 +91,10 @@ class Subtitles(OutputFile):
         if record is None:
             raise OutputError(f"{target}: exists and was not written by mvit; use --overwrite "
                               "or another --output")
-        if any(str(record.get(k)) != self.stamp[k] for k in STAMP_COLUMNS):
-            raise OutputError(f"{target}: was made with other settings; use --overwrite or "
-                              "another --output")
+        differences = [*stamp_differences(record, self.stamp),
+                       *segment_differences(record, segment_settings(self.options))]
+        if differences:
+            raise other_settings(target, differences)
         return True
 
     def write(self, video: VideoTimeline) -> None:
@@ -101,5 +105,6 @@ class Subtitles(OutputFile):
         text = vtt_text(found, self.stamp) if target.suffix.lower() == ".vtt" else srt_text(found)
         atomic_write_text(target, text)
         self.handle.write(json.dumps({"file": str(target), "video": printable(video.path),
-                                      **self.stamp}, ensure_ascii=False) + "\n")
+                                      **self.stamp, **segment_record(self.options)},
+                                     ensure_ascii=False) + "\n")
         self.handle.flush()

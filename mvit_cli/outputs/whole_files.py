@@ -13,7 +13,9 @@ file and removing its journal leaves results in both).
   views are numbers, the rest strings, so that a data frame reads them typed.
 - `.json` (timeline): merged segments in ActivityNet's detection format, `{"version":
   "VERSION 1.3", "results": {video: [{"label", "score", "segment": [start, end]}]},
-  "external_data": {}}`, plus the provenance (and the videos that failed) under "mvit".
+  "external_data": {}}`, plus the provenance (and the videos that failed) under "mvit",
+  with the --smooth and --threshold the segments were made with where they are not the
+  defaults (a document without them was made with the defaults).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from .resume import (NOT_OURS, OutputFile, check_records, complete_json_lines, has_content,
                      journal_of, read_text, truncate, write_lines)
 from .rows import file_columns, file_record
-from .stamp import OutputError, other_settings, stamp_differences
+from .stamp import (OutputError, other_settings, segment_differences, segment_record,
+                    segment_settings, stamp_differences)
 from ..fileio import atomic_path
 from ..jobs.classify import FileResult
 from ..media.discover import identity, printable
@@ -56,10 +59,11 @@ class JournalledFile(OutputFile):
         self.journal.unlink(missing_ok=True)
 
     @classmethod
-    def read_existing(cls, path: Path, top_k: int, stamp: dict[str, str] | None
+    def read_existing(cls, path: Path, top_k: int, stamp: dict[str, Any] | None
                       ) -> tuple[Any, int]:
         """The state held already (the whole file's, then its journal's) and the length of
-        the journal's complete part; refuses either if not made like this run."""
+        the journal's complete part; refuses either if not made like this run (`stamp`: what
+        `expected` gives, or None before the model loads)."""
         state = cls._empty_state()
         if has_content(path):
             cls._read_whole(path, state, top_k, stamp)
@@ -69,8 +73,14 @@ class JournalledFile(OutputFile):
             cls._absorb(path, journal, journaled, state, top_k, stamp)
         return state, journal_end
 
+    @property
+    def expected(self) -> dict[str, Any]:
+        """What the results held already must have been made with: the stamp, and whatever
+        else a format records of how its results were made."""
+        return self.stamp
+
     def resume(self) -> set[str]:
-        self.state, journal_end = self.read_existing(self.path, self.top_k, self.stamp)
+        self.state, journal_end = self.read_existing(self.path, self.top_k, self.expected)
         if self.journal.exists():
             truncate(self.journal, journal_end)
         self.done = {identity(p) for p in self._paths(self.state)}
@@ -196,13 +206,15 @@ class FileRowsParquet(FileRowsWhole):
 
 # ---- the timeline's segments, as ActivityNet -----------------------------------------------
 
-def _check_stamp(path: Path, recorded: Any, stamp: dict[str, str] | None) -> None:
-    """Refuse segments recorded by another model, weights or protocol (`stamp` None: only
-    that they say what made them, which needs no model)."""
+def _check_stamp(path: Path, recorded: Any, expected: dict[str, Any] | None) -> None:
+    """Refuse segments recorded by another model, weights or protocol, or made with another
+    --smooth or --threshold (`expected`: the stamp and the segment settings; None: only that
+    they say what made them, which needs no model)."""
     if not isinstance(recorded, dict):
         raise OutputError(f"{path}: its segments do not say what made them; use --overwrite "
                           "or another --output")
-    differences = stamp_differences(recorded, stamp)
+    differences = [*stamp_differences(recorded, expected),
+                   *segment_differences(recorded, expected)]
     if differences:
         raise other_settings(path, differences)
 
@@ -217,6 +229,17 @@ class ActivityNet(JournalledFile):
     each by path, in the order they came. `options`: the timeline's `Settings`."""
 
     temporary_suffix = ".tmp"
+
+    @property
+    def expected(self) -> dict[str, Any]:
+        return {**self.stamp, **segment_settings(self.options)}
+
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """What the journal and the document say made the segments: the stamp, then the
+        segment settings other than the defaults (so that, with the defaults, the bytes are
+        those of outputs made before these were recorded)."""
+        return {**self.stamp, **segment_record(self.options)}
 
     @staticmethod
     def _empty_state() -> tuple[dict[str, list], dict[str, str]]:
@@ -256,7 +279,7 @@ class ActivityNet(JournalledFile):
 
     def _take(self, video: VideoTimeline) -> list[dict[str, Any]]:
         path = printable(video.path)
-        record: dict[str, Any] = {"path": path, "mvit": self.stamp}
+        record: dict[str, Any] = {"path": path, "mvit": self.recorded}
         results, errors = self.state
         if video.ok:
             record["segments"] = _segment_dicts(self.options.segments(video))
@@ -269,5 +292,5 @@ class ActivityNet(JournalledFile):
     def _write_whole(self, tmp: Path) -> None:
         results, errors = self.state
         document = {"version": ACTIVITYNET_VERSION, "results": results, "external_data": {},
-                    "mvit": {**self.stamp, "errors": errors}}
+                    "mvit": {**self.recorded, "errors": errors}}
         tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", "utf-8")
