@@ -9,7 +9,7 @@ files). One class per file format:
   provenance goes to a dot file beside it, the format having no metadata of its own.
 - `.safetensors`: tensors `features` (N, width), `start` and `end` (N,), the paths as JSON
   in the metadata (`mvit.paths`) with the provenance.
-- `.parquet` (needs pyarrow: `pip install 'mvit-cli[parquet]'`): columns path, start, end,
+- `.parquet` (needs pyarrow: the parquet extra): columns path, start, end,
   feature (a list of float32), the provenance in the schema's metadata.
 Written whole at the end of the run (atomically, as every whole file: `fileio.atomic_path`);
 a resumed run keeps the entries already in the file and adds its own. No lock and no

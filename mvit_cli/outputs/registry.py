@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..extras import install_hint
 from .stamp import OutputError
 from .writer import STDOUT, OutputWriter, lock_output
 
@@ -142,8 +143,8 @@ def _needs(entry: OutputFormat, option: str) -> None:
     try:
         importlib.import_module(entry.needs)
     except ImportError:
-        raise OutputError(f"{option} {entry.suffix} needs {entry.needs}: pip install "
-                          f"'mvit-cli[{entry.extra}]'") from None
+        raise OutputError(f"{option} {entry.suffix} needs {entry.needs}: "
+                          f"{install_hint(entry.extra or entry.needs)}") from None
 
 
 def check_output(job: Job, path: str | Path, videos: int = 1) -> OutputFormat:
