@@ -28,6 +28,7 @@ from ...media.sequential import probe, window_views
 from ...media.sources import is_uri, local_copy
 from ...media.transform import make_views
 from .decoder_server import worker_context
+from .worker_start import start_worker
 
 
 _DONE = object()  # the dispatch thread's last word
@@ -87,7 +88,7 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, protocol, quiet),
                                    daemon=True)
-        self.process.start()
+        start_worker(self.process)  # never re-running the user's script: see worker_start
         child.close()
         self.task: Task | None = None
         self.started = 0.0
