@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--model", default="B-16x4", choices=sorted(PAIRS),
                         help="Which model, against its torchvision twin (default B-16x4).")
     args = parser.parse_args()
+    mvit_cli.keep_freed_memory()  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
     import onnxruntime
     import openvino as ov
 

@@ -108,6 +108,7 @@ def main() -> None:
                         help="Alternating classify / model-alone rounds.")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mvit-bench")
     args = parser.parse_args()
+    mvit_cli.keep_freed_memory()  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
     args.workdir.mkdir(parents=True, exist_ok=True)
     weights = weights_file(args.workdir, args.model)
     results: dict = {"model": args.model, "batch": args.batch, "workers": args.workers,

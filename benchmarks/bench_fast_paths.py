@@ -181,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     tune = {key: None if value == "None" else int(value)
             for key, _, value in (item.partition("=") for item in args.tune)}
-    keep_freed_memory()  # as a pipeline on the CPU does (mvit_cli/allocator.py)
+    keep_freed_memory()  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name in args.models.split(","):
         if args.against is not None:

@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--batch-check", type=int, default=0, metavar="N",
                         help="Instead: per-clip time at batch N against batch 1, alternating.")
     args = parser.parse_args()
+    if args.device == "cpu":  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
+        mvit_cli.keep_freed_memory()
     device = torch.device(args.device)
     print(f"# {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{device}, {args.precision}")

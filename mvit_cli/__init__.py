@@ -30,13 +30,13 @@ _EXPORTS = {
     "CheckpointError": ".checkpoints.reader", "MediaError": ".media.decode",
     "ARCHITECTURES": ".models.architectures", "UnknownArchitectureError": ".models.architectures",
     "get_config": ".models.architectures", "register_architecture": ".models.architectures",
-    "MViTConfig": ".models.config",
+    "MViTConfig": ".models.config", "keep_freed_memory": ".allocator",
 }
 
 __all__ = [
     "ARCHITECTURES", "CheckpointError", "FileResult", "MViTConfig", "MediaError", "MvitError",
     "Pipeline", "UnknownArchitectureError", "UsageError", "__version__", "build_model",
-    "get_config", "load", "model_from_config", "register_architecture",
+    "get_config", "keep_freed_memory", "load", "model_from_config", "register_architecture",
 ]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
@@ -54,6 +54,7 @@ def _load_fast_plan() -> FastPlan:
 register_fast_plan(_load_fast_plan)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from .allocator import keep_freed_memory
     from .api import Pipeline, load
     from .checkpoints.reader import CheckpointError
     from .jobs.classify import FileResult

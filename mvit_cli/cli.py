@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .allocator import keep_freed_memory_in_cpu_runs
 from .version import __version__
 from .commands import classify, export, models, profile, synth, timeline, train, weights
 from .commands.common import console, errors, report
@@ -55,6 +56,9 @@ def main_options(
         help="Print the version and exit.")] = None,
 ) -> None:
     """Classify videos and images with Multiscale Vision Transformers."""
+    # The command owns its process, so its CPU runs keep freed memory for the next forward
+    # (allocator.py); a library's load() leaves malloc to its host.
+    keep_freed_memory_in_cpu_runs()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,14 +52,40 @@ def test_freed_blocks_are_reused_without_page_faults():
     assert kept < left_alone / 100, (kept, left_alone)
 
 
-def test_a_cpu_pipeline_sets_it_and_the_environment_can_say_no(tmp_path):
+def test_a_library_load_leaves_malloc_alone_unless_the_program_opts_in(tmp_path):
+    """malloc's settings are the host program's: load() on the CPU changes nothing, and the
+    program opts in by calling mvit_cli.keep_freed_memory() or by the environment."""
     from conftest import save_tiny
 
     weights = save_tiny(tmp_path / "tiny.safetensors")
-    load = (f"import mvit_cli, mvit_cli.allocator as a\nmvit_cli.load({str(weights)!r})\n"
-            "print(a._applied)")
-    for env, expected in (({}, "True"), ({"MVIT_KEEP_FREED_MEMORY": "0"}, "False")):
-        result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
-                                env={**os.environ, **env}, check=True,
+    env = {key: value for key, value in os.environ.items() if key != "MVIT_KEEP_FREED_MEMORY"}
+    load = f"import mvit_cli\nmvit_cli.load({str(weights)!r}, device='cpu')"
+    opt_in = load + "\nassert mvit_cli.keep_freed_memory()"
+    for code, extra, expected in ((load, {}, "None"),
+                                  (load, {"MVIT_KEEP_FREED_MEMORY": "1"}, "True"),
+                                  (opt_in, {}, "True"),
+                                  (opt_in.replace("assert ", ""),
+                                   {"MVIT_KEEP_FREED_MEMORY": "0"}, "False")):
+        result = subprocess.run(
+            [sys.executable, "-c", code + "\nimport mvit_cli.allocator as a\nprint(a._applied)"],
+            capture_output=True, text=True, env={**env, **extra}, check=True,
+            cwd=os.path.dirname(__file__))
+        assert result.stdout.split()[-1] == expected, (code, extra, result.stdout)
+
+
+def test_the_command_sets_it_for_its_cpu_runs_and_the_environment_can_say_no(tmp_path):
+    from conftest import save_tiny
+    from media import write_video
+
+    weights = save_tiny(tmp_path / "tiny.safetensors")
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    classify = ("import mvit_cli.allocator as a\nfrom mvit_cli.cli import main\ntry:\n"
+                f"    main(['classify', {str(video)!r}, '--weights', {str(weights)!r}, "
+                "'--workers', '0', '-q', '--device', 'cpu'])\nexcept SystemExit as exc:\n"
+                "    assert not exc.code, exc.code\nprint(a._applied)")
+    env = {key: value for key, value in os.environ.items() if key != "MVIT_KEEP_FREED_MEMORY"}
+    for extra, expected in (({}, "True"), ({"MVIT_KEEP_FREED_MEMORY": "0"}, "False")):
+        result = subprocess.run([sys.executable, "-c", classify], capture_output=True,
+                                text=True, env={**env, **extra}, check=True,
                                 cwd=os.path.dirname(__file__))
-        assert result.stdout.split()[-1] == expected
+        assert result.stdout.split()[-1] == expected, (extra, result.stdout, result.stderr)

@@ -696,3 +696,62 @@ def test_verify_checks_the_conversion_runs_load_of_a_hub_file(server, home):
     converted.write_bytes(bytes(raw))
     result = verify_entry(entry)
     assert result.status == "corrupt" and "expected" in result.detail
+
+
+# ---- torch.hub's cache and the XDG cache folder ---------------------------------------
+
+def _in_torch_hub(tmp_path, monkeypatch, name: str, data: bytes):
+    """`data` where torch.hub keeps `name` (a tmp TORCH_HOME), as torchvision leaves it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_torch_hubs_copy_with_the_full_digest_spares_the_download(server, home, tmp_path,
+                                                                    monkeypatch):
+    data = _tv_checkpoint()
+    _publish(server, "tiny-torchhub", data, digest=hashlib.sha256(data).hexdigest())
+    theirs = _in_torch_hub(tmp_path, monkeypatch, "tiny-torchhub.pth", data)
+    model = build_model("tiny-v1", weights="tiny-torchhub")
+    assert server.files["tiny-torchhub.pth"].requests == []  # not a single request
+    _, _, _, expected = reference("tv_v1_tiny")
+    assert torch.allclose(_logits(model), expected, atol=1e-5 * expected.abs().max())
+    assert (home / "weights" / "tiny-torchhub.safetensors").exists()  # converted, ours
+    assert theirs.read_bytes() == data  # torch's file as it was
+    assert verify_entry(find_entry("tiny-torchhub")).status == "ok"
+
+
+@pytest.mark.parametrize("case", ["wrong bytes", "only a prefix"])
+def test_torch_hubs_copy_is_not_trusted_without_a_full_matching_digest(server, home, tmp_path,
+                                                                       monkeypatch, case):
+    """A file with other bytes, or one an entry can only check by torchvision's 8-digit
+    prefix, is not taken: the entry is downloaded as if torch's cache were empty."""
+    data = _tv_checkpoint()
+    full = hashlib.sha256(data).hexdigest()
+    _publish(server, "tiny-torchhub", data, digest=full if case == "wrong bytes" else full[:8])
+    other = data[:-1] + bytes([data[-1] ^ 1]) if case == "wrong bytes" else data
+    theirs = _in_torch_hub(tmp_path, monkeypatch, "tiny-torchhub.pth", other)
+    ensure_weights(find_entry("tiny-torchhub"))
+    assert len(_gets(server.files["tiny-torchhub.pth"])) == 1
+    assert theirs.read_bytes() == other
+    assert (home / "weights" / "tiny-torchhub.safetensors").exists()
+
+
+def test_the_caches_follow_xdg_cache_home(tmp_path, monkeypatch):
+    from mvit_cli.paths import mvit_home, torch_hub_checkpoints
+
+    monkeypatch.delenv("MVIT_HOME")
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert mvit_home() == tmp_path / "user" / ".cache" / "mvit"  # as it always was
+    assert torch_hub_checkpoints() == tmp_path / "user" / ".cache" / "torch" / "hub" / "checkpoints"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert mvit_home() == tmp_path / "xdg" / "mvit" and mvit_home().is_dir()
+    assert torch_hub_checkpoints() == tmp_path / "xdg" / "torch" / "hub" / "checkpoints"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "t"))
+    assert torch_hub_checkpoints() == tmp_path / "t" / "hub" / "checkpoints"
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "mine"))
+    assert mvit_home() == tmp_path / "mine"

@@ -1,9 +1,9 @@
 """`backend="torch"`: the model itself, on its device, at its precision.
 
 The CPU policy lives here, where it concerns every engine alike: glibc keeps freed
-activations for the next forward (allocator.py); bf16 weights are cast once and inputs cast
-to match (models/precision.py), while fp16 keeps autocast (its softmax in fp32: fp16
-attention logits can overflow); and on the CPU a batch runs clip by clip, side by side in
+activations for the next forward where the process asked for it (allocator.py); bf16
+weights are cast once and inputs cast to match (models/precision.py), while fp16 keeps
+autocast (its softmax in fp32: fp16 attention logits can overflow); and on the CPU a batch runs clip by clip, side by side in
 lanes on 2+ threads (models/fast/clip_batches), each clip made float in its own lane, so one
 clip's input is alive per lane rather than the batch's. A compiled model keeps its one batch
 shape instead.
@@ -35,9 +35,9 @@ class TorchBackend:
                  dtype: torch.dtype = torch.float32, compile: bool = False,
                  exportable=None, cast: bool = True) -> None:
         if device.type == "cpu":
-            from ..allocator import keep_freed_memory
+            from ..allocator import before_cpu_run
 
-            keep_freed_memory()
+            before_cpu_run()
         self.model = model.to(device).eval()
         self.device, self.dtype = device, dtype
         self.cast = cast and dtype == torch.bfloat16

@@ -4,10 +4,12 @@ Publisher downloads are verified, converted once to our own safetensors in
 `$MVIT_HOME/weights/NAME.safetensors` (architecture, labels and test protocol inside; a
 `.sha256` file beside it for `mvit weights verify`) and the original is deleted: the one
 conversion, at download (or `mvit weights import`) time, never in a run that classifies.
-Hub files stay in the Hub's cache, where `mvit weights` lists, verifies and removes them,
-and are converted the same way beside it when fetched. An import of a published entry's
-file, Hub entries' included, takes the place of a download. Later runs read our file
-memory-mapped, with no network.
+A publisher's file that torch.hub holds already (torchvision's weights, in
+`$TORCH_HOME/hub/checkpoints`) takes the place of its download where the entry's full
+sha256 matches it (torch_hub.py); torch's file stays as it is. Hub files stay in the Hub's
+cache, where `mvit weights` lists, verifies and removes them, and are converted the same way
+beside it when fetched. An import of a published entry's file, Hub entries' included, takes
+the place of a download. Later runs read our file memory-mapped, with no network.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .download import (DownloadError, Fetched, OfflineError, digest_matches, fet
                        fetch_url, hub_blob_hash, limits_for, sha256_of)
 from .registry import (UnknownWeightsError, WeightsEntry, default_entry, find_entry,
                        published_entry, save_user_entries, user_entries)
+from .torch_hub import find_in_torch_hub
 
 
 class WeightsUnavailableError(MvitError, RuntimeError):
@@ -207,16 +210,24 @@ def _ensure(entry: WeightsEntry, pin: bool) -> tuple[Path, str | None]:
     with FileLock(str(target) + ".lock"):
         if target.exists():
             return target, None
-        download = mvit_home() / "downloads" / (Path(urlparse(entry.url).path).name or entry.name)
-        try:
-            original = fetch_url(entry.url, download, entry.expected_digest,
-                                 limits_for(entry.size_mb))
-        except OfflineError as exc:
-            raise _unavailable(entry, str(exc)) from None
+        # torch.hub's copy of the same file, verified, stands in for the download: converted
+        # the same way, and left where it is.
+        borrowed = find_in_torch_hub(entry.url, entry.expected_digest)
+        if borrowed is not None:
+            original = borrowed
+        else:
+            download = mvit_home() / "downloads" / (Path(urlparse(entry.url).path).name
+                                                    or entry.name)
+            try:
+                original = fetch_url(entry.url, download, entry.expected_digest,
+                                     limits_for(entry.size_mb))
+            except OfflineError as exc:
+                raise _unavailable(entry, str(exc)) from None
         converted = convert_to_native(original.path, entry, target, {
             META_SOURCE: entry.url, META_SOURCE_SHA256: original.sha256,
             META_DIGEST_FROM: "publisher" if entry.expected_digest else "user"})
-        original.path.unlink()
+        if borrowed is None:
+            original.path.unlink()
     return target, converted.sha256
 
 

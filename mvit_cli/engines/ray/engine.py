@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ...allocator import ENVIRONMENT_VARIABLE, asked_in_cpu_runs
 from ...errors import UsageError
 from ...extras import install_hint
 from ...jobs.classify import ClassifyJob, FileResult
@@ -65,7 +66,7 @@ def require_ray():
 FORWARDED_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION",
                        "AWS_REGION", "GOOGLE_APPLICATION_CREDENTIALS", "HF_ENDPOINT",
-                       "HF_TOKEN", "HF_HUB_OFFLINE")
+                       "HF_TOKEN", "HF_HUB_OFFLINE", "MVIT_KEEP_FREED_MEMORY")
 
 
 def connect(address: str | None) -> None:
@@ -77,6 +78,8 @@ def connect(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     env_vars = {name: os.environ[name] for name in FORWARDED_VARIABLES if name in os.environ}
+    if asked_in_cpu_runs() and ENVIRONMENT_VARIABLE not in os.environ:
+        env_vars[ENVIRONMENT_VARIABLE] = "1"  # the command's CPU workers keep freed memory too
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR,  # its start-up lines are not the user's concern
              runtime_env={"env_vars": env_vars} if env_vars else None)
