@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+import mvit_cli
 from machine import cpu_model
 
 

@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "mvit-bench")
     args = parser.parse_args()
-    mvit_cli.keep_freed_memory()  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
     import mvit_cli
+    mvit_cli.keep_freed_memory()  # as the `mvit` command's CPU runs do (mvit_cli/allocator.py)
     from mvit_cli.media.windows import sample_times
 
     args.workdir.mkdir(parents=True, exist_ok=True)
