@@ -297,7 +297,7 @@ def test_a_model_without_a_weights_file_is_refused(fake_openvino):
 
 def test_without_openvino_installed_the_error_says_what_to_install(weights, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
-    with pytest.raises(UsageError, match=r"pip install 'mvit-cli\[openvino\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'openvino>=2025.0'"):
         mvit_cli.load(weights, backend="openvino")
 
 
