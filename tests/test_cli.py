@@ -63,6 +63,17 @@ def test_classify_quietly_says_only_failures_and_the_summary(tmp_path, tiny_weig
     assert lines[1].startswith("2 of 3 files classified, 1 failed")
 
 
+def test_classify_quietly_of_a_single_file_prints_its_top_label(tmp_path, tiny_weights):
+    """A single file without -o: its top label is the whole result, so --quiet keeps that
+    one line on stdout (path, label, score, tab-separated) and nothing else."""
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    result = run_cli("classify", video, "--weights", tiny_weights, "--workers", "0", "-q")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    [line] = result.stdout.splitlines()
+    path, label, score = line.split("\t")
+    assert path.endswith("clip.mp4") and label.startswith("action ") and 0 < float(score) <= 1
+
+
 def test_classify_takes_the_crops_clips_and_batch_size_asked_for(tmp_path, tiny_weights,
                                                                  monkeypatch):
     """Two files of 2 clips x 3 crops: 6 views each, 4 to a model call."""
