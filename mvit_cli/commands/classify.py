@@ -96,6 +96,7 @@ def classify_command(
     """Classify videos (and images, with image models): top-k labels per file."""
     # Only what the checks below need: a wrong argument is said before torch is imported.
     from ..media.discover import find_inputs
+    from ..outputs.folders import prepare_folder
     from ..outputs.registry import (check_existing, check_output, lock_output_of,
                                     open_features, open_output)
     from ..outputs.stamp import make_stamp
@@ -115,6 +116,11 @@ def classify_command(
         from ..media.discover import manifest_items
 
         inputs.items += manifest_items(manifest)
+    # The folders of what is written are made (or refused) now, before the model loads.
+    if output is not None and output != "-":
+        prepare_folder("-o", output)
+    if features is not None:
+        prepare_folder("--features", features)
     start_decoders_early(engine, workers, inputs.items)
     from ..api import load
     # Held from now: a second run on the same output refuses before loading anything.
