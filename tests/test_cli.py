@@ -63,6 +63,34 @@ def test_classify_quietly_says_only_failures_and_the_summary(tmp_path, tiny_weig
     assert lines[1].startswith("2 of 3 files classified, 1 failed")
 
 
+def test_classify_quietly_of_a_single_file_prints_its_top_label(tmp_path, tiny_weights):
+    """A single file without -o: its top label is the whole result, so --quiet keeps that
+    one line on stdout (path, label, score, tab-separated) and nothing else."""
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    result = run_cli("classify", video, "--weights", tiny_weights, "--workers", "0", "-q")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    [line] = result.stdout.splitlines()
+    path, label, score = line.split("\t")
+    assert path.endswith("clip.mp4") and label.startswith("action ") and 0 < float(score) <= 1
+
+
+def test_classify_makes_the_features_folder_and_refuses_one_under_a_file(tmp_path,
+                                                                         tiny_weights):
+    """--features, like -o, has its folder made before the work; one that would have to be
+    a regular file is one line before the model loads (the weights named do not exist)."""
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    made = run_cli("classify", video, "--weights", tiny_weights, "--workers", "0", "-q",
+                   "--features", tmp_path / "new" / "dir" / "f.npy")
+    assert made.exit_code == 0 and (tmp_path / "new" / "dir" / "f.npy").is_file(), made.output
+    (tmp_path / "file").write_text("not a folder")
+    for option, name in (("--features", "f.npy"), ("-o", "rows.csv")):
+        refused = run_cli("classify", video, "--weights", tmp_path / "absent.safetensors",
+                          option, tmp_path / "file" / name)
+        assert refused.exit_code == 2, refused.output
+        [line] = refused.stderr.splitlines()
+        assert option in line and "is a file" in line
+
+
 def test_classify_takes_the_crops_clips_and_batch_size_asked_for(tmp_path, tiny_weights,
                                                                  monkeypatch):
     """Two files of 2 clips x 3 crops: 6 views each, 4 to a model call."""

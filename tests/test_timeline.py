@@ -241,6 +241,32 @@ def test_pictures_of_several_videos_need_a_stem(tmp_path, second, option):
     assert result.exit_code == 2 and "{stem}" in result.stderr, result.output
 
 
+def test_pictures_into_missing_folders_have_their_folders_made(tmp_path, second,
+                                                                monkeypatch):
+    """--plot and --annotate make their folders, as -o does; a {stem} one per video."""
+    monkeypatch.chdir(tmp_path)
+    result = timeline(second, "--plot", "missing/dir/p.png", "--annotate", "missing2/a.mp4")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "missing/dir/p.png").stat().st_size > 0
+    assert (tmp_path / "missing2/a.mp4").stat().st_size > 0
+    stem = timeline(second, "--plot", "plots/{stem}/p.png")
+    assert stem.exit_code == 0 and (tmp_path / "plots/second/p.png").is_file(), stem.output
+
+
+@pytest.mark.parametrize("option", ["--plot", "--annotate", "--features", "-o"])
+def test_an_output_under_a_file_is_one_line_before_any_work(tmp_path, second, option):
+    """A path whose folder would have to be a regular file is refused before the model loads
+    (the weights named do not even exist): one line, no traceback."""
+    (tmp_path / "file").write_text("not a folder")
+    target = {"--plot": "p.png", "--annotate": "a.mp4", "--features": "f.npy",
+              "-o": "rows.csv"}[option]
+    result = run_cli("timeline", second, "--weights", tmp_path / "absent.safetensors", option,
+                     tmp_path / "file" / "sub" / target, "--workers", "0")
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    [line] = result.stderr.splitlines()
+    assert option in line and "is a file" in line and "absent" not in line
+
+
 def test_a_full_disk_mid_run_stops_and_keeps_the_videos_written(tiny, second, tmp_path,
                                                                  monkeypatch):
     """As classify (test_hostile.py): one line, exit 1, the videos written before kept, so the

@@ -423,3 +423,38 @@ def test_train_command_takes_its_options(tmp_path):
         "epochs": 1, "batch_size": 4, "lr": 0.002, "seed": 5, "clips": 6}
     assert training["val_accuracy"] is not None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no state left
+
+
+def test_an_imported_trained_file_runs_the_protocol_it_records(tmp_path, monkeypatch):
+    """`mvit weights import` of what `mvit train` saved: the entry keeps the file's protocol
+    and labels, so `--weights NAME` classifies exactly as `--weights FILE` does."""
+    import csv
+
+    import mvit_cli
+
+    register_tiny_architectures()
+    monkeypatch.setenv("MVIT_HOME", str(tmp_path / "home"))
+    cfg = replace(TINY_V2, frames=4, size=32, num_classes=2)  # registered as tiny-v2
+    settings = TrainSettings(epochs=1, batch_size=6, val_split=0.0, seed=0)
+    result = train(noise(per_class=3), cfg, settings, max_steps=1)
+    trained = tmp_path / "trained.safetensors"
+    save_trained(result, noise(per_class=3), trained, settings)
+    imported = run_cli("weights", "import", trained, "--name", "mine")
+    assert imported.exit_code == 0, imported.output
+
+    by_file, by_name = mvit_cli.load(str(trained)), mvit_cli.load("mine")
+    assert by_file.recorded_protocol is not None
+    assert by_name.recorded_protocol == by_file.recorded_protocol
+    assert by_name.protocol == by_file.protocol and by_name.labels == by_file.labels == ["a", "b"]
+
+    video = write_video(tmp_path / "clip.mp4", frames=8, width=48, height=48)
+    rows = {}
+    for weights in (trained, "mine"):
+        out = tmp_path / f"{Path(str(weights)).stem}.csv"
+        done = run_cli("classify", video, "--weights", weights, "-o", out, "-q")
+        assert done.exit_code == 0, done.output
+        with open(out, newline="") as handle:
+            rows[str(weights)] = next(csv.DictReader(handle))
+    assert rows["mine"]["protocol"] == rows[str(trained)]["protocol"]
+    assert rows["mine"]["label_1"] == rows[str(trained)]["label_1"]
+    assert rows["mine"]["score_1"] == rows[str(trained)]["score_1"]

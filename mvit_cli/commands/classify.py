@@ -76,7 +76,8 @@ def classify_command(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Only errors and the summary: no progress, no labels.")] = False,
+        "--quiet", "-q", help="Only errors and the summary: no progress, no labels (a "
+                              "single file without -o: its top label, one line).")] = False,
     features: Annotated[Optional[str], typer.Option(
         "--features", show_default=False,
         help="Also write each file's pooled feature (the head's input, mean over its views) "
@@ -95,6 +96,7 @@ def classify_command(
     """Classify videos (and images, with image models): top-k labels per file."""
     # Only what the checks below need: a wrong argument is said before torch is imported.
     from ..media.discover import find_inputs
+    from ..outputs.folders import prepare_folder
     from ..outputs.registry import (check_existing, check_output, lock_output_of,
                                     open_features, open_output)
     from ..outputs.stamp import make_stamp
@@ -114,6 +116,11 @@ def classify_command(
         from ..media.discover import manifest_items
 
         inputs.items += manifest_items(manifest)
+    # The folders of what is written are made (or refused) now, before the model loads.
+    if output is not None and output != "-":
+        prepare_folder("-o", output)
+    if features is not None:
+        prepare_folder("--features", features)
     start_decoders_early(engine, workers, inputs.items)
     from ..api import load
     # Held from now: a second run on the same output refuses before loading anything.
@@ -175,7 +182,9 @@ def _weights_note(clf) -> str:
 class _Display:
     """Where each result is shown: a table for a single file, a line per file otherwise,
     nothing on stdout when rows go to a file (plain progress lines on stderr for logs).
-    Notes go to stderr, above the progress bar while one is drawn."""
+    Notes go to stderr, above the progress bar while one is drawn. Quiet, a single file
+    without an output still gets its one line (path, top label, score): its label is the
+    whole result, and nothing else would keep it."""
 
     def __init__(self, single: bool, to_file: bool, quiet: bool) -> None:
         self.single, self.to_file, self.quiet = single, to_file, quiet
@@ -194,6 +203,8 @@ class _Display:
         elif result.warning and not self.quiet:
             note(f"{path}: warning: {result.warning}")
         if self.quiet:
+            if self.single and result.ok:
+                say(_result_line(result), to_stderr=False)
             return
         if self.to_file:
             if not errors.is_terminal:  # a log file: one plain line per file
@@ -206,11 +217,16 @@ class _Display:
         if self.single:
             console.print(_result_table(result))
             return
-        line = f"{path}\t{result.labels[0]}\t{result.scores[0]:.3f}"
+        line = _result_line(result)
         if console.is_terminal and progress.live.is_started:
             progress.console.print(escape(line), soft_wrap=True)  # above the bar, not through it
         else:
             say(line, to_stderr=False)
+
+
+def _result_line(result) -> str:
+    """A file's top label as a line a script splits on tabs: path, label, score."""
+    return f"{shown(result.path)}\t{result.labels[0]}\t{result.scores[0]:.3f}"
 
 
 def _result_table(result):

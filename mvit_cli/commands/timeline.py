@@ -34,6 +34,18 @@ def _for_video(template: str, path: str) -> Path:
     return Path(template.replace("{stem}", Path(printable(path)).stem))
 
 
+def _prepare_folders(option: str, path: str | None, videos: list[str]) -> None:
+    """Make the folder of each file `option` will write (one per video for a {stem}
+    template), before the model loads."""
+    from ..outputs.folders import prepare_folder
+
+    if path is None or path == "-":
+        return
+    for target in ({_for_video(path, video) for video in videos} if "{stem}" in path
+                   else {Path(path)}):
+        prepare_folder(option, target)
+
+
 def timeline_command(
     paths: Annotated[list[str], typer.Argument(
         help="Videos, folders (searched recursively) or globs.", metavar="VIDEO...",
@@ -98,12 +110,14 @@ def timeline_command(
     from ..api import load
     from ..outputs.registry import (check_existing, check_output, lock_output_of,
                                     open_features, open_timeline_output)
+    from ..outputs.folders import prepare_folder
     from ..outputs.timeline_settings import Settings
     from ..outputs.stamp import make_stamp
 
     videos = [item for item in inputs.items if item.kind != "image"]
     if output is not None:
         check_output("timeline", output, len(videos))
+        _prepare_folders("-o", output, [item.path for item in videos])
     # Held from now: a second run on the same output refuses before loading anything.
     lock = lock_output_of("timeline", output) if output is not None else None
     try:
@@ -113,6 +127,11 @@ def timeline_command(
         _per_video(annotate, "--annotate", len(videos))
         if features is not None:
             check_output("features", features)
+        # Pictures and features are written after the work: their folders are made now.
+        _prepare_folders("--plot", plot, [item.path for item in videos])
+        _prepare_folders("--annotate", annotate, [item.path for item in videos])
+        if features is not None:
+            prepare_folder("--features", features)
         spinner = (errors.status("loading the model ...") if errors.is_terminal and not quiet
                    else None)
         with spinner or nullcontext():

@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from filelock import FileLock
@@ -27,6 +28,7 @@ from ..checkpoints.metadata import (META_DIGEST_FROM, META_PROTOCOL, META_SOURCE
 from ..errors import MvitError, UsageError, first_line
 from ..fileio import atomic_write_text
 from ..labels import choose_labels, read_label_file
+from ..media.protocol import check_recorded
 from ..models.architectures import get_config, same_architecture
 from ..models.config import MViTConfig
 from ..paths import mvit_home
@@ -295,8 +297,11 @@ def import_checkpoint(source: Path, name: str, architecture: str | None = None,
     against the published digest, and a match makes it exactly what a download would have
     made (the entry keeps its default, labels, protocol and accuracy). A mismatch, or an
     entry with no digest to check, is refused; `force` then imports the file as the user's
-    own entry of that name, which keeps the default and the protocol but claims no accuracy.
+    own entry of that name, which keeps the default but claims no accuracy.
     Any other name makes a user entry, its architecture from --model or from the file.
+    A user entry keeps the test protocol the file records (what `mvit train` writes), else
+    the published entry's: the entry's protocol outranks the file's wherever it is used, so
+    one left out here would make `--weights NAME` sample other clips than `--weights FILE`.
     """
     from ..checkpoints.files import load_file
 
@@ -339,6 +344,7 @@ def import_checkpoint(source: Path, name: str, architecture: str | None = None,
         entry = WeightsEntry(name=name, architecture=cfg.name,
                              labels="custom" if labels else cfg.dataset,
                              reported_by=f"imported from {source}")
+    entry = replace(entry, protocol=_recorded_protocol(source) or entry.protocol)
     target = weights_dir() / f"{entry.name}.safetensors"
     converted = convert_to_native(source, entry, target,
                                   {META_SOURCE: str(source.resolve()), META_SOURCE_SHA256: digest},
@@ -347,6 +353,15 @@ def import_checkpoint(source: Path, name: str, architecture: str | None = None,
     others = [e for e in user_entries() if e.name.lower() != name.lower()]
     save_user_entries([entry, *others])
     return entry
+
+
+def _recorded_protocol(source: Path) -> dict[str, Any] | None:
+    """The test protocol a file of ours records, checked now so that a bad one is refused
+    at import rather than at the first run; None for a file that records none."""
+    from ..checkpoints.loading import file_protocol
+    from ..checkpoints.reader import read_metadata
+
+    return check_recorded(file_protocol(str(source), read_metadata(source)), str(source))
 
 
 @dataclass
