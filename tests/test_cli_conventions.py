@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import register_tiny_architectures, run_cli
 
 
@@ -36,3 +38,50 @@ def test_every_batch_is_a_batch_size():
 
 def test_shell_completion_is_offered():
     assert "--install-completion" in run_cli("--help").stdout
+
+
+@pytest.mark.slow
+def test_verbose_is_v_and_shows_the_decoders_own_messages(tmp_path):
+    """-v, as in other tools, on both commands that decode; classify's decoders (in worker
+    processes) then let FFmpeg's and decord's complaints through."""
+    import subprocess
+    import sys
+
+    for command in ("classify", "timeline"):
+        assert "-v, --verbose" in run_cli(command, "--help").stdout
+    broken = tmp_path / "text.mp4"
+    broken.write_text("not a video")
+
+    def stderr_of(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "mvit_cli.cli", "classify", str(broken),
+                               "-w", "motion-demo", "--workers", "1", "-o",
+                               str(tmp_path / f"out{len(flags)}.csv"), *flags],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr
+        return done.stderr
+
+    assert "ERROR opening" not in stderr_of()
+    assert "ERROR opening" in stderr_of("-v")
+
+
+def test_the_timeline_passes_verbose_to_its_decoders(tmp_path, monkeypatch):
+    import mvit_cli.api
+    from conftest import save_tiny
+    from media import write_video
+
+    register_tiny_architectures()
+    weights = save_tiny(tmp_path / "tiny.safetensors")
+    asked = []
+    timeline = mvit_cli.api.Pipeline.timeline
+
+    def spied(self, *args, **kwargs):
+        asked.append(kwargs.get("decoder_messages"))
+        return timeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(mvit_cli.api.Pipeline, "timeline", spied)
+    video = write_video(tmp_path / "v.mp4", frames=12)
+    for flags, expected in (((), False), (("-v",), True)):
+        result = run_cli("timeline", video, "-w", weights, "--workers", "0",
+                         "-o", tmp_path / f"t{len(flags)}.csv", *flags)
+        assert result.exit_code == 0, result.output
+        assert asked[-1] is expected

@@ -17,7 +17,7 @@ import typer
 
 from ..errors import MvitError, UsageError
 from ..outputs.registry import classify_output_help, features_suffixes
-from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+from .common import (VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, console, errors, escape, say, shown,
                      start_decoders_early, stop_interrupted)
@@ -69,8 +69,7 @@ def classify_command(
              "to 4, on the CPU; one fewer with a GPU.")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds one file may take to decode.")] = 60.0,
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", help="Show the decoders' own messages.")] = False,
+    verbose: VerboseOption = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model (slow start; for big folders).")] = False,
     overwrite: Annotated[bool, typer.Option(

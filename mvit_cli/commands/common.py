@@ -124,6 +124,8 @@ PrecisionOption = Annotated[Precision, typer.Option(
     "CPUs with native bf16 for weights whose measured bf16 accuracy passes; else fp32).")]
 EngineOption = Annotated[Literal[tuple(ENGINES)], typer.Option(
     "--engine", help="local: this machine's processes; ray: a Ray cluster (the ray extra).")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Show the decoders' own messages (FFmpeg's and decord's).")]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", show_default=False,
     help="The Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")]

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import MvitError, UsageError
 from ..outputs.registry import features_suffixes, timeline_output_help
-from .common import (AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+from .common import (VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, errors, say, shown, start_decoders_early,
                      stop_interrupted)
@@ -95,6 +95,7 @@ def timeline_command(
         "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only errors and the summary.")] = False,
+    verbose: VerboseOption = False,
     engine: EngineOption = "local",
     address: AddressOption = None,
 ) -> None:
@@ -163,6 +164,7 @@ def timeline_command(
     def start(on_probe):
         return clf.timeline(todo, window=windowing.length, stride=windowing.stride,
                             workers=workers, timeout=timeout, batch_size=batch_size,
+                            decoder_messages=verbose,
                             features=feature_writer is not None, on_probe=on_probe,
                             engine=engine, address=address)
 
