@@ -257,15 +257,17 @@ class Pipeline:
             workers = default_workers(self.device.type)
         return DecodePool(max(1, workers), self.protocol_with(clips, crops), timeout)
 
-    def segments(self, video: VideoTimeline, smooth: int = 1, threshold: float = 0.0
-                 ) -> list[Segment]:
-        """A timeline's segments, exactly as `mvit timeline --smooth --threshold` writes them:
-        each window's softmax averaged over `smooth` windows, consecutive windows with the
-        same top label merged, windows whose top score is under `threshold` unlabelled."""
-        if smooth < 1 or not 0.0 <= threshold <= 1.0:
+    def segments(self, video: VideoTimeline, smooth: int = 1, threshold: float = 0.0,
+                 min_segment: float = 0.0) -> list[Segment]:
+        """A timeline's segments, exactly as `mvit timeline --smooth --threshold
+        --min-segment` writes them: each window's softmax averaged over `smooth` windows,
+        consecutive windows with the same top label merged, windows whose top score is under
+        `threshold` unlabelled, segments shorter than `min_segment` seconds absorbed."""
+        if smooth < 1 or not 0.0 <= threshold <= 1.0 or not min_segment >= 0:
             raise UsageError(f"smooth: at least 1 (not {smooth}); threshold: 0 to 1 (not "
-                             f"{threshold})")
-        return segments(video.windows, self.labels, video.duration, smooth, threshold)
+                             f"{threshold}); min_segment: 0 or more (not {min_segment})")
+        return segments(video.windows, self.labels, video.duration, smooth, threshold,
+                        min_segment)
 
     def windowing(self, window: float | None = None, stride: float | None = None) -> Windowing:
         """The timeline's windows for these weights (see media/windows.py)."""

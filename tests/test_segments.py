@@ -77,3 +77,38 @@ def test_webvtt_cues_are_blocks_apart_after_a_note_of_what_made_them():
     assert "-->" not in blocks[1]  # a cue timing line inside a note would end it
     assert blocks[2:] == ["00:00:00.000 --> 00:00:01.500\nwalk (0.69)",
                           "01:02:03.456 --> 02:01:01.000\nrun (0.50)\n"]
+
+
+def one_second_windows(*top: int | None) -> list[Window]:
+    """Window i a second long, led by class top[i] at 0.8 (None: no class above 0.4)."""
+    windows = []
+    for i, label in enumerate(top):
+        probs = np.full(3, 0.1 if label is not None else 1 / 3)
+        if label is not None:
+            probs[label] = 0.8
+        windows.append(Window(float(i), float(i) + 1.0, probs))
+    return windows
+
+
+def test_a_segment_shorter_than_the_minimum_takes_its_neighbours_label():
+    """walk x3, run x1 (a flicker), walk x3, then jump x1 at the end: with --min-segment 2
+    the flicker joins the walk around it, and the last second joins what comes before."""
+    windows = one_second_windows(0, 0, 0, 1, 0, 0, 0, 2)
+    plain = segments(windows, LABELS, 8.0)
+    assert [s.label for s in plain] == ["walk", "run", "walk", "jump"]
+    merged = segments(windows, LABELS, 8.0, min_length=2.0)
+    assert [(s.label, s.start, s.end) for s in merged] == [("walk", 0.0, 8.0)]
+    # the absorbed windows count with their score for the label they took: 6 x 0.8, 2 x 0.1
+    assert merged[0].score == np.float64(np.mean([0.8] * 3 + [0.1] + [0.8] * 3 + [0.1]))
+
+
+def test_a_short_segment_between_unlabelled_stretches_is_dropped_and_none_is_invented():
+    windows = one_second_windows(None, None, 1, None, None, 0, 0, 0)
+    found = segments(windows, LABELS, 8.0, threshold=0.5, min_length=2.0)
+    assert [(s.label, s.start, s.end) for s in found] == [("walk", 5.0, 8.0)]
+    assert segments(windows, LABELS, 8.0, threshold=0.5, min_length=0.0)[0].label == "run"
+
+
+def test_the_minimum_leaves_segments_as_they_were_when_none_is_shorter():
+    windows = one_second_windows(0, 0, 1, 1, 2, 2)
+    assert segments(windows, LABELS, 6.0, min_length=2.0) == segments(windows, LABELS, 6.0)

@@ -520,7 +520,8 @@ def test_segments_are_not_resumed_with_another_smooth_or_threshold(tiny, second,
     assert tiny_timeline(second, tiny, "-o", out).exit_code == 0
     before = out.read_bytes()
     for option, value, said in [("--smooth", "3", "--smooth 1 (this run: 3)"),
-                                ("--threshold", "0.5", "--threshold 0 (this run: 0.5)")]:
+                                ("--threshold", "0.5", "--threshold 0 (this run: 0.5)"),
+                                ("--min-segment", "2", "--min-segment 0 (this run: 2)")]:
         refused = tiny_timeline(second, tiny, "-o", out, option, value)
         assert refused.exit_code == 2 and said in refused.stderr, refused.output
         assert len(refused.stderr.strip().splitlines()) == 1 and out.read_bytes() == before

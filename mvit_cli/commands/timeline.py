@@ -71,6 +71,9 @@ def timeline_command(
     threshold: Annotated[float, typer.Option(
         "--threshold", min=0.0, max=1.0,
         help="A window whose top score is below this has no label.")] = 0.0,
+    min_segment: Annotated[float, typer.Option(
+        "--min-segment", min=0.0, help="Seconds a segment lasts at least: a shorter one takes "
+        "the label of the segment beside it (0: keep every segment).")] = 0.0,
     plot: Annotated[Optional[str], typer.Option(
         "--plot", show_default=False,
         help="Draw the timeline to FILE.png ({stem} for several videos).")] = None,
@@ -142,7 +145,7 @@ def timeline_command(
         protocol = clf.protocol_with(1, 1)
         stamp = make_stamp(clf.provenance, protocol)
         stamp["protocol"] += f"; windows of {windowing.length:g} s every {windowing.stride:g} s"
-        settings = Settings(clf.labels, top_k, smooth, threshold)
+        settings = Settings(clf.labels, top_k, smooth, threshold, min_segment)
         writer = (open_timeline_output(output, settings, stamp, overwrite, lock)
                   if output else None)
         feature_writer = open_features(features, stamp) if features else None

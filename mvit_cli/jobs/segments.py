@@ -45,29 +45,59 @@ def stretches(windows: list[Window], duration: float) -> list[tuple[float, float
 
 
 def segments(windows: list[Window], labels: list[str], duration: float, smooth_windows: int = 1,
-             threshold: float = 0.0) -> list[Segment]:
+             threshold: float = 0.0, min_length: float = 0.0) -> list[Segment]:
     """Consecutive windows whose smoothed top label agrees, merged; windows whose top score
-    is under `threshold` have no label and break segments."""
+    is under `threshold` have no label and break segments. A segment shorter than
+    `min_length` seconds takes the label of the segment it adjoins (the one before, else the
+    one after), or is dropped where it adjoins none: a second's flicker is not a scene."""
     if not windows:
         return []
     scores = smooth(np.stack([w.probs for w in windows]), smooth_windows)
     top = scores.argmax(axis=1)
     best = scores[np.arange(len(top)), top]
+    spans = stretches(windows, duration)
+    window_labels = [int(top[i]) if best[i] >= threshold else None for i in range(len(top))]
+    if min_length > 0:
+        window_labels = absorb_short_runs(window_labels, spans, min_length)
     found: list[Segment] = []
     run_label, run_scores, run_start, run_end = None, [], 0.0, 0.0
-    for index, (start, end) in enumerate(stretches(windows, duration)):
-        label = int(top[index]) if best[index] >= threshold else None
+    for index, (start, end) in enumerate(spans):
+        label = window_labels[index]
         if label != run_label or label is None:
             if run_label is not None:
                 found.append(Segment(labels[run_label], float(np.mean(run_scores)), run_start,
                                      run_end))
             run_label, run_scores, run_start = label, [], start
         if label is not None:
-            run_scores.append(float(best[index]))
+            run_scores.append(float(scores[index, label]))
         run_end = end
     if run_label is not None:
         found.append(Segment(labels[run_label], float(np.mean(run_scores)), run_start, run_end))
     return found
+
+
+def absorb_short_runs(window_labels: list[int | None], spans: list[tuple[float, float]],
+                      min_length: float) -> list[int | None]:
+    """Each run of windows with one label lasting under `min_length`, shortest first,
+    relabelled as the labelled run before it, else the one after it, else unlabelled."""
+    labels = list(window_labels)
+    while True:
+        runs = []  # (label, first, last) of the labelled runs, and None runs between them
+        for index, label in enumerate(labels):
+            if runs and runs[-1][0] == label and label is not None:
+                runs[-1][2] = index
+            else:
+                runs.append([label, index, index])
+        short = [(spans[last][1] - spans[first][0], position)
+                 for position, (label, first, last) in enumerate(runs)
+                 if label is not None and spans[last][1] - spans[first][0] < min_length]
+        if not short:
+            return labels
+        _, position = min(short)
+        before = runs[position - 1][0] if position > 0 else None
+        after = runs[position + 1][0] if position + 1 < len(runs) else None
+        _, first, last = runs[position]
+        labels[first:last + 1] = [before if before is not None else after] * (last - first + 1)
 
 
 def top_k(window: Window, labels: list[str], k: int) -> tuple[list[str], list[float]]:

@@ -45,7 +45,7 @@ def stamp_differences(recorded: Mapping[str, Any], stamp: Mapping[str, str] | No
 # segment output records each only where it differs from that value: outputs made with the
 # defaults keep the bytes they had before these were recorded, and an output made before then
 # reads as made with the defaults (it is resumed by a run with the defaults).
-SEGMENT_DEFAULTS = {"smooth": 1, "threshold": 0.0}
+SEGMENT_DEFAULTS = {"smooth": 1, "threshold": 0.0, "min_segment": 0.0}
 
 
 def segment_settings(settings: Any) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def segment_differences(recorded: Mapping[str, Any], ours: Mapping[str, Any] | N
         theirs = recorded.get(key, default)
         if theirs != ours[key]:
             shown = f"{theirs:g}" if isinstance(theirs, (int, float)) else repr(theirs)
-            differences.append(f"--{key} {shown} (this run: {ours[key]:g})")
+            differences.append(f"--{key.replace('_', '-')} {shown} (this run: {ours[key]:g})")
     return differences
 
 
