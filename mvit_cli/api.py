@@ -52,7 +52,8 @@ __all__ = ["BACKENDS", "LoadArguments", "Pipeline", "load"]
 
 def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = None,
          labels: LabelsArgument = None, device: str = "auto", precision: str = "auto",
-         backend: str = "torch", compile: bool = False) -> Pipeline:
+         backend: str = "torch", compile: bool = False, frames: int | None = None,
+         fps: float | None = None) -> Pipeline:
     """Resolve weights once and return a ready classifier.
 
     `weights`: a registry name (`mvit weights list`; downloaded, verified and cached on first
@@ -62,11 +63,14 @@ def load(weights: PathLike | None = None, *, model: str | MViTConfig | None = No
     those of the weights. `device`: auto, cpu, cuda, cuda:N or mps. `precision`: auto, fp32,
     bf16 or fp16. `compile`: torch.compile the model (a slow first batch; for big folders).
     `backend`: torch, or openvino (CPU only: the ONNX export compiled by OpenVINO at fp32 or
-    bf16, cached on disk; see backends/openvino.py).
+    bf16, cached on disk; see backends/openvino.py). `frames` and `fps`: clips of other
+    frames, sampled at another rate, than the weights' protocol (video models).
     """
     loaded, chosen_backend, arguments = assemble(weights, model, labels, device, precision,
                                                  backend, compile)
-    return Pipeline(loaded, chosen_backend, arguments)
+    pipeline = Pipeline(loaded, chosen_backend, arguments)
+    pipeline.sample(frames, fps)
+    return pipeline
 
 
 class Pipeline:
@@ -86,6 +90,15 @@ class Pipeline:
         # What another process (a Ray worker) needs to load the same pipeline; None for a
         # pipeline around a Python model.
         self.source = source
+        self.frames: int | None = None  # the protocol's, unless `sample` says otherwise
+        self.fps: float | None = None
+
+    def sample(self, frames: int | None = None, fps: float | None = None) -> Pipeline:
+        """Clips of `frames` frames sampled at `fps` from now on, instead of the weights'
+        protocol (None: the protocol's). Checked at once; returns the pipeline."""
+        protocol_for(self.cfg, self.recorded_protocol, 1, 1, frames, fps)
+        self.frames, self.fps = frames, fps
+        return self
 
     @classmethod
     def from_model(cls, model: MultiscaleTransformer, *, labels: LabelsArgument = None,
@@ -134,7 +147,8 @@ class Pipeline:
         if clips == "protocol" and self.recorded_protocol is None:
             warnings.warn(f"{self.provenance.weights} record no test protocol: clips='protocol' "
                           "uses the defaults (1 clip)", stacklevel=3)
-        return protocol_for(self.cfg, self.recorded_protocol, clips, crops)
+        return protocol_for(self.cfg, self.recorded_protocol, clips, crops, self.frames,
+                            self.fps)
 
     # ---- the model -----------------------------------------------------------------------
 

@@ -101,3 +101,34 @@ def test_transform_makes_from_decoded_frames_what_a_file_gives(clf, videos):
         clf.transform(decoded[:protocol.frames - 1])
     with pytest.raises(mvit_cli.UsageError, match="uint8"):
         clf.transform(decoded[:protocol.frames].astype(np.float32))
+
+
+def test_frames_and_fps_override_the_protocol_everywhere(clf, videos, tmp_path):
+    """As Hugging Face's num_frames and frame_sampling_rate: the clips the model gets, the
+    protocol outputs record, and a resume made with other ones refused."""
+    from conftest import run_cli
+
+    sampled = mvit_cli.load(clf.source.weights, device="cpu", precision="fp32",
+                            frames=6, fps=5.0)
+    protocol = sampled.protocol_with(1, 1)
+    assert (protocol.frames, protocol.frame_interval) == (6, 0.2)
+    assert sampled.preprocess(videos[2]).shape[2] == 6
+    [result] = sampled.classify([videos[2]], workers=0)
+    assert result.ok and result.scores[0] != clf(videos[2], top_k=5)[0]["score"]
+    with pytest.raises(mvit_cli.UsageError, match="frames"):
+        sampled.sample(frames=0)
+    out = tmp_path / "rows.csv"
+    args = ("classify", videos[2], "-w", clf.source.weights, "-o", out, "--workers", "0",
+            "--device", "cpu", "--precision", "fp32")
+    assert run_cli(*args, "--frames", "6", "--fps", "5").exit_code == 0
+    assert "6 frames at 5 fps" in out.read_text()
+    refused = run_cli(*args)  # the protocol's own frames: another protocol than the output's
+    assert refused.exit_code == 2 and "other settings" in refused.stderr
+
+
+def test_an_image_model_takes_no_frames(tmp_path):
+    from conftest import TINY_V2_IMAGE
+
+    weights = save_tiny(tmp_path / "image.safetensors", cfg=TINY_V2_IMAGE)
+    with pytest.raises(mvit_cli.UsageError, match="image model"):
+        mvit_cli.load(weights, device="cpu", frames=8)

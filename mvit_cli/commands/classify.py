@@ -17,7 +17,7 @@ import typer
 
 from ..errors import MvitError, UsageError
 from ..outputs.registry import classify_output_help, features_suffixes
-from .common import (VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+from .common import (FpsOption, FramesOption, VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, console, errors, escape, say, shown,
                      start_decoders_early, stop_interrupted)
@@ -69,6 +69,8 @@ def classify_command(
              "to 4, on the CPU; one fewer with a GPU.")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds one file may take to decode.")] = 60.0,
+    frames: FramesOption = None,
+    fps: FpsOption = None,
     verbose: VerboseOption = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model (slow start; for big folders).")] = False,
@@ -134,7 +136,7 @@ def classify_command(
         with spinner or nullcontext():
             clf = load(weights, model=model, labels=labels, device=device.value,
                        precision=precision.value, compile=compile_model,
-                       backend=backend)
+                       backend=backend, frames=frames, fps=fps)
         if n_clips == "protocol" and clf.recorded_protocol is None:
             say(f"note: {clf.provenance.weights} record no test protocol; --clips protocol "
                 "uses 1 clip")

@@ -124,6 +124,12 @@ PrecisionOption = Annotated[Precision, typer.Option(
     "CPUs with native bf16 for weights whose measured bf16 accuracy passes; else fp32).")]
 EngineOption = Annotated[Literal[tuple(ENGINES)], typer.Option(
     "--engine", help="local: this machine's processes; ray: a Ray cluster (the ray extra).")]
+FramesOption = Annotated[Optional[int], typer.Option(
+    "--frames", min=1, show_default=False,
+    help="Frames per clip, instead of the weights' protocol (video models).")]
+FpsOption = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, show_default=False,
+    help="Frames per second sampled, instead of the weights' protocol (video models).")]
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Show the decoders' own messages (FFmpeg's and decord's).")]
 AddressOption = Annotated[Optional[str], typer.Option(

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import MvitError, UsageError
 from ..outputs.registry import features_suffixes, timeline_output_help
-from .common import (VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
+from .common import (FpsOption, FramesOption, VerboseOption, AddressOption, BackendOption, Device, DeviceOption, EngineOption,
                      LabelsOption, ModelOption, Precision, PrecisionOption, WeightsOption,
                      check_engine, close_all, errors, say, shown, start_decoders_early,
                      stop_interrupted)
@@ -98,6 +98,8 @@ def timeline_command(
         "--overwrite", help="Start the output afresh instead of resuming it.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only errors and the summary.")] = False,
+    frames: FramesOption = None,
+    fps: FpsOption = None,
     verbose: VerboseOption = False,
     engine: EngineOption = "local",
     address: AddressOption = None,
@@ -140,7 +142,7 @@ def timeline_command(
                    else None)
         with spinner or nullcontext():
             clf = load(weights, model=model, labels=labels, device=device.value,
-                       precision=precision.value, backend=backend)
+                       precision=precision.value, backend=backend, frames=frames, fps=fps)
         windowing = clf.windowing(window, stride)
         protocol = clf.protocol_with(1, 1)
         stamp = make_stamp(clf.provenance, protocol)

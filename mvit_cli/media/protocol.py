@@ -109,19 +109,31 @@ MAX_VIEW_BYTES = 2 * 1024**3
 
 
 def protocol_for(cfg: MViTConfig, recorded: dict[str, Any] | None = None,
-                 clips: int | str | None = None, crops: int | None = None) -> Protocol:
+                 clips: int | str | None = None, crops: int | None = None,
+                 frames: int | None = None, fps: float | None = None) -> Protocol:
     """The protocol of a checkpoint (`recorded`, from its registry entry or metadata).
 
     `clips`: a number, None for 1, or "protocol" for the recorded number of clips.
+    `frames` and `fps` override the frames a clip has and the rate they are sampled at (as
+    Hugging Face's `num_frames` and `frame_sampling_rate`): video models run on other frame
+    counts by resampling their positions.
     """
     recorded = recorded or {}
+    if (frames is not None or fps is not None) and not cfg.is_video:
+        raise UsageError(f"{cfg.name} is an image model: frames and fps are for video models")
+    if frames is not None and (not isinstance(frames, int) or frames < 1):
+        raise UsageError(f"frames: a number of at least 1, not {frames!r}")
+    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < 10_000):
+        raise UsageError(f"fps: a rate above 0, not {fps!r}")
     if clips not in (None, "protocol") and (not isinstance(clips, int) or clips < 1):
         raise UsageError(f"clips: a number of at least 1, or 'protocol' (not {clips!r})")
     if crops not in (None, 1, 3):
         raise UsageError(f"crops: 1 (the centre) or 3 (along the long side), not {crops!r}")
     video = cfg.is_video
-    frames = cfg.frames if video else 1
-    if recorded.get("uniform"):
+    frames = frames or (cfg.frames if video else 1)
+    if fps is not None:
+        interval = 1.0 / float(fps)
+    elif recorded.get("uniform"):
         interval = 0.0  # the T frames are spread over each whole video (short clips)
     elif "fps" in recorded:
         interval = 1.0 / float(recorded["fps"])
