@@ -148,3 +148,28 @@ def test_standard_output_takes_no_lock():
     assert lock_output("-") is None
     first.close()
     second.close()
+
+
+def test_no_lock_file_is_left_once_a_run_is_done_or_refused(tmp_path, weights, video):
+    out = tmp_path / "labels.csv"
+    result = run_cli("classify", video, "--weights", weights, "-o", out, "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
+    other = tmp_path / "other.csv"
+    other.write_text("not ours\n")  # refused: not an output of mvit
+    refused = run_cli("classify", video, "--weights", weights, "-o", other, "--workers", "0")
+    assert refused.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "other.csv"]
+
+
+def test_a_lock_file_left_by_a_killed_run_is_taken_and_removed(tmp_path):
+    out = tmp_path / "labels.csv"
+    left = tmp_path / ".labels.csv.lock"
+    left.write_text("")  # a holder killed before it could remove it
+    lock = lock_output(out)
+    with pytest.raises(OutputError, match=HELD):
+        lock_output(out)
+    lock.release()
+    assert not left.exists()
+    lock_output(out).release()  # free again, and again nothing left
+    assert list(tmp_path.iterdir()) == []

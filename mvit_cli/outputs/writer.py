@@ -15,6 +15,7 @@ other.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,18 +23,64 @@ from filelock import FileLock, Timeout
 
 from .stamp import OutputError
 
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's lock, whose file stays
+    fcntl = None
+
 STDOUT = "-"
 
 
-def lock_output(path: str | Path) -> FileLock | None:
+class OutputLock:
+    """An exclusive, non-blocking lock on a dot file beside an output, removed when released,
+    so a finished or refused run leaves no hidden file behind.
+
+    Removing a lock file is safe only if a run that opened it just before it went checks,
+    once it holds the lock, that the name still leads to the file it locked; if not, it
+    locks the new one. The file is removed while still held, so no run ever holds a file
+    that another can still open by name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._fd = path, None
+
+    def acquire(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise Timeout(str(self.path)) from None
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                self._fd = fd
+                return
+            os.close(fd)  # its holder removed it as we opened it: lock the new one
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_output(path: str | Path) -> OutputLock | FileLock | None:
     """Hold `path` for this run (None for `-`): one run writes an output at a time, and a
     second refuses at once, rather than both appending (duplicate rows) or rewriting each
-    other's file. The lock is a dot file beside the output."""
+    other's file. The lock is a dot file beside the output, there while the run is."""
     if str(path) == STDOUT:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path.with_name(f".{path.name}.lock")), timeout=0)
+    name = path.with_name(f".{path.name}.lock")
+    lock = OutputLock(name) if fcntl is not None else FileLock(str(name), timeout=0)
     try:
         lock.acquire()
     except Timeout:
