@@ -273,7 +273,8 @@ def _run(results, total: int, writer, output, show: _Display, already: int,
         interrupted = True
     finally:
         results.close()  # stops the decoding workers now, whatever ended the loop
-        failure = failure or close_all(writer, feature_writer)
+        closing = close_all(writer, feature_writer)  # always: it frees the output's lock
+        failure = failure or closing
     if failure is not None:
         raise MvitError(f"cannot write {output} ({failure.strerror or failure}); the "
                         f"{done} rows written before are kept: make room and run the same "

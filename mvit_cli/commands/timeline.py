@@ -229,7 +229,8 @@ def _run(clf, start, todo: int, writer, feature_writer, settings, plot, annotate
             interrupted = True
         finally:
             results.close()
-            failure = failure or close_all(writer, feature_writer)
+            closing = close_all(writer, feature_writer)  # always: it frees the output's lock
+            failure = failure or closing
     if failure is not None:
         raise MvitError(f"cannot write {output} ({failure.strerror or failure}); what was "
                         "written before is kept: make room and run the same command again")
