@@ -15,11 +15,17 @@ if TYPE_CHECKING:
     import torch
 
 
+# Every name a device goes by, for the CLI's parsing as for `load(device=...)`.
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
 def resolve_device(name: str) -> torch.device:
     """auto: CUDA, else Apple's MPS, else the CPU. `cuda:N` picks a GPU."""
     import torch
 
     name = str(name).strip().lower()
+    if not DEVICE_NAME.fullmatch(name):
+        raise UsageError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -28,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", name):
+    if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"device {name}: no CUDA device is available (this torch: "
                              f"{torch.__version__})")
@@ -36,11 +42,9 @@ def resolve_device(name: str) -> torch.device:
         if index >= torch.cuda.device_count():
             raise UsageError(f"device {name}: there are {torch.cuda.device_count()} CUDA devices")
         return torch.device(name)
-    if name == "mps":
-        if not _mps_available():
-            raise UsageError("device mps: Apple's Metal (MPS) is not available here")
-        return torch.device("mps")
-    raise UsageError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if not _mps_available():  # name == "mps"
+        raise UsageError("device mps: Apple's Metal (MPS) is not available here")
+    return torch.device("mps")
 
 
 def _mps_available() -> bool:

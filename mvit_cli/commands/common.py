@@ -7,7 +7,6 @@ must answer at once. Commands import the heavy parts inside their bodies.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.console import Console
 
 from ..backends import BACKENDS
 from ..engines import ENGINES
+from ..devices import DEVICE_NAME
 from ..errors import MvitError
 
 console = Console(highlight=False)
@@ -78,8 +78,6 @@ class Device(str):
     takes it. The name is checked as it is parsed; whether the device exists, when the model
     loads (devices.resolve_device). `.value` as an Enum member has it, for the commands."""
 
-    PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
-
     @property
     def value(self) -> str:
         return str(self)
@@ -87,7 +85,7 @@ class Device(str):
     @classmethod
     def parse(cls, text: str) -> Device:
         name = str(text).strip().lower()
-        if not cls.PATTERN.fullmatch(name):
+        if not DEVICE_NAME.fullmatch(name):
             raise typer.BadParameter(f"{text!r}: auto, cpu, cuda, cuda:N or mps")
         return cls(name)
 
